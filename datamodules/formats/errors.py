@@ -1,0 +1,31 @@
+"""Errors raised by the format readers: every one names the file (and line) at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FormatError(ValueError):
+    """A dataset file is malformed, truncated, or disagrees with another file.
+
+    The message reads ``<path>:<line>: <what is wrong>`` so editors and terminals can jump to it.
+    """
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        super().__init__(f"{where}: {message}")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset (or a file of it) is absent; the message says where to get it and how to lay it out."""
+
+    def __init__(self, dataset: str, root: str | Path, missing: str | Path, how_to_get: str) -> None:
+        self.dataset = dataset
+        self.root = Path(root)
+        self.missing = Path(missing)
+        super().__init__(
+            f"{dataset} not found: {self.missing} does not exist (data root: {self.root}).\n"
+            f"{how_to_get}"
+        )
