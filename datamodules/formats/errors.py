@@ -15,7 +15,11 @@ class FormatError(ValueError):
         self.path = Path(path)
         self.line = line
         where = f"{self.path}:{line}" if line is not None else str(self.path)
+        self._args = (path, message, line)
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):  # keeps the type when raised inside a DataLoader worker
+        return type(self), self._args
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -25,7 +29,11 @@ class DatasetNotFoundError(FileNotFoundError):
         self.dataset = dataset
         self.root = Path(root)
         self.missing = Path(missing)
+        self._args = (dataset, root, missing, how_to_get)
         super().__init__(
             f"{dataset} not found: {self.missing} does not exist (data root: {self.root}).\n"
             f"{how_to_get}"
         )
+
+    def __reduce__(self):  # keeps the type when raised inside a DataLoader worker
+        return type(self), self._args

@@ -1,0 +1,318 @@
+"""CelebA (aligned 178 x 218 release) as a LightningDataModule: 40 binary attributes, identities.
+
+Reads the official on-disk layout with ``datamodules.formats.celeba.read_celeba`` (strict,
+cross-checked tables) and checks at setup that every listed image exists. Splits:
+
+- ``"random"`` (default, as in Le & Lee): a seeded random ``test_fraction`` of the images is the
+  test split; ``val_fraction`` of the remaining part is carved out for validation. With
+  ``val_fraction=0`` there is no held-out validation part: the validation loader serves the test
+  split (the paper's literal protocol, which monitors on test).
+- ``"official"``: ``list_eval_partition.txt`` (0 train, 1 val, 2 test); ``test_fraction`` and
+  ``val_fraction`` are not used.
+
+Batches: ``image`` float (B, 3, S, S) normalised, ``attributes`` float (B, L) in {0, 1},
+``identity`` long (B,), ``image_id`` list of file names. ``predict_dataloader`` serves the test
+split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
+from datamodules.formats.errors import FormatError
+from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
+from datamodules.paths import resolve_root
+
+log = logging.getLogger(__name__)
+
+# Crop boxes (top, left, height, width) in the 178 x 218 aligned image.
+CROP_BOXES: dict[str, tuple[int, int, int, int] | None] = {
+    "none": None,
+    "center": (20, 0, 178, 178),  # rows 20-197, all columns (OLR)
+    "face128": (45, 25, 128, 128),  # top-left (x=25, y=45) (ISTRC, AAE, hallucination)
+}
+
+
+class CelebAFaces(Dataset):
+    """One split of CelebA: ``dataset[i]`` is a batch-contract dict for one image.
+
+    Args:
+        index: The cross-checked tables.
+        rows: Row numbers (into ``index``) of this split.
+        columns: Attribute columns kept.
+        transform: uint8 (3, H, W) -> float (3, S, S).
+        crop: ``(top, left, height, width)`` cut before the transform, or None.
+    """
+
+    def __init__(
+        self,
+        index: CelebAIndex,
+        rows: torch.Tensor,
+        columns: list[int],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        crop: tuple[int, int, int, int] | None,
+    ) -> None:
+        self.image_dir = index.image_dir
+        self.names = [index.names[i] for i in rows.tolist()]
+        self.attributes = index.attributes[rows][:, columns]  # uint8 (N, L)
+        self.identities = index.identity[rows]  # long (N,)
+        self.transform = transform
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.image_dir / self.names[i]
+        image = read_rgb(path)  # uint8 (3, H, W)
+        if self.crop is not None:
+            image = _cut(image, self.crop, path)
+        return {
+            "image": self.transform(image),
+            "attributes": self.attributes[i].float(),
+            "identity": self.identities[i],
+            "image_id": self.names[i],
+        }
+
+    @cached_property
+    def _rows_by_identity(self) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for i, identity in enumerate(self.identities.tolist()):
+            groups.setdefault(identity, []).append(i)
+        return groups
+
+    def indices_of_identity(self, identity: int) -> list[int]:
+        """Positions in this dataset of the images of ``identity`` (empty when it has none here)."""
+        return list(self._rows_by_identity.get(int(identity), []))
+
+
+class CelebADataModule(LightningDataModule):
+    """CelebA attributes (+ identity) from the official aligned release or its synthetic twin.
+
+    Args:
+        root: Folder with ``img_align_celeba/`` and the annotation files; None resolves
+            ``$LATENTLAB_DATA/celeba`` else ``data/celeba``.
+        image_size: Side of the square network input (direct resize, bilinear, antialiased).
+        split: ``"random"`` (seeded image-level split) or ``"official"`` (list_eval_partition.txt).
+        test_fraction: Fraction of all images in the random test split.
+        val_fraction: Fraction of the random train part held out for validation; 0 = none (the
+            validation loader then serves the test split).
+        seed: Seed of the random split (and of the synthetic twin).
+        attributes: Attributes to keep (kept in official order); None keeps all 40.
+        drop_attributes: Attributes to remove from the kept ones.
+        crop: ``"none"``, ``"center"`` (178 x 178, rows 20-197) or ``"face128"`` (128 x 128 at
+            x=25, y=45), cut before the resize.
+        crop_offset: ``(x, y)`` shift in pixels of the crop box.
+        normalize: ``"imagenet"`` mean/std or ``"none"`` ([0, 1] images).
+        randaugment: RandAugment on the uint8 training images (after the resize).
+        randaugment_ops: RandAugment's number of operations N.
+        randaugment_magnitude: RandAugment's magnitude M.
+        batch_size: Images per batch.
+        num_workers: DataLoader worker processes.
+        synthetic: When set (``"tiny"``, ``"small"``, ``"default"``) and ``root`` has no
+            ``list_attr_celeba.txt``, ``prepare_data`` writes the synthetic twin with that preset
+            into ``root``'s parent (``root`` must then end in ``celeba``).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        split: Literal["official", "random"] = "random",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        attributes: list[str] | None = None,
+        drop_attributes: list[str] | None = None,
+        crop: Literal["none", "center", "face128"] = "none",
+        crop_offset: tuple[int, int] = (0, 0),
+        normalize: Literal["imagenet", "none"] = "imagenet",
+        randaugment: bool = False,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        synthetic: Literal["tiny", "small", "default"] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if crop not in CROP_BOXES:
+            raise ValueError(f"crop must be one of {sorted(CROP_BOXES)}, got {crop!r}")
+        if crop == "none" and tuple(crop_offset) != (0, 0):
+            raise ValueError(f"crop_offset {tuple(crop_offset)} needs a crop other than 'none'")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}"
+            )
+        self._columns = _select_attributes(attributes, drop_attributes or [])
+        self.splits: dict[str, CelebAFaces] = {}
+
+    @property
+    def root(self) -> Path:
+        """The resolved data root."""
+        return resolve_root(self.hparams.root, "celeba")
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """Names of the kept attributes, official order (available before ``setup``)."""
+        return [ATTRIBUTE_NAMES[j] for j in self._columns]
+
+    @property
+    def num_attributes(self) -> int:
+        """Number of kept attributes."""
+        return len(self._columns)
+
+    @property
+    def image_mean(self) -> tuple[float, float, float]:
+        """Per-channel mean subtracted from [0, 1] images."""
+        return NORMALIZATIONS[self.hparams.normalize][0]
+
+    @property
+    def image_std(self) -> tuple[float, float, float]:
+        """Per-channel std dividing [0, 1] images."""
+        return NORMALIZATIONS[self.hparams.normalize][1]
+
+    @property
+    def train_attributes(self) -> torch.Tensor:
+        """uint8 (N_train, L) labels of the training part (for class weights); needs ``setup``."""
+        if "train" not in self.splits:
+            raise RuntimeError("CelebADataModule.train_attributes needs setup('fit') first")
+        return self.splits["train"].attributes
+
+    def prepare_data(self) -> None:
+        """Write the synthetic twin when ``synthetic`` is set and ``root`` holds no CelebA yet."""
+        preset, root = self.hparams.synthetic, self.root
+        if preset is None or (root / ATTR_FILE).exists():
+            return
+        if root.name != "celeba":
+            raise ValueError(
+                f"synthetic={preset!r} writes the twin to <out>/celeba, so root must end in "
+                f"'celeba', got {root}"
+            )
+        log.warning(
+            "SYNTHETIC DATA: %s has no CelebA; writing the synthetic face twin (preset %r, "
+            "seed %d) to %s. These are rendered faces, not CelebA.",
+            root,
+            preset,
+            self.hparams.seed,
+            root.parent,
+        )
+        from datamodules.synthetic.faces import write_synthetic_faces
+
+        write_synthetic_faces(root.parent, preset=preset, seed=self.hparams.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and cross-check the tables, check every listed image exists, build the splits."""
+        if self.splits:
+            return
+        index = read_celeba(self.root)
+        check_images_exist(index)
+        hp = self.hparams
+        crop = _crop_box(hp.crop, tuple(hp.crop_offset))
+        augment = (hp.randaugment_ops, hp.randaugment_magnitude) if hp.randaugment else None
+        train_tf = square_transform(hp.image_size, hp.normalize, augment)
+        eval_tf = square_transform(hp.image_size, hp.normalize)
+        for name, rows in self._split_rows(index).items():
+            tf = train_tf if name == "train" else eval_tf
+            self.splits[name] = CelebAFaces(index, rows, self._columns, tf, crop)
+
+    def _split_rows(self, index: CelebAIndex) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        if hp.split == "official":
+            return {s: torch.nonzero(index.partition == c).flatten() for s, c in _CODES.items()}
+        generator = torch.Generator().manual_seed(hp.seed)
+        order = torch.randperm(len(index.names), generator=generator)
+        n_test = round(hp.test_fraction * len(order))
+        test, rest = order[:n_test], order[n_test:]
+        n_val = max(1, round(hp.val_fraction * len(rest))) if hp.val_fraction > 0 else 0
+        val = rest[:n_val] if hp.val_fraction > 0 else test
+        return {
+            "train": rest[n_val:].sort().values,
+            "val": val.sort().values,
+            "test": test.sort().values,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+def _select_attributes(keep: list[str] | None, drop: list[str]) -> list[int]:
+    """Column indices of the kept attributes, in official order; unknown names -> ValueError."""
+    unknown = [n for n in [*(keep or []), *drop] if n not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown CelebA attribute(s) {unknown}; valid names: {', '.join(ATTRIBUTE_NAMES)}"
+        )
+    wanted = set(ATTRIBUTE_NAMES if keep is None else keep) - set(drop)
+    columns = [j for j, n in enumerate(ATTRIBUTE_NAMES) if n in wanted]
+    if not columns:
+        raise ValueError("no attribute left after `attributes` and `drop_attributes`")
+    return columns
+
+
+def _crop_box(crop: str, offset: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    box = CROP_BOXES[crop]
+    if box is None:
+        return None
+    top, left, height, width = box
+    return top + offset[1], left + offset[0], height, width
+
+
+def _cut(image: torch.Tensor, box: tuple[int, int, int, int], path: Path) -> torch.Tensor:
+    top, left, height, width = box
+    _, h, w = image.shape
+    if top < 0 or left < 0 or top + height > h or left + width > w:
+        raise FormatError(
+            path,
+            f"crop box {width}x{height} at (x={left}, y={top}) falls outside the {w}x{h} image",
+        )
+    return image[:, top : top + height, left : left + width]
+
+
+def check_images_exist(index: CelebAIndex) -> None:
+    """Raise naming the first listed image that is missing and the table line listing it."""
+    present = set(os.listdir(index.image_dir))
+    for i, name in enumerate(index.names):
+        if name not in present and not (index.image_dir / name).exists():
+            raise FormatError(
+                index.attribute_file,
+                f"lists {name} but {index.image_dir / name} does not exist",
+                index.table_line(i),
+            )

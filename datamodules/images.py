@@ -1,0 +1,62 @@
+"""Image decoding and preprocessing shared by the face DataModules (CelebA, FFHQ).
+
+Images are decoded with ``torchvision.io`` to uint8 (3, H, W) RGB; every transform is a
+``torchvision.transforms.v2`` pipeline on that tensor: direct antialiased resize to a square,
+optional RandAugment on uint8, conversion to float in [0, 1], optional normalisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+
+from datamodules.formats.errors import FormatError
+
+Normalization = Literal["imagenet", "none"]
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """Decode an image file to uint8 (3, H, W) RGB.
+
+    Raises:
+        FormatError: The file is missing, unreadable or not a decodable image (names the file).
+    """
+    try:
+        return decode_image(str(path), mode=ImageReadMode.RGB)
+    except RuntimeError as err:
+        parts = str(err).split(", ", 2)  # "<function>, <source.cpp:line>, <reason>"
+        reason = parts[2] if len(parts) == 3 and ".cpp:" in parts[1] else str(err)
+        raise FormatError(path, f"cannot read image: {reason.strip()}") from None
+
+
+def square_transform(
+    image_size: int,
+    normalize: Normalization = "imagenet",
+    randaugment: tuple[int, int] | None = None,
+) -> v2.Compose:
+    """uint8 (3, H, W) -> float (3, image_size, image_size), normalised.
+
+    Args:
+        image_size: Output side; direct resize (aspect not kept), bilinear, antialiased.
+        normalize: ``"imagenet"`` mean/std, or ``"none"`` (values stay in [0, 1]).
+        randaugment: ``(num_ops, magnitude)`` of torchvision's RandAugment, applied on uint8 after
+            the resize; None for none.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}")
+    steps: list = [v2.Resize((image_size, image_size), antialias=True)]
+    if randaugment is not None:
+        steps.append(v2.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1]))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if normalize != "none":
+        mean, std = NORMALIZATIONS[normalize]
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    return v2.Compose(steps)

@@ -1,0 +1,112 @@
+"""One-time dataset preparation: ``python -m datamodules.prepare <dataset> [options]``.
+
+Commands (``make data DATASET=<name>`` calls this module):
+
+- ``celeba --root R``: read and cross-check every CelebA table, check every image exists, print a
+  summary (nothing is written).
+- ``ffhq --root R --res 256 [--workers N]``: build the resized cache ``R/cache_256/`` (a no-op when
+  it is up to date).
+- ``synthetic-faces --out DIR --preset small --seed 0``: write the synthetic CelebA + FFHQ twins to
+  ``DIR/celeba`` and ``DIR/ffhq``.
+
+To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
+``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from datamodules.paths import resolve_root
+
+
+def _add_celeba(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root", default=None, help="CelebA root (default: $LATENTLAB_DATA/celeba)"
+    )
+
+
+def _run_celeba(args: argparse.Namespace) -> None:
+    from datamodules.celeba import check_images_exist
+    from datamodules.formats.celeba import ATTRIBUTE_NAMES, read_celeba
+
+    root = resolve_root(args.root, "celeba")
+    index = read_celeba(root)
+    check_images_exist(index)
+    splits = {name: int((index.partition == code).sum()) for code, name in enumerate(_SPLITS)}
+    print(f"CelebA at {root}: {len(index.names)} images, all present")
+    print(f"  identities: {index.identity.unique().numel()}")
+    print("  official partition: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
+    rates = index.attributes.float().mean(0).tolist()
+    print("  positive rate per attribute:")
+    for name, rate in zip(ATTRIBUTE_NAMES, rates, strict=True):
+        print(f"    {name:<20s} {rate:.3f}")
+
+
+def _add_ffhq(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="FFHQ root (default: $LATENTLAB_DATA/ffhq)")
+    parser.add_argument("--res", type=int, required=True, help="side of the cached images")
+    parser.add_argument("--out", default=None, help="cache folder (default: ROOT/cache_RES)")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: serial)")
+
+
+def _run_ffhq(args: argparse.Namespace) -> None:
+    from datamodules.formats.ffhq import build_resized_cache, read_cache_manifest
+
+    root = resolve_root(args.root, "ffhq")
+    out = build_resized_cache(root, args.res, out=args.out, workers=args.workers)
+    manifest = read_cache_manifest(out)
+    print(f"FFHQ cache {out}: {manifest['count']} images at {manifest['res']} px, up to date")
+
+
+def _add_synthetic_faces(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="writes OUT/celeba and OUT/ffhq")
+    parser.add_argument("--preset", default="small", choices=["tiny", "small", "default"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ffhq-size", type=int, default=None, help="FFHQ side (preset's default)")
+    parser.add_argument("--workers", type=int, default=None, help="rendering processes")
+
+
+def _run_synthetic_faces(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.faces import write_synthetic_faces
+
+    out = Path(args.out)
+    options = {"ffhq_size": args.ffhq_size, "workers": args.workers}
+    options = {k: v for k, v in options.items() if v is not None}
+    write_synthetic_faces(out, preset=args.preset, seed=args.seed, **options)
+    print(
+        f"synthetic faces ({args.preset}, seed {args.seed}) written to {out}/celeba and {out}/ffhq"
+    )
+
+
+_SPLITS = ("train", "val", "test")
+Command = tuple[
+    str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
+]
+COMMANDS: dict[str, Command] = {
+    "celeba": ("verify CelebA and print a summary", _add_celeba, _run_celeba),
+    "ffhq": ("build FFHQ's resized cache", _add_ffhq, _run_ffhq),
+    "synthetic-faces": (
+        "write the synthetic CelebA/FFHQ twins",
+        _add_synthetic_faces,
+        _run_synthetic_faces,
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="python -m datamodules.prepare", description=__doc__)
+    commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

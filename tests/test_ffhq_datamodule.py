@@ -1,0 +1,110 @@
+"""FFHQDataModule on a self-made FFHQ root: source images, the resized cache, batches, errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from datamodules.ffhq import FFHQDataModule
+from datamodules.formats import ffhq as fmt
+from datamodules.formats.errors import DatasetNotFoundError
+from datamodules.prepare import main as prepare
+
+INDICES = [0, 3, 7, 999, 1000, 1001, 2500, 2501, 2502, 69999]
+
+
+def write_ffhq(root: Path, indices: list[int] = INDICES, size: int = 48) -> None:
+    """Solid images whose red value encodes the index: red = index % 251."""
+    for i in indices:
+        path = root / fmt.image_relpath(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = torch.zeros(3, size, size, dtype=torch.uint8)
+        image[0] = i % 251
+        write_png(image, str(path))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_ffhq(tmp_path / "ffhq")
+    return tmp_path / "ffhq"
+
+
+def make(root: Path, **kwargs) -> FFHQDataModule:
+    kwargs = {"image_size": 16, "batch_size": 4, "num_workers": 0, "normalize": "none", **kwargs}
+    dm = FFHQDataModule(root=str(root), **kwargs)
+    dm.setup("predict")
+    return dm
+
+
+def test_batches_and_splits(root: Path):
+    dm = make(root, val_fraction=0.2, seed=1)
+    assert len(dm.splits["val"]) == 2 and len(dm.splits["train"]) == 8
+    train_ids = {item["image_id"] for item in dm.splits["train"]}
+    val_ids = {item["image_id"] for item in dm.splits["val"]}
+    assert train_ids.isdisjoint(val_ids) and len(train_ids | val_ids) == len(INDICES)
+    batches = list(dm.predict_dataloader())
+    ids = [i for b in batches for i in b["image_id"]]
+    assert ids == [f"{i:05d}" for i in INDICES]  # predict/test: every image, in index order
+    batch = batches[0]
+    assert batch["image"].shape == (4, 3, 16, 16) and batch["image"].dtype == torch.float32
+    assert batch["index"].tolist() == [0, 3, 7, 999]
+    red = (batch["image"][:, 0].mean((1, 2)) * 255).round()
+    assert red.tolist() == [i % 251 for i in (0, 3, 7, 999)]  # each image is its own file
+
+
+def test_cache_missing_tells_how_to_build(root: Path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        make(root, cache_res=32)
+    message = str(info.value)
+    assert "make data DATASET=ffhq RES=32" in message
+    assert str(root / "cache_32" / fmt.MANIFEST_FILE) in message
+
+
+def test_reads_cache_built_by_prepare(root: Path, capsys):
+    prepare(["ffhq", "--root", str(root), "--res", "24"])
+    assert "10 images at 24 px" in capsys.readouterr().out
+    dm = make(root, cache_res=24, image_size=24)
+    paths = [path for _, path in dm.splits["test"].images]
+    assert all(p.is_relative_to(root / "cache_24") for p in paths)
+    item = dm.splits["test"][9]
+    assert item["image_id"] == "69999" and item["image"].shape == (3, 24, 24)
+    assert round(item["image"][0].mean().item() * 255) == 69999 % 251
+
+
+def test_missing_root_says_where_to_get_ffhq(tmp_path: Path):
+    with pytest.raises(DatasetNotFoundError, match="github.com/NVlabs/ffhq-dataset"):
+        make(tmp_path / "ffhq")
+
+
+def test_synthetic_prepare_data(tmp_path: Path, monkeypatch):
+    calls = []
+
+    def fake_writer(out, preset, seed):
+        calls.append((Path(out), preset, seed))
+        write_ffhq(Path(out) / "ffhq", indices=[0, 1, 2])
+
+    module = types.ModuleType("datamodules.synthetic.faces")
+    module.write_synthetic_faces = fake_writer
+    monkeypatch.setitem(sys.modules, "datamodules.synthetic.faces", module)
+    dm = FFHQDataModule(root=str(tmp_path / "ffhq"), synthetic="small", num_workers=0)
+    dm.prepare_data()
+    dm.prepare_data()
+    assert calls == [(tmp_path, "small", 0)]
+    dm.setup("fit")
+    assert len(dm.splits["test"]) == 3 and len(dm.splits["val"]) == 1
+
+
+def test_reads_the_synthetic_twin(synthetic_faces_root: Path, tmp_path: Path):
+    root = synthetic_faces_root / "ffhq"
+    out = fmt.build_resized_cache(root, 32, out=tmp_path / "cache_32")
+    images = fmt.list_ffhq_images(root)
+    assert [i for i, _ in fmt.list_ffhq_images(out)] == [i for i, _ in images]
+    dm = make(root, image_size=32)
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32)
+    assert batch["image_id"] == [f"{i:05d}" for i, _ in images[:4]]
