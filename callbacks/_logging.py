@@ -45,7 +45,7 @@ def log_images(
     """Log ``images`` under ``key`` to every capable logger; save the first as PNG in the log dir.
 
     Returns the path of the PNG written (``<log_dir>/media/<key>_step<N>.png``), or None when the
-    trainer has no log dir.
+    trainer has no logger. Safe to call from rank zero alone.
     """
     pil = [tensor_to_image(im) if isinstance(im, torch.Tensor) else im for im in images]
     step = trainer.global_step
@@ -57,10 +57,23 @@ def log_images(
             for i, im in enumerate(pil):
                 array = np.asarray(im).transpose(2, 0, 1)
                 logger.experiment.add_image(f"{key}/{i}", array, global_step=step)
-    log_dir = trainer.log_dir
+    log_dir = local_log_dir(trainer)
     if log_dir is None or not pil:
         return None
     out = Path(log_dir) / "media" / f"{key.replace('/', '_')}_step{step}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     pil[0].save(out)
     return out
+
+
+def local_log_dir(trainer: Trainer) -> Path | None:
+    """The first logger's folder, read without a collective call.
+
+    ``trainer.log_dir`` broadcasts from rank zero, so it hangs when only rank zero asks (as
+    rank-zero-only callbacks do). With no logger there is no folder: nothing is written to the cwd.
+    """
+    if not trainer.loggers:
+        return None
+    logger = trainer.loggers[0]
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+    return Path(folder) if folder is not None else None

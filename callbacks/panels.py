@@ -1,0 +1,296 @@
+"""Image panels and per-attribute plots, logged to every logger that can take them.
+
+- ``attribute_bar_chart``: one bar per attribute (AUROC Fig. 3, prevalence Fig. 2, class weights,
+  thresholds of the face-attribute paper); NaN values are drawn as grey hatched "undefined" bars.
+- ``captioned_grid``: a matplotlib grid of images, each with a caption underneath.
+- ``LogAttributePanel``: on validation epoch end, runs the module on the first validation batch
+  (cached once) and logs the images captioned with their true and predicted positive attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from matplotlib.figure import Figure
+from PIL import Image
+
+from callbacks._logging import figure_to_image, log_images, tensor_to_image
+
+__all__ = ["LogAttributePanel", "attribute_bar_chart", "captioned_grid"]
+
+
+def attribute_bar_chart(
+    names: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    mean_line: float | None = None,
+    ylabel: str = "",
+    ylim: tuple[float, float] | None = None,
+) -> Image.Image:
+    """Bar chart with one bar per attribute, readable for 40 attributes (labels rotated 90 degrees).
+
+    Args:
+        names: Attribute names, in the order the bars are drawn.
+        values: One value per name; NaN marks an undefined value, drawn as a grey hatched bar
+            reaching the top of the plot and labelled "undefined".
+        title: Figure title.
+        mean_line: If given, a dashed horizontal line at this value, labelled with it.
+        ylabel: Label of the y axis.
+        ylim: Fixed y range (e.g. ``(0, 1)`` for AUROC); default: from 0 to 1.1 x the largest value.
+
+    Returns:
+        The rendered figure as a PIL RGB image.
+    """
+    if len(names) != len(values):
+        raise ValueError(f"got {len(names)} names but {len(values)} values")
+    values = [float(v) for v in values]
+    ylim = ylim or _default_ylim(values)
+    fig = Figure(figsize=(max(6.0, 0.28 * len(names) + 2.0), 4.5))
+    ax = fig.subplots()
+    for i, v in enumerate(values):
+        if math.isfinite(v):
+            ax.bar(i, v, color="tab:blue", width=0.8)
+        else:
+            _undefined_bar(ax, i, ylim)
+    if mean_line is not None and math.isfinite(mean_line):
+        label = f"mean = {mean_line:.4f}"
+        ax.axhline(mean_line, color="tab:red", linestyle="--", linewidth=1.2, label=label)
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return figure_to_image(fig)
+
+
+def _default_ylim(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    top = max(finite) * 1.1 if finite and max(finite) > 0 else 1.0
+    return min(0.0, min(finite, default=0.0)), top
+
+
+def _undefined_bar(ax, x: int, ylim: tuple[float, float]) -> None:
+    """Grey hatched bar over the whole y range at ``x``, labelled "undefined"."""
+    low, high = ylim
+    ax.bar(x, high - low, bottom=low, color="lightgrey", hatch="//", edgecolor="grey", width=0.8)
+    ax.text(x, (low + high) / 2, "undefined", rotation=90, ha="center", va="center", fontsize=7)
+
+
+def captioned_grid(
+    images: torch.Tensor | Sequence[Image.Image | torch.Tensor],
+    captions: Sequence[str],
+    ncols: int | None = None,
+    title: str | None = None,
+) -> Image.Image:
+    """Grid of images with a (multi-line) caption under each one.
+
+    Args:
+        images: (N, C, H, W) float tensor in [0, 1], or a sequence of PIL images or
+            (C, H, W) tensors.
+        captions: One caption per image; newlines start new caption lines.
+        ncols: Columns of the grid; default ceil(sqrt(N)).
+        title: Optional figure title.
+
+    Returns:
+        The rendered figure as a PIL RGB image.
+    """
+    pil = [tensor_to_image(im) if isinstance(im, torch.Tensor) else im for im in images]
+    if len(pil) != len(captions):
+        raise ValueError(f"got {len(pil)} images but {len(captions)} captions")
+    if not pil:
+        raise ValueError("captioned_grid needs at least one image")
+    ncols = ncols or math.ceil(math.sqrt(len(pil)))
+    nrows = math.ceil(len(pil) / ncols)
+    wrapped = [_wrap(caption) for caption in captions]
+    lines = max(text.count("\n") + 1 for text in wrapped)
+    image_h, caption_h = 2.4, 0.12 * lines + 0.1  # inches
+    fig = Figure(figsize=(2.6 * ncols, (image_h + caption_h) * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig.subplots_adjust(hspace=caption_h / image_h, wspace=0.08)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, text in zip(axes.flat, pil, wrapped, strict=False):
+        ax.imshow(image)
+        ax.text(0.0, -0.02, text, transform=ax.transAxes, ha="left", va="top", fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return figure_to_image(fig)
+
+
+def _wrap(caption: str, width: int = 44) -> str:
+    """Wrap each caption line to about the image width (44 characters at 6 pt in 2.6 inches)."""
+    lines = caption.split("\n")
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
+
+
+def resolve_attribute_names(
+    trainer: Trainer, names: Sequence[str] | None, num_attributes: int
+) -> list[str]:
+    """Names given explicitly, else ``trainer.datamodule.attribute_names``, else ``attr_0..``.
+
+    Raises:
+        ValueError: The names found do not number ``num_attributes``.
+    """
+    source = "attribute_names"
+    if names is None:
+        names = getattr(getattr(trainer, "datamodule", None), "attribute_names", None)
+        source = "trainer.datamodule.attribute_names"
+    if names is None:
+        return [f"attr_{i}" for i in range(num_attributes)]
+    if len(names) != num_attributes:
+        raise ValueError(
+            f"{source} has {len(names)} names but the logits have {num_attributes} columns"
+        )
+    return list(names)
+
+
+def log_images_from_rank_zero(
+    trainer: Trainer, key: str, images: Sequence[Image.Image], captions: Sequence[str] | None
+) -> None:
+    """Call ``log_images`` on every process, with the images on global rank zero only.
+
+    ``log_images`` reads ``trainer.log_dir``, which is a collective (a broadcast) under DDP, so
+    it must be reached by all ranks or rank zero stalls; the other ranks pass no images, which
+    logs and writes nothing.
+    """
+    if trainer.is_global_zero:
+        log_images(trainer, key, images, captions)
+    else:
+        log_images(trainer, key, [], None)
+
+
+class LogAttributePanel(Callback):
+    """Logs the first validation images captioned with true vs predicted positive attributes.
+
+    The first validation batch (``batch["image"]``, ``batch["attributes"]``) is cached once; at the
+    end of every ``every_n_epochs``-th validation epoch the module's ``forward`` (which must return
+    logits (B, L)) is run on it in eval mode under ``no_grad``. Each caption has two lines,
+    ``T:`` (true positives of the label) and ``P:`` (predicted, sigmoid >= threshold); a ``*`` marks
+    an error: a true attribute that was missed, or a predicted one that is not in the label.
+    Logged under ``val/attribute_panel``. Nothing is logged when the trainer has no logger.
+    ``last_captions`` keeps the captions of the latest panel.
+
+    Args:
+        num_images: Images in the panel (at most the first validation batch size).
+        every_n_epochs: Log every n validation epochs.
+        max_attributes_in_caption: Names shown per caption line; the rest become "+k more".
+        threshold: Probability threshold for a predicted positive.
+        mean: Per-channel mean used to normalise the images (to undo it); default:
+            ``trainer.datamodule.image_mean`` if present, else images are taken as in [0, 1].
+        std: Per-channel std, as ``mean``.
+        attribute_names: Names of the L attributes; default ``trainer.datamodule.attribute_names``.
+    """
+
+    def __init__(
+        self,
+        num_images: int = 16,
+        every_n_epochs: int = 1,
+        max_attributes_in_caption: int = 6,
+        threshold: float = 0.5,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        attribute_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_images < 1 or every_n_epochs < 1 or max_attributes_in_caption < 1:
+            raise ValueError(
+                "num_images, every_n_epochs and max_attributes_in_caption must be >= 1"
+            )
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.num_images = num_images
+        self.every_n_epochs = every_n_epochs
+        self.max_attributes_in_caption = max_attributes_in_caption
+        self.threshold = threshold
+        self.mean, self.std = mean, std
+        self.attribute_names = attribute_names
+        self.last_captions: list[str] = []
+        self._batch: dict[str, torch.Tensor] | None = None
+
+    def on_validation_batch_start(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._batch is not None or batch_idx != 0 or dataloader_idx != 0:
+            return
+        if not isinstance(batch, dict) or "image" not in batch or "attributes" not in batch:
+            raise ValueError("LogAttributePanel needs dict batches with 'image' and 'attributes'")
+        n = self.num_images
+        self._batch = {k: batch[k][:n].detach().cpu().clone() for k in ("image", "attributes")}
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self._batch is None or not trainer.loggers:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        grid = [self.render(trainer, pl_module)] if trainer.is_global_zero else []
+        caption = (
+            [
+                f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
+                f"(p >= {self.threshold}); * marks an error"
+            ]
+            if grid
+            else None
+        )
+        log_images_from_rank_zero(trainer, "val/attribute_panel", grid, caption)
+
+    def render(self, trainer: Trainer, pl_module: LightningModule) -> Image.Image:
+        """Run the module on the cached batch and draw the captioned grid."""
+        if self._batch is None:
+            raise RuntimeError("no validation batch cached yet")
+        images, target = self._batch["image"], self._batch["attributes"] > 0.5
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            logits = pl_module(images.to(pl_module.device)).float().cpu()
+        pl_module.train(was_training)
+        if logits.shape != target.shape:
+            raise ValueError(
+                f"forward returned {tuple(logits.shape)}, attributes are {tuple(target.shape)}"
+            )
+        names = resolve_attribute_names(trainer, self.attribute_names, target.shape[1])
+        predicted = logits.sigmoid() >= self.threshold
+        captions = [self._caption(names, t, p) for t, p in zip(target, predicted, strict=True)]
+        self.last_captions = captions
+        title = (
+            f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
+            f"(p >= {self.threshold}); * marks an error"
+        )
+        return captioned_grid(self._denormalise(trainer, images), captions, title=title)
+
+    def _caption(self, names: list[str], true: torch.Tensor, pred: torch.Tensor) -> str:
+        true_names = [names[j] + ("" if pred[j] else "*") for j in true.nonzero().flatten()]
+        pred_names = [names[j] + ("" if true[j] else "*") for j in pred.nonzero().flatten()]
+        return f"T: {self._shorten(true_names)}\nP: {self._shorten(pred_names)}"
+
+    def _shorten(self, items: list[str]) -> str:
+        k = self.max_attributes_in_caption
+        if not items:
+            return "(none)"
+        more = f", +{len(items) - k} more" if len(items) > k else ""
+        return ", ".join(items[:k]) + more
+
+    def _denormalise(self, trainer: Trainer, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean, self.std
+        if mean is None:
+            datamodule = getattr(trainer, "datamodule", None)
+            mean = getattr(datamodule, "image_mean", None)
+            std = getattr(datamodule, "image_std", None)
+        if mean is None or std is None:
+            return images.float().clamp(0, 1)
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (images.float() * std_t + mean_t).clamp(0, 1)
