@@ -1,0 +1,72 @@
+# latentlab. `make help` lists the targets. The first target that needs Python creates .venv and
+# installs the locked requirements (once; again only when requirements.lock or pyproject.toml change).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_ARGS ?=
+
+NAME ?= face_attributes/synthetic
+ARGS ?=
+RESUME ?=
+DATASET ?=
+MARKERS := not slow and not gpu and not needs_weights
+PYTEST_ARGS ?=
+
+CONFIGS = --config experiments/_base.yaml --config experiments/$(NAME).yaml
+RESUME_FLAG = $(if $(filter 1 true yes,$(RESUME)),--run.resume=true)
+DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),--out $(OUT))
+
+.DEFAULT_GOAL := help
+.PHONY: help install experiment smoke test test-all lint format data bench clean check-name
+
+help: ## Show this help
+	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "NAME is experiments/<NAME>.yaml; methods: $$(cd experiments && ls -d */ | grep -v -e sweeps -e cluster | tr -d / | tr '\n' ' ')"
+
+install: $(VENV)/.installed ## Create .venv and install requirements.lock + this repo (editable)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_ARGS) -r requirements.lock
+	$(PY) -m pip install $(PIP_ARGS) --no-deps -e .
+	@touch $@
+
+check-name:
+	@test -f experiments/$(NAME).yaml || { echo "No experiments/$(NAME).yaml (make help lists them)"; exit 2; }
+
+experiment: install check-name ## Fit, test, predict NAME (default face_attributes/synthetic) into runs/NAME/<time>/
+	$(PY) -m experiments run $(CONFIGS) $(RESUME_FLAG) $(ARGS)
+
+smoke: install check-name ## One batch of fit, val, test and predict of NAME, no logs or checkpoints
+	$(PY) -m experiments run $(CONFIGS) --trainer.fast_dev_run=true --trainer.logger=false $(ARGS)
+
+test: install ## Fast CPU tests (not slow, gpu or needs_weights); the README's test command
+	@$(PY) -m pytest -m "$(MARKERS)" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing"; fi; exit $$rc
+
+test-all: install ## Every test, slow ones included (gpu tests skip without CUDA)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check + ruff format --check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install ## Fix what ruff can and format the code
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+data: install ## Prepare a dataset: DATASET=celeba|ffhq|synthetic-faces [ROOT=...] [RES=...] [OUT=...]
+	@test -n "$(DATASET)" || { echo "Set DATASET (see: $(PY) -m datamodules.prepare --help)"; exit 2; }
+	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS)
+
+bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselines)
+	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "No benchmarks/bench_*.py"; exit 1; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit $$?; done
+
+clean: ## Remove caches and build files (keeps .venv, runs/ and data/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

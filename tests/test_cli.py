@@ -1,0 +1,271 @@
+"""The runner: run folders, resume determinism, W&B offline files, safe checkpoints, NaN stop.
+
+Runs the real CLI in-process on the face-attribute experiment (synthetic tiny twin), cut to a few
+batches per epoch so the whole file stays fast on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from lightning import Callback
+from omegaconf import OmegaConf
+
+from experiments.__main__ import main
+from experiments.cli import (
+    RUN_DIR_ENV,
+    WANDB_ID_FILE,
+    LatentLabCLI,
+    latest_run_dir,
+    new_run_dir,
+    run_name_from_configs,
+    wandb_has_credentials,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "face_attributes/synthetic_tiny"
+EXPERIMENT = REPO / "experiments" / f"{NAME}.yaml"
+FAST = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.deterministic=true",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.limit_test_batches=1",
+    "--trainer.limit_predict_batches=1",
+    "--trainer.log_every_n_steps=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.max_epochs=2",
+    "--seed_everything=7",
+]
+
+
+def _data_flags(data_root: Path) -> list[str]:
+    """Point the data modules (CelebA source, FFHQ target) at the twin, with small batches."""
+    init_args = OmegaConf.load(EXPERIMENT).data.get("init_args", {})
+    if "source" in init_args:  # LabelTransferDataModule: CelebA -> FFHQ
+        parts = {"source.init_args.": "celeba", "target.init_args.": "ffhq"}
+    else:
+        parts = {"": "celeba"}
+    flags = []
+    for part, dataset in parts.items():
+        key = f"--data.init_args.{part}"
+        flags += [f"{key}root={data_root / dataset}", f"{key}batch_size=8", f"{key}num_workers=0"]
+    return flags
+
+
+@pytest.fixture
+def experiment_args(synthetic_faces_root, tmp_path):
+    """Config + overrides for one fast run whose run root is ``tmp_path / 'runs'``."""
+    return [
+        "--config",
+        str(REPO / "experiments" / "_base.yaml"),
+        "--config",
+        str(EXPERIMENT),
+        *_data_flags(Path(synthetic_faces_root)),
+        f"--run.root={tmp_path / 'runs'}",
+        *FAST,
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """The CLI seeds, may switch deterministic algorithms on and sets WANDB_MODE: undo all."""
+    deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_rng_state(rng)
+
+
+def _cli(args: list[str], run: bool = True) -> LatentLabCLI:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return LatentLabCLI(args=args, run=run, environ={"WANDB_MODE": "disabled"})
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_run_folder_layout_and_safe_checkpoints(experiment_args, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # real W&B files, no network
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    main(["run", *experiment_args, "--trainer.max_epochs=1"])  # fit + test + predict
+    import wandb
+
+    wandb.finish()
+    (run,) = (tmp_path / "runs" / NAME).iterdir()
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    config = OmegaConf.load(run / "config.yaml")
+    assert config.run.name == NAME and config.trainer.max_epochs == 1
+    assert config.checkpoint.dirpath == str(run / "checkpoints")
+    keys = set(_rows(run / "metrics.csv")[0])
+    assert any(k.startswith("train/") for k in keys) and any(k.startswith("test/") for k in keys)
+    # W&B keeps its own files (its config.yaml included) under <run>/wandb, apart from ours
+    wandb_files = [p for p in (run / "wandb").rglob("*") if p.is_file()]
+    assert wandb_files and all(run / "wandb" in p.parents for p in wandb_files)
+    assert OmegaConf.load(run / "config.yaml").model.class_path.startswith("lightning_modules.")
+    run_id = (run / WANDB_ID_FILE).read_text().strip()
+    assert any(run_id in p.name for p in (run / "wandb").iterdir())
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        assert checkpoint["state_dict"] and checkpoint["epoch"] == 0
+
+
+class _Kill(Callback):
+    """Simulate a crash in the first batch of ``epoch`` (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
+    """Fit 2 epochs straight vs. a fit killed in epoch 1 and resumed: same metrics, same weights.
+
+    Both use the same config (same LR schedule); the kill comes in the first batch of epoch 1,
+    after the epoch-0 checkpoint. The resumed run drops the rows logged after that checkpoint.
+    The experiment's evaluation callbacks (charts) are dropped to save time.
+    """
+    experiment_args = [*experiment_args, "--trainer.callbacks=[]"]
+    _cli(["fit", *experiment_args, "--run.name=straight"])
+    killed = _cli([*experiment_args, "--run.name=resumed"], run=False)
+    killed.trainer.callbacks.append(_Kill(epoch=1))
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        killed.trainer.fit(killed.model, datamodule=killed.datamodule)
+    last = torch.load(killed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (0, 2)
+    cli = _cli(["fit", *experiment_args, "--run.name=resumed", "--run.resume=true"])
+    assert cli.run_dir == killed.run_dir and cli.trainer.global_step == 4
+
+    run_a = latest_run_dir(tmp_path / "runs", "straight")
+    rows_a, rows_b = _rows(run_a / "metrics.csv"), _rows(cli.run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows_b if r.get("train/loss_step")] == ["0", "0", "1", "1"]
+    assert rows_a == rows_b
+    last_a = torch.load(run_a / "checkpoints" / "last.ckpt", weights_only=True)
+    last_b = torch.load(cli.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last_a["global_step"] == last_b["global_step"] == 4  # last.ckpt is the newest state
+    last_a, last_b = last_a["state_dict"], last_b["state_dict"]
+    assert last_a.keys() == last_b.keys()
+    for key in last_a:
+        torch.testing.assert_close(last_a[key], last_b[key], rtol=0, atol=0, msg=key)
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(experiment_args):
+    with pytest.raises(FileNotFoundError, match="Nothing to resume"):
+        _cli(["fit", *experiment_args, "--run.resume=true"])
+
+
+def test_smoke_run_writes_nothing(experiment_args, tmp_path):
+    smoke = tmp_path / "smoke"
+    args = ["--trainer.fast_dev_run=true", "--trainer.logger=false"]
+    cli = _cli(["fit", *experiment_args, *args, f"--trainer.default_root_dir={smoke}"])
+    assert cli.run_dir is None and not (tmp_path / "runs").exists()
+    assert cli.trainer.default_root_dir == str(smoke)
+    cli = _cli([*experiment_args, *args], run=False)
+    temporary = Path(cli.trainer.default_root_dir)
+    assert temporary.name.startswith("latentlab-smoke-")  # not the cwd
+    temporary.rmdir()
+
+
+def test_wandb_goes_offline_without_credentials(experiment_args, tmp_path, caplog):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.org login x password y\n")
+    with caplog.at_level("INFO"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = LatentLabCLI(args=experiment_args, run=False, environ={"NETRC": str(netrc)})
+    wandb_cfg = next(x for x in cli.config.trainer.logger if x.class_path.endswith("WandbLogger"))
+    assert wandb_cfg.init_args.offline is True
+    assert wandb_cfg.init_args.save_dir == str(cli.run_dir)
+    assert f"wandb sync {cli.run_dir / 'wandb'}" in caplog.text
+
+
+def test_wandb_credentials(tmp_path):
+    netrc = tmp_path / "netrc"
+    assert not wandb_has_credentials({}, netrc)  # no file
+    assert wandb_has_credentials({"WANDB_API_KEY": "k"}, netrc)
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    os.chmod(netrc, 0o600)
+    assert wandb_has_credentials({}, netrc)
+    assert not wandb_has_credentials({"WANDB_BASE_URL": "https://wandb.example.org"}, netrc)
+
+
+def test_run_names_and_folders(tmp_path):
+    experiments = REPO / "experiments"
+    name = run_name_from_configs([experiments / "_base.yaml", experiments / "a" / "b_c.yaml"])
+    assert name == "a/b_c"
+    assert run_name_from_configs(["elsewhere/experiments/m/d.yaml"]) == "m/d"
+    assert run_name_from_configs([experiments / "m" / "d.yaml", "my_overrides.yaml"]) == "m/d"
+    assert run_name_from_configs(["/tmp/mine.yaml"]) == "mine"
+    with pytest.raises(ValueError, match="run.name"):
+        run_name_from_configs([experiments / "_base.yaml"])
+    from datetime import datetime
+
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first, second = new_run_dir(tmp_path, "m/d", now), new_run_dir(tmp_path, "m/d", now)
+    assert first.name == "2026-01-02_03-04-05" and second.name == "2026-01-02_03-04-05_2"
+    for run in (first, second):
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").touch()
+    assert latest_run_dir(tmp_path, "m/d") == second
+
+
+def _fake_trainer(metrics: dict) -> object:
+    from types import SimpleNamespace
+
+    callback = SimpleNamespace(last_model_path="runs/x/checkpoints/last.ckpt", best_model_path="")
+    return SimpleNamespace(
+        callback_metrics=metrics, current_epoch=2, global_step=17, checkpoint_callback=callback
+    )
+
+
+def test_nan_guard_stops_on_the_first_bad_loss():
+    from callbacks.nan_guard import NaNGuard
+
+    guard, finite = NaNGuard(), {"train/loss": torch.tensor(0.5)}
+    guard.on_train_batch_end(_fake_trainer(finite), None, {"loss": torch.tensor(0.5)}, None, 0)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 17 \(loss=nan\).*last\.ckpt"):
+        guard.on_train_batch_end(
+            _fake_trainer({}), None, {"loss": torch.tensor(float("nan"))}, None, 1
+        )
+
+
+def test_nan_guard_checks_logged_losses_and_before_saving():
+    from callbacks.nan_guard import NaNGuard
+
+    guard = NaNGuard(check_every_n_steps=100)
+    bad = _fake_trainer({"train/loss_d": torch.tensor(float("inf")), "val/loss": torch.tensor(1.0)})
+    guard.on_train_batch_end(bad, None, None, None, 0)  # manual optimization: no outputs
+    with pytest.raises(FloatingPointError, match="Non-finite loss"):
+        guard.on_save_checkpoint(bad, None, {})
+    ignored = _fake_trainer({"val/loss": torch.tensor(float("nan"))})  # not a training loss
+    fresh = NaNGuard()
+    fresh.on_train_batch_end(ignored, None, None, None, 0)
+    fresh.on_save_checkpoint(ignored, None, {})
+
+
+def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from callbacks.rng_state import RNGStateCheckpoint
+
+    callback = RNGStateCheckpoint()
+    torch.save({"rng": callback.state_dict()}, tmp_path / "rng.ckpt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    callback.load_state_dict(torch.load(tmp_path / "rng.ckpt", weights_only=True)["rng"])
+    torch.testing.assert_close(torch.rand(3), expected[0], rtol=0, atol=0)
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
