@@ -81,6 +81,44 @@ def _run_synthetic_faces(args: argparse.Namespace) -> None:
     )
 
 
+def _add_mnist(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="MNIST root (default: $LATENTLAB_DATA/mnist)")
+    parser.add_argument("--download", action="store_true", help="fetch missing files (internet)")
+
+
+def _run_mnist(args: argparse.Namespace) -> None:
+    from datamodules.formats.mnist import prepare_mnist
+
+    for name, path in prepare_mnist(args.root, download=args.download).items():
+        print(f"MNIST {name}: {path} (MD5 verified)")
+
+
+def _add_synthetic_mnist(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for the twin's four IDX files")
+
+
+def _run_synthetic_mnist(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.mnist import write_synthetic_mnist
+
+    print(f"synthetic MNIST (sklearn digits in IDX) written to {write_synthetic_mnist(args.out)}")
+
+
+def _add_cub(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="CUB root (default: $LATENTLAB_DATA/cub)")
+    parser.add_argument("--download", action="store_true", help="fetch CUB_200_2011.tgz (md5)")
+
+
+def _run_cub(args: argparse.Namespace) -> None:
+    from datamodules.cub import prepare_cub
+
+    root = prepare_cub(args.root, download=args.download)
+    val = root / "metadata" / "CUB" / "val"
+    print(f"CUB-200-2011 at {root}: tables and images verified, metadata in {root}/metadata/CUB")
+    if not val.exists():
+        print("  no CUBV2 val split: get metadata/CUB/val + CUBV2/ from clovaai/wsolevaluation,")
+        print("  or set data.init_args.val_split=train_holdout")
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -93,6 +131,9 @@ COMMANDS: dict[str, Command] = {
         _add_synthetic_faces,
         _run_synthetic_faces,
     ),
+    "mnist": ("verify (or --download) MNIST's IDX files", _add_mnist, _run_mnist),
+    "synthetic-mnist": ("write the MNIST twin", _add_synthetic_mnist, _run_synthetic_mnist),
+    "cub": ("verify (or --download) CUB-200-2011, write its metadata", _add_cub, _run_cub),
 }
 
 
