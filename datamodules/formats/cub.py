@@ -2,7 +2,8 @@
 
 CUB_200_2011 (Wah et al., 2011), one record per line, space separated, 1-based ids:
 ``images.txt`` ``<id> <path under images/>``; ``image_class_labels.txt`` ``<id> <class 1..200>``;
-``train_test_split.txt`` ``<id> <1 train | 0 test>``; ``bounding_boxes.txt`` ``<id> <x> <y> <w> <h>``
+``train_test_split.txt`` ``<id> <1 train | 0 test>``;
+``bounding_boxes.txt`` ``<id> <x> <y> <w> <h>``
 (float pixels); ``classes.txt`` ``<class id> <name>``.
 
 wsolevaluation metadata (Choe et al., CVPR 2020), ``metadata/<DATASET>/<split>/``, comma separated:
@@ -164,7 +165,7 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 def read_wsol_metadata(folder: str | Path) -> WSOLSplit:
-    """Read one metadata split folder (``image_ids.txt`` ... ``localization.txt``) and cross-check it."""
+    """Read one metadata split folder (``image_ids.txt`` ... ``localization.txt``), checked."""
     folder = Path(folder)
     ids_path = folder / "image_ids.txt"
     image_ids = [fields[0] for _, fields in _records(ids_path, ",", (1,))]
@@ -246,7 +247,7 @@ def cub_to_wsol_metadata(root: str | Path, out: str | Path) -> dict[str, WSOLSpl
 def wsol_to_cub(
     metadata: str | Path, out: str | Path, class_names: dict[int, str] | None = None
 ) -> CUBTable:
-    """Inverse of ``cub_to_wsol_metadata``: ``metadata/{train,test}`` -> the five CUB tables in ``out``.
+    """Inverse of ``cub_to_wsol_metadata``: ``metadata/{train,test}`` -> CUB tables in ``out``.
 
     Ids follow the order train then test; boxes become (x0, y0, x1 - x0, y1 - y0), the first box
     of each image (CUB has one per image).
@@ -270,7 +271,7 @@ def wsol_to_cub(
 
 
 def resize_box(box, image_size: tuple[int, int], resize_size: tuple[int, int]) -> tuple[int, ...]:
-    """Scale an (x0, y0, x1, y1) box from ``image_size`` (w, h) to ``resize_size``, truncating ([WSOL])."""
+    """Scale an (x0, y0, x1, y1) box from ``image_size`` (w, h) to ``resize_size``, truncating."""
     ratio_x = resize_size[0] / image_size[0]
     ratio_y = resize_size[1] / image_size[1]
     x0, y0, x1, y1 = box

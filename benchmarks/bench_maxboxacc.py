@@ -1,0 +1,137 @@
+"""Benchmark: batched MaxBoxAcc/MaxBoxAccV2 against a straightforward per-image, per-threshold loop.
+
+The straightforward implementation below follows the [WSOL] evaluation loop literally (cv2 resize
+per image, then for every one of the 100 thresholds: ``cv2.threshold``, ``cv2.findContours``,
+box(es), IoU in numpy). It is also the independent reference of ``tests/test_wsol_metrics.py``.
+Both are timed in the same run on the same maps; the results must be identical.
+
+Run: ``python -m benchmarks.bench_maxboxacc --num-images 5794`` (the CUB test-set size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from callbacks.functional import _box_accuracy_update, cam_thresholds, normalize_cams
+
+
+def straightforward_box_hits(
+    maps: np.ndarray,
+    gt_boxes: list[np.ndarray],
+    iou_thresholds: tuple[float, ...],
+    multi_contour: bool,
+    interval: float = 0.01,
+) -> np.ndarray:
+    """(D, T) hit counts of normalized (B, H, W) maps, one image and one threshold at a time."""
+    thresholds = np.arange(0, 1, interval)
+    hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    for scoremap, gt in zip(maps, gt_boxes, strict=True):
+        height, width = scoremap.shape
+        if np.isnan(scoremap).any():
+            raise ValueError("NaN score map")
+        image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+        for k, tau in enumerate(thresholds):
+            _, binary = cv2.threshold(image, int(tau * np.max(image)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            if len(contours) == 0:
+                boxes = [[0, 0, 0, 0]]
+            else:
+                if not multi_contour:
+                    contours = [max(contours, key=cv2.contourArea)]
+                boxes = []
+                for contour in contours:
+                    x, y, w, h = cv2.boundingRect(contour)
+                    boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+            best = max(
+                _inclusive_iou(box, g) for box in boxes for g in np.asarray(gt).reshape(-1, 4)
+            )
+            for d, delta in enumerate(iou_thresholds):
+                hits[d, k] += best >= delta / 100
+    return hits
+
+
+def _inclusive_iou(a, b) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes counting pixels inclusively."""
+    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
+    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+    width = max(min(a[2], b[2]) - max(a[0], b[0]) + 1, 0)
+    height = max(min(a[3], b[3]) - max(a[1], b[1]) + 1, 0)
+    inter = width * height
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def straightforward_normalize(cam: np.ndarray, size: int = 224) -> np.ndarray:
+    """cv2 bicubic resize then min-max, as [WSOL] ``inference.py`` (zeros for constant/NaN maps)."""
+    resized = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    if np.isnan(resized).any() or resized.max() == resized.min():
+        return np.zeros_like(resized, dtype=np.float64)
+    return ((resized - resized.min()) / (resized.max() - resized.min())).astype(np.float64)
+
+
+def make_cams(num: int, feature: int, seed: int, kind: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Feature-resolution CAMs and 224-px GT boxes: ``blob`` (object-like) or ``random`` (noise)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((num, feature, feature)).astype(np.float32)
+    cams, boxes = noise, []
+    if kind == "blob":  # one to three Gaussian parts plus a little noise, like trained CAMs
+        yy, xx = np.mgrid[0:feature, 0:feature] / feature
+        cams = 0.05 * noise
+        for part in range(3):
+            cx, cy = rng.uniform(0.2, 0.8, (2, num, 1, 1))
+            sx, sy = rng.uniform(0.06, 0.25, (2, num, 1, 1))
+            keep = (rng.random((num, 1, 1)) < 0.6) | (part == 0)
+            weight = rng.uniform(0.3, 1.0, (num, 1, 1)) * keep
+            cams = cams + weight * np.exp(
+                -((xx - cx) ** 2) / (2 * sx**2) - (yy - cy) ** 2 / (2 * sy**2)
+            )
+    for _ in range(num):
+        x0, y0 = rng.integers(0, 150, 2)
+        boxes.append(np.array([[x0, y0, x0 + rng.integers(20, 74), y0 + rng.integers(20, 74)]]))
+    return cams.astype(np.float32), boxes
+
+
+def run(num_images: int, kind: str, batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
+    """Time both implementations on the same maps; return the seconds and the speed-up."""
+    cams, boxes = make_cams(num_images, 14, seed=0, kind=kind)
+    results = {}
+    for multi, deltas in ((False, (50,)), (True, (30, 50, 70))):
+        start = time.perf_counter()
+        slow = straightforward_box_hits(
+            np.stack([straightforward_normalize(c) for c in cams]), boxes, deltas, multi
+        )
+        slow_s = time.perf_counter() - start
+        start = time.perf_counter()
+        fast = torch.zeros(len(deltas), 100, dtype=torch.int64)
+        for i in range(0, num_images, batch_size):
+            maps = normalize_cams(torch.from_numpy(cams[i : i + batch_size]).to(device))
+            fast += _box_accuracy_update(
+                maps, boxes[i : i + batch_size], cam_thresholds(0.01), deltas, multi
+            )
+        fast_s = time.perf_counter() - start
+        name = "v2" if multi else "v1"
+        results[f"{name}_straightforward_s"] = slow_s
+        results[f"{name}_batched_s"] = fast_s
+        results[f"{name}_speedup"] = slow_s / fast_s
+        results[f"{name}_equal"] = float(np.array_equal(slow, fast.numpy()))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-images", type=int, default=5794)
+    parser.add_argument("--kind", choices=["blob", "random"], default="blob")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    print(f"{args.num_images} {args.kind} CAMs (14 x 14 -> 224), batched path on {args.device}")
+    for key, value in run(args.num_images, args.kind, device=args.device).items():
+        print(f"{key}: {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""CUB-200-2011 for weakly supervised object localization, in the wsolevaluation protocol.
+
+Splits (Choe et al., CVPR 2020; thesis Sec. 5.4.1): ``train`` = CUB train (class labels only,
+5,994 images) for weak supervision; ``val`` = CUBV2 (1,000 box-annotated images) for model
+selection and CAM thresholds; ``test`` = CUB test (5,794) for final numbers only. Where CUBV2 is
+absent, ``val_split: train_holdout`` holds out ``holdout_per_class`` train images per class
+(seeded) as the box-annotated val split and removes them from training.
+
+Layout under ``root`` (default ``$LATENTLAB_DATA/cub``): ``CUB_200_2011/`` (images and the five
+tables), ``CUBV2/images/`` and ``metadata/CUB/{train,val,test}/`` (wsolevaluation metadata; made
+from the CUB tables by ``make data DATASET=cub`` when absent). The synthetic birds
+(``datamodules.synthetic.birds``) write the same layout, plus ``masks/`` for PxAP.
+
+Batch: ``image`` (B, 3, S, S) ImageNet-normalized, ``label`` (B,), ``image_id`` list[str],
+``boxes`` (B, G, 4) inclusive (x0, y0, x1, y1) at S x S (eval splits; G pads with the first box),
+``mask`` (B, S, S) long in {0, 1} when ``with_masks`` and masks exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from datamodules.formats.cub import WSOLSplit, read_wsol_metadata, resize_box
+from datamodules.formats.errors import DatasetNotFoundError
+from datamodules.images import NORMALIZATIONS, read_rgb
+from datamodules.paths import resolve_root
+from datamodules.samplers import ClassSetBatchSampler
+
+HOW_TO_GET = (
+    "Run `make data DATASET=cub` (downloads CUB_200_2011.tgz from the Caltech data site and writes "
+    "the wsolevaluation metadata), or place CUB_200_2011/ from "
+    "https://data.caltech.edu/records/65de6-vp158 "
+    "and metadata/CUB/ + CUBV2/ from https://github.com/clovaai/wsolevaluation under the root."
+)
+
+
+class WSOLImages(Dataset):
+    """Images of one metadata split with labels, scaled GT boxes and optional masks."""
+
+    def __init__(
+        self, image_dir: Path, split: WSOLSplit, transform, size: int, mask_dir: Path | None
+    ) -> None:
+        self.image_dir, self.split, self.transform = image_dir, split, transform
+        self.size, self.mask_dir = size, mask_dir
+        self.max_boxes = max((len(b) for b in split.boxes.values()), default=0)
+
+    def __len__(self) -> int:
+        return len(self.split.image_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.split.image_ids[index]
+        image = read_rgb(self.image_dir / path)
+        item = {"image": self.transform(image), "label": self.split.labels[path], "image_id": path}
+        if self.max_boxes:
+            size = self.split.sizes[path]
+            boxes = [resize_box(b, size, (self.size, self.size)) for b in self.split.boxes[path]]
+            boxes += [boxes[0]] * (self.max_boxes - len(boxes))
+            item["boxes"] = torch.tensor(boxes, dtype=torch.long)
+        if self.mask_dir is not None:
+            mask = read_rgb(self.mask_dir / path)[:1].float()
+            mask = v2.functional.resize(mask, [self.size, self.size], v2.InterpolationMode.NEAREST)
+            item["mask"] = (mask[0] > 127.5).long()  # [WSOL]: nearest resize, then > 0.5
+        return item
+
+
+class CUBDataModule(LightningDataModule):
+    """CUB-200-2011 (or its synthetic twin) with N x m class-set training batches.
+
+    Args:
+        root: Folder holding ``CUB_200_2011/``, ``CUBV2/`` and ``metadata/CUB/``.
+        image_size: Crop / eval side S (224 in the paper).
+        resize_size: Train resize before the random crop (256 in [WSOL]).
+        classes_per_batch: N (12; ResNet-50: 10).
+        samples_per_class: m (5).
+        eval_batch_size: Batch size of val/test.
+        num_workers: DataLoader workers.
+        vertical_flip: Also flip vertically in training (the thesis author's code; off in [WSOL]).
+        val_split: ``metadata`` (CUBV2) or ``train_holdout``.
+        holdout_per_class: Images per class held out when ``val_split`` is ``train_holdout``.
+        with_masks: Also load ``masks/`` (synthetic twin) for PxAP.
+        seed: Seed of the sampler (per epoch: seed + epoch) and of the holdout.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        resize_size: int = 256,
+        classes_per_batch: int = 12,
+        samples_per_class: int = 5,
+        eval_batch_size: int = 64,
+        num_workers: int = 4,
+        vertical_flip: bool = False,
+        val_split: Literal["metadata", "train_holdout"] = "metadata",
+        holdout_per_class: int = 5,
+        with_masks: bool = False,
+        seed: int = 610,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.splits: dict[str, WSOLImages] = {}
+        self._num_classes: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (max label + 1 of the training split), known after ``setup``."""
+        if self._num_classes is None:
+            self.setup("fit")
+        return self._num_classes
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        root = resolve_root(self.hparams.root, "cub")
+        metadata = root / "metadata" / "CUB"
+        for needed in (root / "CUB_200_2011" / "images", metadata / "train" / "image_ids.txt"):
+            if not needed.exists():
+                raise DatasetNotFoundError("CUB-200-2011", root, needed, HOW_TO_GET)
+        train, test = read_wsol_metadata(metadata / "train"), read_wsol_metadata(metadata / "test")
+        if self.hparams.val_split == "metadata":
+            if not (metadata / "val" / "image_ids.txt").is_file():
+                raise DatasetNotFoundError("CUBV2", root, metadata / "val", HOW_TO_GET)
+            val, val_dir = read_wsol_metadata(metadata / "val"), root / "CUBV2"
+        else:
+            train, val = _holdout(train, self.hparams.holdout_per_class, self.hparams.seed)
+            val_dir = root / "CUB_200_2011"
+        self._num_classes = max(train.labels.values()) + 1
+        train_tf, eval_tf = self._transforms()
+        size = self.hparams.image_size
+        cub = root / "CUB_200_2011"
+        self.splits = {
+            "train": WSOLImages(cub / "images", _without_boxes(train), train_tf, size, None),
+            "val": WSOLImages(val_dir / "images", val, eval_tf, size, self._masks(val_dir)),
+            "test": WSOLImages(cub / "images", test, eval_tf, size, self._masks(cub)),
+        }
+
+    def _masks(self, folder: Path) -> Path | None:
+        return folder / "masks" if self.hparams.with_masks else None
+
+    def _transforms(self):
+        mean, std = NORMALIZATIONS["imagenet"]
+        size, resize = self.hparams.image_size, self.hparams.resize_size
+        finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        flips = [v2.RandomHorizontalFlip()]
+        if self.hparams.vertical_flip:
+            flips.append(v2.RandomVerticalFlip())
+        train = v2.Compose([v2.Resize((resize, resize)), v2.RandomCrop(size), *flips, *finish])
+        return train, v2.Compose([v2.Resize((size, size)), *finish])
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.splits["train"]
+        labels = [dataset.split.labels[p] for p in dataset.split.image_ids]
+        sampler = ClassSetBatchSampler(
+            labels,
+            self.hparams.classes_per_batch,
+            self.hparams.samples_per_class,
+            seed=self.hparams.seed,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.hparams.eval_batch_size,
+            num_workers=self.hparams.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def _without_boxes(split: WSOLSplit) -> WSOLSplit:
+    """Training sees class labels only (weak supervision)."""
+    return WSOLSplit(split.image_ids, split.labels, split.sizes, {})
+
+
+def _holdout(split: WSOLSplit, per_class: int, seed: int) -> tuple[WSOLSplit, WSOLSplit]:
+    """Move ``per_class`` seeded images per class from ``split`` into a box-annotated val split."""
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[str]] = {}
+    for path in split.image_ids:
+        by_class.setdefault(split.labels[path], []).append(path)
+    held = set()
+    for label in sorted(by_class):
+        paths = by_class[label]
+        order = torch.randperm(len(paths), generator=generator)[:per_class].tolist()
+        held.update(paths[i] for i in order)
+    keep = [p for p in split.image_ids if p not in held]
+    val = [p for p in split.image_ids if p in held]
+
+    def subset(ids):
+        return WSOLSplit(
+            ids,
+            {p: split.labels[p] for p in ids},
+            {p: split.sizes[p] for p in ids},
+            {p: split.boxes[p] for p in ids if p in split.boxes},
+        )
+
+    return subset(keep), subset(val)
+
+
+CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
+CUB_MD5 = "97eceeb196236b17998738112f37df78"
+
+
+def prepare_cub(root: str | Path | None = None, download: bool = False) -> Path:
+    """``make data DATASET=cub``: fetch (md5-checked) and verify CUB, then write its metadata.
+
+    Downloads ``CUB_200_2011.tgz`` into ``root`` when ``download`` and the folder is absent (a
+    clear error when the network is unreachable), reads and cross-checks the five tables and every
+    image, and writes ``metadata/CUB/{train,test}`` when absent. CUBV2 (val) exists only in
+    wsolevaluation's release; without it, use ``val_split: train_holdout``.
+    """
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    from datamodules.formats.cub import cub_to_wsol_metadata
+
+    root = resolve_root(root, "cub")
+    cub = root / "CUB_200_2011"
+    if not cub.exists():
+        if not download:
+            raise DatasetNotFoundError(
+                "CUB-200-2011", root, cub, HOW_TO_GET + " (or pass --download)"
+            )
+        try:
+            download_and_extract_archive(CUB_URL, str(root), md5=CUB_MD5)
+        except Exception as error:  # network errors come in many types
+            raise DatasetNotFoundError(
+                "CUB-200-2011", root, cub, f"download failed ({error}). {HOW_TO_GET}"
+            ) from error
+    metadata = root / "metadata" / "CUB"
+    if not (metadata / "train" / "image_ids.txt").is_file():
+        cub_to_wsol_metadata(cub, metadata)
+    return root

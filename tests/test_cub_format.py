@@ -1,0 +1,180 @@
+"""CUB-200-2011 and wsolevaluation metadata: readers, writers, conversion, errors, twin, data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules.cub import CUBDataModule
+from datamodules.formats.cub import (
+    CUBTable,
+    check_cub_images,
+    cub_to_wsol_metadata,
+    read_cub,
+    read_wsol_metadata,
+    resize_box,
+    write_cub,
+    wsol_to_cub,
+)
+from datamodules.formats.errors import DatasetNotFoundError, FormatError
+from datamodules.synthetic.birds import make_synthetic_cub
+
+
+def _fixture(root, sizes=((500, 335), (300, 200), (200, 300))):
+    """Three images in two classes; image 1 carries the real CUB line `1 60.0 27.0 325.0 304.0`."""
+    names = {1: "001.Black_footed_Albatross", 2: "002.Laysan_Albatross"}
+    paths = {1: f"{names[1]}/a.jpg", 2: f"{names[1]}/b.jpg", 3: f"{names[2]}/c.jpg"}
+    boxes = {
+        1: (60.0, 27.0, 325.0, 304.0),
+        2: (10.5, 20.0, 290.0, 180.0),
+        3: (0.0, 0.0, 200.0, 300.0),
+    }
+    table = CUBTable(
+        [1, 2, 3], paths, {1: 1, 2: 1, 3: 2}, {1: False, 2: True, 3: False}, boxes, names
+    )
+    write_cub(root, table)
+    for key, size in zip((1, 2, 3), sizes, strict=True):
+        (root / "images" / paths[key]).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size).save(root / "images" / paths[key])
+    return table
+
+
+def test_conversion_golden_and_round_trip(tmp_path):
+    cub = tmp_path / "CUB_200_2011"
+    table = _fixture(cub)
+    splits = cub_to_wsol_metadata(cub, tmp_path / "metadata")
+    test = read_wsol_metadata(tmp_path / "metadata" / "test")
+    assert test.boxes["001.Black_footed_Albatross/a.jpg"] == [(60, 27, 385, 331)]
+    assert test.labels["002.Laysan_Albatross/c.jpg"] == 1  # 0-based
+    assert test.boxes["002.Laysan_Albatross/c.jpg"] == [(0, 0, 199, 299)]  # x1, y1 clipped
+    assert read_wsol_metadata(tmp_path / "metadata" / "train").boxes == splits["train"].boxes
+    wsol_to_cub(tmp_path / "metadata", tmp_path / "back", table.class_names)
+    again = read_cub(tmp_path / "back")
+    assert sorted(again.paths.values()) == sorted(table.paths.values())
+    for key, path in again.paths.items():
+        original = next(k for k, p in table.paths.items() if p == path)
+        assert again.labels[key] == table.labels[original]
+        assert again.is_train[key] == table.is_train[original]
+
+
+def test_resize_box_golden():
+    assert resize_box((1, 2, 4, 3), (10, 20), (35, 10)) == (3, 1, 14, 1)
+
+
+def test_metadata_without_final_newline(tmp_path):
+    folder = tmp_path / "val"
+    folder.mkdir()
+    (folder / "image_ids.txt").write_text("a/x.jpg\na/y.jpg")
+    (folder / "class_labels.txt").write_text("a/x.jpg,0\na/y.jpg,3")
+    (folder / "image_sizes.txt").write_text("a/x.jpg,10,20\na/y.jpg,30,40")
+    (folder / "localization.txt").write_text("a/x.jpg,1,2,3,4\na/x.jpg,0,0,9,19\na/y.jpg,5,5,6,6")
+    split = read_wsol_metadata(folder)
+    assert split.labels == {"a/x.jpg": 0, "a/y.jpg": 3}
+    assert split.boxes["a/x.jpg"] == [(1, 2, 3, 4), (0, 0, 9, 19)]
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "match"),
+    [
+        ("image_class_labels.txt", "1 1\n2 1\n3 7\n", "unknown class id 7"),
+        ("train_test_split.txt", "1 0\n2 1\n", "disagree"),
+        ("bounding_boxes.txt", "1 60.0 27.0 325.0\n", "expected 5 fields"),
+        ("bounding_boxes.txt", "1 60 27 325 304\n2 1 1 x 1\n3 0 0 1 1\n", "not a number"),
+    ],
+)
+def test_bad_tables(tmp_path, file, content, match):
+    _fixture(tmp_path)
+    (tmp_path / file).write_text(content)
+    with pytest.raises(FormatError, match=match) as error:
+        read_cub(tmp_path)
+    assert file in str(error.value)
+
+
+def test_bad_images(tmp_path):
+    table = _fixture(tmp_path, sizes=((300, 200), (300, 200), (200, 300)))
+    with pytest.raises(FormatError, match=r"bounding_boxes.txt:1: image 1: box outside 300x200"):
+        check_cub_images(tmp_path, table)
+    (tmp_path / "images" / table.paths[1]).unlink()
+    with pytest.raises(FormatError, match=r"images.txt:1: listed image missing"):
+        check_cub_images(tmp_path, table)
+
+
+def test_metadata_box_outside_image(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    (folder / "image_ids.txt").write_text("a/x.jpg\n")
+    (folder / "class_labels.txt").write_text("a/x.jpg,0\n")
+    (folder / "image_sizes.txt").write_text("a/x.jpg,10,20\n")
+    (folder / "localization.txt").write_text("a/x.jpg,1,2,10,4\n")
+    with pytest.raises(FormatError, match="localization.txt:1: box"):
+        read_wsol_metadata(folder)
+
+
+@pytest.fixture(scope="module")
+def birds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("birds")
+    make_synthetic_cub(root, num_classes=20, per_class=(5, 2, 2), size_range=(72, 96), seed=0)
+    return root
+
+
+def test_synthetic_twin(birds):
+    table = read_cub(birds / "CUB_200_2011")
+    assert len(table.class_names) == 20 and len(table.ids) == 20 * 7
+    sizes = check_cub_images(birds / "CUB_200_2011", table)
+    for split in ("train", "val", "test"):
+        meta = read_wsol_metadata(birds / "metadata" / "CUB" / split)
+        folder = birds / ("CUBV2" if split == "val" else "CUB_200_2011")
+        for path in meta.image_ids[:10]:
+            mask = np.asarray(Image.open(folder / "masks" / path)) > 0
+            ys, xs = np.nonzero(mask)
+            assert meta.boxes[path] == [(xs.min(), ys.min(), xs.max(), ys.max())]  # tight box
+            width, height = meta.sizes[path]
+            assert xs.min() >= 1 and xs.max() <= width - 2 and ys.max() <= height - 2
+    assert len(sizes) == len(table.ids)
+    # deterministic
+    again = make_synthetic_cub(
+        birds.parent / "again", num_classes=20, per_class=(5, 2, 2), size_range=(72, 96)
+    )
+    path = table.paths[1]
+    assert np.array_equal(
+        np.asarray(Image.open(birds / "CUB_200_2011" / "images" / path)),
+        np.asarray(Image.open(again / "CUB_200_2011" / "images" / path)),
+    )
+
+
+def test_datamodule(birds, tmp_path):
+    data = CUBDataModule(
+        root=str(birds),
+        image_size=64,
+        resize_size=72,
+        classes_per_batch=4,
+        samples_per_class=3,
+        eval_batch_size=8,
+        num_workers=0,
+        with_masks=True,
+    )
+    data.setup("fit")
+    assert data.num_classes == 20
+    batch = next(iter(data.train_dataloader()))
+    assert batch["image"].shape == (12, 3, 64, 64) and "boxes" not in batch  # weak supervision
+    assert (batch["label"].view(4, 3) == batch["label"].view(4, 3)[:, :1]).all()
+    val = next(iter(data.val_dataloader()))
+    assert val["boxes"].shape == (8, 1, 4) and val["mask"].shape == (8, 64, 64)
+    assert val["boxes"].max() <= 63 and set(val["mask"].unique().tolist()) <= {0, 1}
+    holdout = CUBDataModule(
+        root=str(birds),
+        image_size=64,
+        val_split="train_holdout",
+        holdout_per_class=1,
+        num_workers=0,
+    )
+    holdout.setup("fit")
+    assert len(holdout.splits["val"]) == 20 and len(holdout.splits["train"]) == 80
+    assert not set(holdout.splits["val"].split.image_ids) & set(
+        holdout.splits["train"].split.image_ids
+    )
+    with pytest.raises(DatasetNotFoundError, match="make data DATASET=cub"):
+        CUBDataModule(root=str(tmp_path / "nothing")).setup("fit")
+    assert torch.is_tensor(val["label"])

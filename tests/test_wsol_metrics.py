@@ -1,0 +1,264 @@
+"""WSOL metrics against the [WSOL] golden cases and an independent straightforward loop."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.bench_maxboxacc import (
+    make_cams,
+    straightforward_box_hits,
+    straightforward_normalize,
+)
+from callbacks.functional import (
+    box_iou,
+    boxes_from_scoremap,
+    max_box_accuracy,
+    max_box_ious,
+    normalize_cams,
+    pixel_average_precision,
+    scoremaps_to_uint8,
+)
+from callbacks.metrics import (
+    LocalizationAccuracy,
+    MaxBoxAccuracy,
+    MaxBoxAccuracyV2,
+    PixelAveragePrecision,
+)
+
+UNIMODAL = [
+    [0, 0, 0, 0, 0],
+    [0, 0.4, 0.4, 0.4, 0.6],
+    [0, 0.4, 1, 0.8, 0.6],
+    [0, 0.4, 0.4, 0.4, 0.6],
+]
+MULTIMODAL = [
+    [0.4, 0, 0.2, 0.2, 0.2],
+    [0.4, 0.4, 0, 0.4, 0],
+    [0, 0, 0, 0.4, 0],
+    [1, 0.6, 0.8, 0.2, 0.2],
+]
+
+
+def test_iou_golden():
+    assert box_iou(np.array([[1, 2, 5, 6]]), np.array([[3, 1, 4, 5]]))[0, 0] == pytest.approx(
+        8 / 27
+    )
+    assert box_iou(np.zeros((1, 4)), np.zeros((1, 4)))[0, 0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("scoremap", "expected"),
+    [
+        (UNIMODAL, [[1, 1, 4, 3], [1, 1, 4, 3], [2, 1, 4, 3], [2, 2, 4, 3], [2, 2, 3, 3]]),
+        (MULTIMODAL, [[0, 0, 4, 3], [0, 0, 2, 2], [0, 3, 3, 3], [2, 3, 3, 3], [0, 3, 1, 3]]),
+        (np.zeros((3, 3)), [[0, 0, 0, 0]] * 5),
+    ],
+)
+def test_boxes_golden(scoremap, expected):
+    thresholds = np.arange(0, 1, 0.2)
+    boxes = boxes_from_scoremap(np.asarray(scoremap, dtype=np.float64), thresholds)
+    assert [b[0].tolist() for b in boxes] == expected
+    # the batched path must give the IoU of exactly these boxes (GT = each expected box)
+    s8 = scoremaps_to_uint8(torch.tensor(scoremap, dtype=torch.float64)[None])
+    for gt in expected:
+        ious = max_box_ious(s8, [np.array([gt])], thresholds, multi_contour=False)[0]
+        reference = [box_iou(np.array([e]), np.array([gt]))[0, 0] for e in expected]
+        np.testing.assert_array_equal(ious, reference)
+
+
+def test_nan_map_raises():
+    with pytest.raises(ValueError):
+        boxes_from_scoremap(np.full((3, 3), np.nan), np.arange(0, 1, 0.2))
+    with pytest.raises(ValueError):
+        max_box_accuracy(torch.full((1, 3, 3), float("nan")), [np.zeros((1, 4))])
+
+
+def _gt_boxes(num: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x0, y0 = rng.integers(0, 120, (2, num))
+    w, h = rng.integers(30, 100, (2, num))
+    return [np.array([[a, b, a + c, b + d]]) for a, b, c, d in zip(x0, y0, w, h, strict=True)]
+
+
+def test_handmade_maps():
+    boxes = _gt_boxes(6, 0)
+    perfect = torch.zeros(6, 224, 224)
+    left = torch.zeros(6, 224, 224)
+    for i, ((x0, y0, x1, y1),) in enumerate(boxes):
+        perfect[i, y0:y1, x0:x1] = 1
+        left[i, y0 : y1 + 1, x0 : x0 + int(0.6 * (x1 - x0 + 1))] = 1
+    for metric in (MaxBoxAccuracy(), MaxBoxAccuracyV2()):
+        metric.update(perfect, [torch.from_numpy(b) for b in boxes])
+        assert metric.compute().item() == 100.0
+    constant = MaxBoxAccuracyV2()
+    constant.update(torch.full((6, 14, 14), 0.3), [torch.from_numpy(b) for b in boxes])
+    assert constant.compute().item() == 0.0
+    partial = MaxBoxAccuracyV2()
+    partial.update(left, [torch.from_numpy(b) for b in boxes])
+    assert partial.per_iou().tolist() == [100.0, 100.0, 0.0]
+    assert partial.compute().item() == pytest.approx(66.7, abs=0.1)
+
+
+def _structured_maps(num: int, seed: int) -> np.ndarray:
+    """Rings, several blobs, border-touching bars and plateaus: hard cases for the topology."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:224, 0:224]
+    maps = []
+    for _ in range(num):
+        cx, cy, r = rng.uniform(30, 194), rng.uniform(30, 194), rng.uniform(15, 60)
+        ring = np.exp(-((np.hypot(xx - cx, yy - cy) - r) ** 2) / 60)
+        blobs = sum(
+            rng.uniform(0.3, 1)
+            * np.exp(-((xx - rng.uniform(0, 224)) ** 2 + (yy - rng.uniform(0, 224)) ** 2) / 300)
+            for _ in range(3)
+        )
+        bar = (xx < rng.integers(5, 40)) * 0.5
+        speckle = (rng.random((224, 224)) < 0.002) * 0.3  # isolated one-pixel components
+        m = ring + blobs + bar + speckle
+        m = np.round(m * 8) / 8 if rng.random() < 0.5 else m  # plateaus
+        maps.append((m - m.min()) / (m.max() - m.min()))
+    return np.stack(maps)
+
+
+@pytest.mark.parametrize("kind", ["random", "blob", "structured"])
+def test_equal_to_straightforward(kind):
+    if kind == "structured":
+        maps = torch.from_numpy(_structured_maps(12, 1))
+        boxes = _gt_boxes(12, 2)
+    else:
+        cams, boxes = make_cams(16, 14, seed=3, kind=kind)
+        maps = normalize_cams(torch.from_numpy(cams))
+    for multi, deltas in ((False, (50,)), (True, (30, 50, 70))):
+        metric = MaxBoxAccuracy(deltas, multi_contour=multi, image_size=None)
+        metric.update(maps[:10], [torch.from_numpy(b) for b in boxes[:10]])
+        metric.update(maps[10:], [torch.from_numpy(b) for b in boxes[10:]])
+        reference = straightforward_box_hits(maps.numpy(), boxes, deltas, multi)
+        np.testing.assert_array_equal(metric.hits.numpy(), reference)
+        # the topology fast path (default on CUDA) gives the very same IoUs
+        s8, thresholds = scoremaps_to_uint8(maps), np.arange(0, 1, 0.01)
+        np.testing.assert_array_equal(
+            max_box_ious(s8, boxes, thresholds, multi, topology=True),
+            max_box_ious(s8, boxes, thresholds, multi, topology=False),
+        )
+
+
+def test_device_resize_matches_cv2():
+    cams, _ = make_cams(8, 14, seed=4, kind="blob")
+    ours = normalize_cams(torch.from_numpy(cams)).numpy()
+    reference = np.stack([straightforward_normalize(c) for c in cams])
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_states_add_up():
+    cams, boxes = make_cams(12, 14, seed=5, kind="blob")
+    boxes = [torch.from_numpy(b) for b in boxes]
+    whole, first, second = MaxBoxAccuracyV2(), MaxBoxAccuracyV2(), MaxBoxAccuracyV2()
+    whole.update(torch.from_numpy(cams), boxes)
+    first.update(torch.from_numpy(cams[:5]), boxes[:5])
+    second.update(torch.from_numpy(cams[5:]), boxes[5:])
+    first.merge_state(second)
+    assert torch.equal(first.hits, whole.hits) and first.compute() == whole.compute()
+    whole.reset()
+    assert whole.hits.sum() == 0 and whole.total == 0
+
+
+def _numpy_pxap(maps: np.ndarray, masks: np.ndarray) -> float:
+    """PxAP from np.histogram, following the [WSOL] MaskEvaluator definition."""
+    edges = np.append(np.arange(0, 1, 0.01), [1.0, 2.0, 3.0])
+    pos = np.histogram(maps[masks == 1], bins=edges)[0].astype(float)
+    neg = np.histogram(maps[masks == 0], bins=edges)[0].astype(float)
+    tp, fp = pos[::-1].cumsum(), neg[::-1].cumsum()
+    nonzero = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = tp / (tp + fp), tp / pos.sum()
+    return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+
+
+def test_pxap():
+    masks = torch.zeros(4, 224, 224, dtype=torch.long)
+    masks[:, 50:120, 60:150] = 1
+    masks[:, :10] = 255  # ignored
+    perfect = PixelAveragePrecision()
+    perfect.update(masks.eq(1).double() + 0.0, masks)
+    assert perfect.compute().item() == pytest.approx(100.0)
+    cams, _ = make_cams(4, 14, seed=6, kind="blob")
+    metric = PixelAveragePrecision()
+    metric.update(torch.from_numpy(cams[:2]), masks[:2])
+    metric.update(torch.from_numpy(cams[2:]), masks[2:])
+    maps = normalize_cams(torch.from_numpy(cams)).numpy()
+    assert metric.compute().item() == pytest.approx(_numpy_pxap(maps, masks.numpy()), abs=1e-9)
+    assert pixel_average_precision(torch.from_numpy(maps), masks).item() == pytest.approx(
+        metric.compute().item(), abs=1e-9
+    )
+
+
+def test_localization_accuracy():
+    boxes = _gt_boxes(4, 7)
+    cams = torch.zeros(4, 224, 224)
+    for i, ((x0, y0, x1, y1),) in enumerate(boxes):
+        cams[i, y0:y1, x0:x1] = 1
+    cams[3] = 0.5  # constant map: never localized
+    logits = torch.tensor(
+        [[5.0, 1, 0, 0, 0, 0], [1, 5, 0, 0, 0, 0], [0, 5, 1, 2, 3, 4], [5, 0, 0, 0, 0, 0]]
+    )
+    target = torch.tensor([0, 0, 0, 0])  # image 1: rank 2; image 2: rank 6 (outside the top 5)
+    metric = LocalizationAccuracy(top_k=(1, 5))
+    metric.update(cams, [torch.from_numpy(b) for b in boxes], logits, target)
+    out = metric.compute()
+    assert out["gt_known"].item() == 75.0
+    assert out["top1"].item() == 25.0
+    assert out["top5"].item() == 50.0
+
+
+def test_official_variant_is_strict_and_exclusive():
+    # a box that overlaps the GT by exactly half (exclusive areas) passes >= but not >
+    a, b = np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 20]])
+    assert box_iou(a, b, inclusive=False)[0, 0] == 0.5
+    assert cv2 is not None
+
+
+def test_callback_logs_all_metrics():
+    from callbacks.cam_overlay import overlay_panel
+    from callbacks.maxboxacc import LogWSOLMetrics
+
+    class Module:
+        device = torch.device("cpu")
+        logged: dict = {}
+
+        def log(self, key, value, **kwargs):
+            self.logged[key] = value
+
+    boxes = torch.tensor([[[10, 12, 40, 50]], [[0, 0, 63, 63]]])
+    cams = torch.zeros(2, 64, 64)
+    cams[0, 12:50, 10:40] = 1
+    cams[1] = torch.rand(64, 64)
+    masks = torch.zeros(2, 64, 64, dtype=torch.long)
+    masks[0, 12:51, 10:41] = 1
+    masks[1, 5:20, 5:20] = 1
+    outputs = {
+        "cams": cams,
+        "boxes": boxes,
+        "masks": masks,
+        "logits": torch.eye(2),
+        "target": torch.arange(2),
+    }
+    callback, module = LogWSOLMetrics(image_size=64), Module()
+    callback._update(module, outputs)
+    callback._log(module, "val")
+    expected = {
+        "val/maxboxacc",
+        "val/maxboxacc_v2",
+        "val/maxboxacc_v2@30",
+        "val/pxap",
+        "val/top1_loc",
+    }
+    assert expected <= set(module.logged)
+    assert module.logged["val/maxboxacc"] == 100.0  # image 1: the full box is the GT at tau = 0
+    assert callback.best_threshold is not None
+    panel = overlay_panel(torch.zeros(3, 64, 64), cams[0], boxes[0, 0], (5, 5, 30, 30))
+    assert panel.shape == (3, 64, 64)
+    assert panel[:, 12, 35].tolist() == [0.0, 1.0, 0.0]  # green GT edge
+    assert panel[:, 5, 20].tolist() == [1.0, 0.0, 0.0]  # red estimated edge
