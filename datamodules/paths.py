@@ -1,4 +1,4 @@
-"""Where datasets live: an explicit ``root``, else ``$LATENTLAB_DATA/<name>``, else ``data/<name>``."""
+"""Where datasets live: an explicit root, else $LATENTLAB_DATA/<name>, else data/<name>."""
 
 from __future__ import annotations
 

@@ -23,9 +23,11 @@ class FormatError(ValueError):
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset (or a file of it) is absent; the message says where to get it and how to lay it out."""
+    """A dataset or one of its files is absent; the message says where to get it, laid out how."""
 
-    def __init__(self, dataset: str, root: str | Path, missing: str | Path, how_to_get: str) -> None:
+    def __init__(
+        self, dataset: str, root: str | Path, missing: str | Path, how_to_get: str
+    ) -> None:
         self.dataset = dataset
         self.root = Path(root)
         self.missing = Path(missing)

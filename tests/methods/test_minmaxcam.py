@@ -197,8 +197,8 @@ def learning_comparison(root) -> dict[str, dict[str, float]]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue target not reached yet: on this twin with a random-init backbone MinMaxCAM scored "
-    "MaxBoxAccV2 9.3 vs CAM 16.3 (lambda 1/10); strict, so reaching it turns this into a failure to lift",
+    reason="issue target not reached yet: on this twin with a random-init backbone MinMaxCAM "
+    "scored MaxBoxAccV2 9.3 vs CAM 16.3 (lambda 1/10); strict, so reaching it fails loudly",
 )
 def test_minmaxcam_beats_cam_on_synthetic_birds(tmp_path):
     make_synthetic_cub(tmp_path, **SYNTHETIC)
