@@ -30,7 +30,8 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.utilities import dim_zero_cat
 
-from callbacks.panels import attribute_bar_chart, log_images_from_rank_zero, resolve_attribute_names
+from callbacks._logging import local_log_dir, log_images
+from callbacks.panels import attribute_bar_chart, resolve_attribute_names
 
 __all__ = ["LogAUROC", "per_attribute_auroc"]
 
@@ -202,14 +203,15 @@ class LogAUROC(Callback):
             )
         macro = auroc[defined].mean().item() if defined.any() else math.nan
         self._log(stage, pl_module, names, auroc, macro, int(defined.sum()))
-        if trainer.loggers:
-            log_dir = trainer.log_dir  # a collective under DDP: read on every rank
-            if self.csv and trainer.is_global_zero and log_dir is not None:
-                path = Path(log_dir) / f"auroc_{stage}_epoch{trainer.current_epoch}.csv"
-                _write_csv(path, names, auroc, positives, negatives)
-            if self.plot:
-                chart = [self._chart(stage, names, auroc, macro)] if trainer.is_global_zero else []
-                log_images_from_rank_zero(trainer, f"{stage}/auroc_per_attribute", chart, None)
+        log_dir = local_log_dir(trainer)
+        if log_dir is None or not trainer.is_global_zero:
+            return
+        if self.csv:
+            path = log_dir / f"auroc_{stage}_epoch{trainer.current_epoch}.csv"
+            _write_csv(path, names, auroc, positives, negatives)
+        if self.plot:
+            chart = self._chart(stage, names, auroc, macro)
+            log_images(trainer, f"{stage}/auroc_per_attribute", [chart], None)
 
     def _log(
         self,

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
-from callbacks._logging import figure_to_image, log_images
+from callbacks._logging import figure_to_image, local_log_dir, log_images
 from callbacks.panels import resolve_attribute_names
 from datamodules.formats.celeba import write_attribute_table
 
@@ -38,7 +38,7 @@ class WriteAttributeLabels(BasePredictionWriter):
     ``allow_untuned`` is set, in which case it warns and uses the buffer as is (0.5 by default).
 
     Args:
-        output_dir: Folder for the files; default ``trainer.log_dir``.
+        output_dir: Folder for the files; default: the first logger's folder (the run folder).
         prefix: File-name prefix (``ffhq``).
         allow_untuned: Accept thresholds that were not tuned.
         attribute_names: Column names; default ``pl_module.attribute_names`` then the DataModule's.
@@ -92,10 +92,9 @@ class WriteAttributeLabels(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         ids, probs = self._gather(trainer)
-        out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero:
-            log_images(trainer, "predict/positive_rate", [], None)  # log_dir is a collective
             return
+        out_dir = Path(self.output_dir or local_log_dir(trainer) or trainer.default_root_dir)
         thresholds = pl_module.thresholds.detach().float().cpu()
         names = self.attribute_names or getattr(pl_module, "attribute_names", None)
         names = resolve_attribute_names(trainer, names, probs.shape[1])

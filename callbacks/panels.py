@@ -151,21 +151,6 @@ def resolve_attribute_names(
     return list(names)
 
 
-def log_images_from_rank_zero(
-    trainer: Trainer, key: str, images: Sequence[Image.Image], captions: Sequence[str] | None
-) -> None:
-    """Call ``log_images`` on every process, with the images on global rank zero only.
-
-    ``log_images`` reads ``trainer.log_dir``, which is a collective (a broadcast) under DDP, so
-    it must be reached by all ranks or rank zero stalls; the other ranks pass no images, which
-    logs and writes nothing.
-    """
-    if trainer.is_global_zero:
-        log_images(trainer, key, images, captions)
-    else:
-        log_images(trainer, key, [], None)
-
-
 class LogAttributePanel(Callback):
     """Logs the first validation images captioned with true vs predicted positive attributes.
 
@@ -236,16 +221,13 @@ class LogAttributePanel(Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
-        grid = [self.render(trainer, pl_module)] if trainer.is_global_zero else []
+        if not trainer.is_global_zero:
+            return
         caption = (
-            [
-                f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
-                f"(p >= {self.threshold}); * marks an error"
-            ]
-            if grid
-            else None
+            f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
+            f"(p >= {self.threshold}); * marks an error"
         )
-        log_images_from_rank_zero(trainer, "val/attribute_panel", grid, caption)
+        log_images(trainer, "val/attribute_panel", [self.render(trainer, pl_module)], [caption])
 
     def render(self, trainer: Trainer, pl_module: LightningModule) -> Image.Image:
         """Run the module on the cached batch and draw the captioned grid."""

@@ -299,6 +299,7 @@ class LatentLabCLI(LightningCLI):
             self.trainer.test(
                 self.model, datamodule=self.datamodule, ckpt_path=ckpt, weights_only=True
             )
+            ckpt = None  # predict with the tested weights and what test computed (thresholds)
         else:
             rank_zero_info("The datamodule defines no test data: skipping test.")
         if is_overridden("predict_dataloader", self.datamodule, LightningDataModule):

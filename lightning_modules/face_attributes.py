@@ -90,7 +90,6 @@ class FaceAttributeClassifier(LightningModule):
         self.test_hamming = MultilabelHammingDistance(**metric)
         self._test_probs: list[torch.Tensor] = []
         self._test_target: list[torch.Tensor] = []
-        self._tuned_for: str | None = None  # checkpoint whose weights the thresholds were tuned on
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> (B, L) logits."""
@@ -141,23 +140,7 @@ class FaceAttributeClassifier(LightningModule):
         checkpoint["attribute_names"] = self.attribute_names
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the names; keep thresholds tuned in this process on the same checkpoint.
-
-        ``test(ckpt_path=best)`` then ``predict(ckpt_path=best)`` reloads the checkpoint, which was
-        saved before the search: the tuned thresholds are kept only when the checkpoint being
-        loaded is the one they were tuned on.
-        """
         self.attribute_names = checkpoint.get("attribute_names") or self.attribute_names
-        state = checkpoint.get("state_dict", {})
-        loading = _checkpoint_key(getattr(self._trainer, "ckpt_path", None))
-        if (
-            self._tuned_for is not None
-            and loading == self._tuned_for
-            and bool(self.thresholds_tuned)
-        ):
-            if not bool(state.get("thresholds_tuned", False)):
-                state["thresholds"] = self.thresholds.detach().clone()
-                state["thresholds_tuned"] = self.thresholds_tuned.detach().clone()
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -209,7 +192,6 @@ class FaceAttributeClassifier(LightningModule):
         )
         self.thresholds.copy_(taus.float())
         self.thresholds_tuned.fill_(True)
-        self._tuned_for = _checkpoint_key(self.trainer.ckpt_path)
         at_half = hamming_per_label(probs, target, torch.full_like(taus, 0.5))
         self.log("test/hamming_tuned", tuned.mean().float())
         self.log("test/hamming_at_0.5", at_half.mean().float())
@@ -278,10 +260,6 @@ class FaceAttributeClassifier(LightningModule):
         warmup = min(length - 1, round(per_epoch * self.hparams.warmup_epochs))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup, length))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def _checkpoint_key(path: Any) -> str | None:
-    return str(Path(path).resolve()) if path else None
 
 
 def _warmup_cosine(warmup: int, total: int):

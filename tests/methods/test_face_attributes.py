@@ -222,8 +222,8 @@ def _run_stages(root, out, epochs, image_size, batch_size, randaugment, net):
     data = _datamodule(root, image_size, batch_size, randaugment)
     trainer.fit(model, datamodule=data)
     trainer.test(model, datamodule=data, ckpt_path="best", weights_only=True, verbose=False)
-    trainer.predict(model, datamodule=data, ckpt_path="best", weights_only=True,
-                    return_predictions=False)  # fmt: skip
+    # as `make experiment` does: predict with the tested weights and their tuned thresholds
+    trainer.predict(model, datamodule=data, return_predictions=False)
     return {"model": model, "auroc": auroc.last["test"], "out": out, "data": data,
             "ckpt": checkpoint.best_model_path, "root": root}  # fmt: skip
 
