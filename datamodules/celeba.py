@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
 from datamodules.formats.errors import FormatError
 from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
+from datamodules.split_loaders import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class CelebAFaces(Dataset):
         return list(self._rows_by_identity.get(int(identity), []))
 
 
-class CelebADataModule(LightningDataModule):
+class CelebADataModule(SplitDataModule):
     """CelebA attributes (+ identity) from the official aligned release or its synthetic twin.
 
     Args:
@@ -245,29 +245,6 @@ class CelebADataModule(LightningDataModule):
             "val": val.sort().values,
             "test": test.sort().values,
         }
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
 
 
 _CODES = {"train": 0, "val": 1, "test": 2}

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import MANIFEST_FILE, list_ffhq_images, read_cache_manifest
 from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
+from datamodules.split_loaders import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class FFHQImages(Dataset):
         }
 
 
-class FFHQDataModule(LightningDataModule):
+class FFHQDataModule(SplitDataModule):
     """FFHQ faces from the released layout, its resized cache, or its synthetic twin.
 
     Args:
@@ -170,26 +170,3 @@ class FFHQDataModule(LightningDataModule):
                 f"{manifest['count']}; rebuild it with `make data DATASET=ffhq RES={res}`"
             )
         return images
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
