@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 
 CONFIGS = --config experiments/_base.yaml --config experiments/$(NAME).yaml
 RESUME_FLAG = $(if $(filter 1 true yes,$(RESUME)),--run.resume=true)
-DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),--out $(OUT))
+DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),--out $(OUT)) \
+	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
 .PHONY: help install experiment smoke test test-all lint format data bench clean check-name
@@ -58,7 +59,7 @@ format: install ## Fix what ruff can and format the code
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-data: install ## Prepare a dataset: DATASET=celeba|ffhq|synthetic-faces [ROOT=...] [RES=...] [OUT=...]
+data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|synthetic-faces|synthetic-mnist [ROOT= RES= OUT= DOWNLOAD=1]
 	@test -n "$(DATASET)" || { echo "Set DATASET (see: $(PY) -m datamodules.prepare --help)"; exit 2; }
 	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS)
 
