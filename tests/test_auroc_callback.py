@@ -11,8 +11,9 @@ import pytest
 import torch
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
+from recording import RecordingLogger
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -81,31 +82,6 @@ class FixedLogits(LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
-
-
-class RecordingLogger(Logger):
-    """A logger with ``log_image`` that only records its calls."""
-
-    def __init__(self, save_dir: str) -> None:
-        super().__init__()
-        self._save_dir = save_dir
-        self.image_calls: list[dict] = []
-
-    name = "recording"
-    version = 0
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    def log_metrics(self, metrics, step=None) -> None:
-        pass
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_image(self, key, images, step=None, **kwargs) -> None:
-        self.image_calls.append({"key": key, "images": images, "step": step, **kwargs})
 
 
 def make_trainer(tmp_path, callbacks, logger=False, **kwargs) -> Trainer:

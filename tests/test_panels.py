@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.loggers import Logger
 from PIL import Image
+from recording import RecordingLogger
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.panels import LogAttributePanel, attribute_bar_chart, captioned_grid
@@ -70,29 +70,6 @@ class FaceData(LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(Faces(), batch_size=8)
-
-
-class RecordingLogger(Logger):
-    def __init__(self, save_dir: str) -> None:
-        super().__init__()
-        self._save_dir = save_dir
-        self.image_calls: list[dict] = []
-
-    name = "recording"
-    version = 0
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    def log_metrics(self, metrics, step=None) -> None:
-        pass
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_image(self, key, images, step=None, **kwargs) -> None:
-        self.image_calls.append({"key": key, "images": images, "step": step, **kwargs})
 
 
 def fit(
