@@ -17,7 +17,6 @@ split.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -32,8 +31,6 @@ from datamodules.formats.errors import FormatError
 from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
-
-log = logging.getLogger(__name__)
 
 # Crop boxes (top, left, height, width) in the 178 x 218 aligned image.
 CROP_BOXES: dict[str, tuple[int, int, int, int] | None] = {
@@ -198,22 +195,9 @@ class CelebADataModule(SplitDataModule):
         preset, root = self.hparams.synthetic, self.root
         if preset is None or (root / ATTR_FILE).exists():
             return
-        if root.name != "celeba":
-            raise ValueError(
-                f"synthetic={preset!r} writes the twin to <out>/celeba, so root must end in "
-                f"'celeba', got {root}"
-            )
-        log.warning(
-            "SYNTHETIC DATA: %s has no CelebA; writing the synthetic face twin (preset %r, "
-            "seed %d) to %s. These are rendered faces, not CelebA.",
-            root,
-            preset,
-            self.hparams.seed,
-            root.parent,
-        )
-        from datamodules.synthetic.faces import write_synthetic_faces
+        from datamodules.synthetic.faces import write_twin_for
 
-        write_synthetic_faces(root.parent, preset=preset, seed=self.hparams.seed)
+        write_twin_for(root, "celeba", preset, self.hparams.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and cross-check the tables, check every listed image exists, build the splits."""

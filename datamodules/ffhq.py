@@ -15,7 +15,6 @@ Batches: ``image`` float (B, 3, S, S) normalised, ``image_id`` list of 5-digit i
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
@@ -27,8 +26,6 @@ from datamodules.formats.ffhq import MANIFEST_FILE, list_ffhq_images, read_cache
 from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
-
-log = logging.getLogger(__name__)
 
 
 class FFHQImages(Dataset):
@@ -118,22 +115,9 @@ class FFHQDataModule(SplitDataModule):
         preset, root = self.hparams.synthetic, self.root
         if preset is None or root.exists():
             return
-        if root.name != "ffhq":
-            raise ValueError(
-                f"synthetic={preset!r} writes the twin to <out>/ffhq, so root must end in 'ffhq', "
-                f"got {root}"
-            )
-        log.warning(
-            "SYNTHETIC DATA: %s does not exist; writing the synthetic face twin (preset %r, "
-            "seed %d) to %s. These are rendered faces, not FFHQ.",
-            root,
-            preset,
-            self.hparams.seed,
-            root.parent,
-        )
-        from datamodules.synthetic.faces import write_synthetic_faces
+        from datamodules.synthetic.faces import write_twin_for
 
-        write_synthetic_faces(root.parent, preset=preset, seed=self.hparams.seed)
+        write_twin_for(root, "ffhq", preset, self.hparams.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """List the images (from the cache when ``cache_res`` is set) and split off validation."""

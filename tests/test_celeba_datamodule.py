@@ -236,9 +236,9 @@ def test_synthetic_prepare_data_writes_twin_once(tmp_path: Path, monkeypatch, ca
         calls.append((Path(out), preset, seed))
         write_celeba(Path(out) / "celeba", n=6)
 
-    module = types.ModuleType("datamodules.synthetic.faces")
-    module.write_synthetic_faces = fake_writer
-    monkeypatch.setitem(sys.modules, "datamodules.synthetic.faces", module)
+    import datamodules.synthetic.faces as faces
+
+    monkeypatch.setattr(faces, "write_synthetic_faces", fake_writer)
     dm = CelebADataModule(root=str(tmp_path / "celeba"), synthetic="tiny", seed=5, num_workers=0)
     dm.prepare_data()
     assert calls == [(tmp_path, "tiny", 5)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -88,9 +86,9 @@ def test_synthetic_prepare_data(tmp_path: Path, monkeypatch):
         calls.append((Path(out), preset, seed))
         write_ffhq(Path(out) / "ffhq", indices=[0, 1, 2])
 
-    module = types.ModuleType("datamodules.synthetic.faces")
-    module.write_synthetic_faces = fake_writer
-    monkeypatch.setitem(sys.modules, "datamodules.synthetic.faces", module)
+    import datamodules.synthetic.faces as faces
+
+    monkeypatch.setattr(faces, "write_synthetic_faces", fake_writer)
     dm = FFHQDataModule(root=str(tmp_path / "ffhq"), synthetic="small", num_workers=0)
     dm.prepare_data()
     dm.prepare_data()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -252,3 +253,26 @@ def _progress(enabled: bool) -> Progress:
         TimeRemainingColumn(),
         disable=not enabled,
     )
+
+
+def write_twin_for(root: Path, layout: str, preset: str, seed: int) -> None:
+    """Write the face twin whose ``<layout>`` folder is ``root``, saying loudly it is synthetic.
+
+    Called by the CelebA and FFHQ DataModules when their ``synthetic`` option is set and ``root``
+    holds no data yet: the twin is always asked for, never substituted.
+    """
+    if root.name != layout:
+        raise ValueError(
+            f"synthetic={preset!r} writes the twin to <out>/{layout}, so root must end in "
+            f"{layout!r}, got {root}"
+        )
+    logging.getLogger(__name__).warning(
+        "SYNTHETIC DATA: %s holds no %s; writing the synthetic face twin (preset %r, seed %d) to "
+        "%s. These are rendered faces, not the real dataset.",
+        root,
+        layout,
+        preset,
+        seed,
+        root.parent,
+    )
+    write_synthetic_faces(root.parent, preset=preset, seed=seed)
