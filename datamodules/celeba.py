@@ -191,13 +191,13 @@ class CelebADataModule(SplitDataModule):
         return self.splits["train"].attributes
 
     def prepare_data(self) -> None:
-        """Write the synthetic twin when ``synthetic`` is set and ``root`` holds no CelebA yet."""
+        """With ``synthetic`` set: write the twin unless an up-to-date one is at ``root``."""
         preset, root = self.hparams.synthetic, self.root
-        if preset is None or (root / ATTR_FILE).exists():
+        if preset is None:
             return
-        from datamodules.synthetic.faces import write_twin_for
+        from datamodules.synthetic.faces import ensure_twin
 
-        write_twin_for(root, "celeba", preset, self.hparams.seed)
+        ensure_twin(root, "celeba", preset, self.hparams.seed, present=(root / ATTR_FILE).exists())
 
     def setup(self, stage: str | None = None) -> None:
         """Read and cross-check the tables, check every listed image exists, build the splits."""

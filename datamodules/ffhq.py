@@ -111,13 +111,13 @@ class FFHQDataModule(SplitDataModule):
         return NORMALIZATIONS[self.hparams.normalize][1]
 
     def prepare_data(self) -> None:
-        """Write the synthetic twin when ``synthetic`` is set and ``root`` does not exist yet."""
+        """With ``synthetic`` set: write the twin unless an up-to-date one is at ``root``."""
         preset, root = self.hparams.synthetic, self.root
-        if preset is None or root.exists():
+        if preset is None:
             return
-        from datamodules.synthetic.faces import write_twin_for
+        from datamodules.synthetic.faces import ensure_twin
 
-        write_twin_for(root, "ffhq", preset, self.hparams.seed)
+        ensure_twin(root, "ffhq", preset, self.hparams.seed, present=root.exists())
 
     def setup(self, stage: str | None = None) -> None:
         """List the images (from the cache when ``cache_res`` is set) and split off validation."""

@@ -206,3 +206,38 @@ def test_ffhq_layout_has_tighter_framing(synthetic_faces_root):
     ffhq = landmarks(identity, pose, expression, size=(256, 256), framing=1.3)
     assert np.diff(ffhq[:2, 0])[0] / 256 == pytest.approx(1.3 * celeba_eyes)
     assert abs(ffhq[:2, 0].mean() - 128) < 2
+
+
+def test_writer_records_what_wrote_the_twin(synthetic_faces_root):
+    import json
+
+    from datamodules.synthetic.faces import MANIFEST_FILE, twin_fingerprint
+
+    written = json.loads((synthetic_faces_root / MANIFEST_FILE).read_text())
+    assert written == twin_fingerprint("tiny", 0)
+    assert twin_fingerprint("tiny", 1) != written
+
+
+def test_stale_twin_is_rewritten_and_foreign_data_left_alone(tmp_path, monkeypatch):
+    import json
+
+    import datamodules.synthetic.faces as faces
+
+    calls = []
+    monkeypatch.setattr(faces, "write_synthetic_faces", lambda out, preset, seed: calls.append(out))
+    root = tmp_path / "celeba"
+    root.mkdir()
+    faces.ensure_twin(root, "celeba", "tiny", 0, present=True)  # no manifest: not ours, untouched
+    assert calls == []
+    manifest = tmp_path / faces.MANIFEST_FILE
+    manifest.write_text(json.dumps(faces.twin_fingerprint("tiny", 0)))
+    faces.ensure_twin(root, "celeba", "tiny", 0, present=True)  # up to date
+    assert calls == []
+    stale = {**faces.twin_fingerprint("tiny", 0), "renderer_sha256": "an older renderer"}
+    manifest.write_text(json.dumps(stale))
+    faces.ensure_twin(root, "celeba", "tiny", 0, present=True)
+    assert calls == [tmp_path]
+    faces.ensure_twin(tmp_path / "new" / "ffhq", "ffhq", "tiny", 0, present=False)
+    assert calls == [tmp_path, tmp_path / "new"]
+    with pytest.raises(ValueError, match="must end in 'ffhq'"):
+        faces.ensure_twin(tmp_path / "faces", "ffhq", "tiny", 0, present=False)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
+import json
 import logging
 import multiprocessing
 import time
@@ -67,6 +69,7 @@ __all__ = [
 ]  # the factors and renderer are re-exported so face methods need one import
 
 FFHQ_FRAMING = 1.3
+MANIFEST_FILE = "synthetic_faces.json"  # in <out>: what wrote the twin (renderer hash, preset)
 FFHQ_FIRST_ID = 1_000_000
 _CHUNK = 32
 if ATTRIBUTE_ORDER != celeba_format.ATTRIBUTE_NAMES:
@@ -129,6 +132,7 @@ def write_synthetic_faces(
     with _progress(progress) as bar, _pool(workers) as pool:
         splits = _write_celeba(out / "celeba", celeba, seed, pool, bar)
         _write_ffhq(out / "ffhq", ffhq, size, pool, bar)
+    (out / MANIFEST_FILE).write_text(json.dumps(twin_fingerprint(preset, seed, size), indent=2))
     return {
         "preset": preset,
         "seed": seed,
@@ -255,24 +259,40 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def write_twin_for(root: Path, layout: str, preset: str, seed: int) -> None:
-    """Write the face twin whose ``<layout>`` folder is ``root``, saying loudly it is synthetic.
+def twin_fingerprint(preset: str, seed: int, ffhq_size: int | None = None) -> dict:
+    """What a written twin depends on: preset, seed, FFHQ size and a hash of the renderer's code."""
+    sources = sorted(Path(__file__).parent.glob("face*.py"))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    size = ffhq_size or PRESETS[preset].ffhq_size
+    return {"preset": preset, "seed": seed, "ffhq_size": size, "renderer_sha256": digest}
 
-    Called by the CelebA and FFHQ DataModules when their ``synthetic`` option is set and ``root``
-    holds no data yet: the twin is always asked for, never substituted.
+
+def ensure_twin(root: Path, layout: str, preset: str, seed: int, present: bool) -> None:
+    """Write the face twin whose ``<layout>`` folder is ``root`` unless an up-to-date one is there.
+
+    Called by the CelebA and FFHQ DataModules when their ``synthetic`` option is set: the twin is
+    always asked for, never substituted. Data without our manifest beside it is left alone; a twin
+    written by another renderer version, preset or seed is rewritten, loudly.
     """
     if root.name != layout:
         raise ValueError(
             f"synthetic={preset!r} writes the twin to <out>/{layout}, so root must end in "
             f"{layout!r}, got {root}"
         )
-    logging.getLogger(__name__).warning(
-        "SYNTHETIC DATA: %s holds no %s; writing the synthetic face twin (preset %r, seed %d) to "
-        "%s. These are rendered faces, not the real dataset.",
-        root,
-        layout,
+    manifest = root.parent / MANIFEST_FILE
+    log = logging.getLogger(__name__)
+    if present:
+        if not manifest.exists() or json.loads(manifest.read_text()) == twin_fingerprint(
+            preset, seed
+        ):
+            return
+        log.warning("SYNTHETIC DATA: %s was written by another renderer or preset: rewriting", root)
+    log.warning(
+        "SYNTHETIC DATA: writing the synthetic face twin (preset %r, seed %d) to %s for %s. "
+        "These are rendered faces, not the real dataset.",
         preset,
         seed,
         root.parent,
+        root,
     )
     write_synthetic_faces(root.parent, preset=preset, seed=seed)
