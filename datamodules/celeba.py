@@ -114,6 +114,7 @@ class CelebADataModule(SplitDataModule):
         randaugment: RandAugment on the uint8 training images (after the resize).
         randaugment_ops: RandAugment's number of operations N.
         randaugment_magnitude: RandAugment's magnitude M.
+        zoom: Training-only random zoom-in by up to ``1 + zoom`` (0 = off; not in the paper).
         batch_size: Images per batch.
         num_workers: DataLoader worker processes.
         synthetic: When set (``"tiny"``, ``"small"``, ``"default"``) and ``root`` has no
@@ -137,6 +138,7 @@ class CelebADataModule(SplitDataModule):
         randaugment: bool = False,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
+        zoom: float = 0.0,
         batch_size: int = 64,
         num_workers: int = 2,
         synthetic: Literal["tiny", "small", "default"] | None = None,
@@ -208,7 +210,7 @@ class CelebADataModule(SplitDataModule):
         hp = self.hparams
         crop = _crop_box(hp.crop, tuple(hp.crop_offset))
         augment = (hp.randaugment_ops, hp.randaugment_magnitude) if hp.randaugment else None
-        train_tf = square_transform(hp.image_size, hp.normalize, augment)
+        train_tf = square_transform(hp.image_size, hp.normalize, augment, hp.zoom)
         eval_tf = square_transform(hp.image_size, hp.normalize)
         for name, rows in self._split_rows(index).items():
             tf = train_tf if name == "train" else eval_tf

@@ -41,6 +41,7 @@ def square_transform(
     image_size: int,
     normalize: Normalization = "imagenet",
     randaugment: tuple[int, int] | None = None,
+    zoom: float = 0.0,
 ) -> v2.Compose:
     """uint8 (3, H, W) -> float (3, image_size, image_size), normalised.
 
@@ -49,10 +50,14 @@ def square_transform(
         normalize: ``"imagenet"`` mean/std, or ``"none"`` (values stay in [0, 1]).
         randaugment: ``(num_ops, magnitude)`` of torchvision's RandAugment, applied on uint8 after
             the resize; None for none.
+        zoom: Random zoom in by a factor in ``[1, 1 + zoom]`` about the centre, after the resize
+            (training only: it teaches the scale shift between CelebA and FFHQ framing); 0 = off.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}")
     steps: list = [v2.Resize((image_size, image_size), antialias=True)]
+    if zoom > 0:
+        steps.append(v2.RandomAffine(degrees=0.0, scale=(1.0, 1.0 + zoom)))
     if randaugment is not None:
         steps.append(v2.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1]))
     steps.append(v2.ToDtype(torch.float32, scale=True))

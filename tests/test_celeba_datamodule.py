@@ -314,3 +314,16 @@ def test_random_split_sizes_match_the_paper():
     rows = CelebADataModule()._split_rows(index)
     assert [len(rows[s]) for s in ("train", "val", "test")] == [153_975, 8_104, 40_520]
     assert torch.cat(list(rows.values())).unique().numel() == n
+
+
+def test_zoom_enlarges_the_centre_and_is_off_by_default():
+    from datamodules.images import square_transform
+
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    image[:, 24:40, 24:40] = 255  # a centred 16 x 16 square: 6.25 % of the pixels
+    plain = square_transform(64, "none")(image)
+    assert torch.equal(plain, image.float() / 255)
+    torch.manual_seed(0)
+    zoomed = torch.stack([square_transform(64, "none", zoom=0.5)(image) for _ in range(8)])
+    white = (zoomed[:, 0] > 0.5).float().mean(dim=(1, 2))
+    assert (white >= 0.0625 - 1e-3).all() and white.max() > 0.09  # up to 1.5^2 x larger
