@@ -176,16 +176,6 @@ class CelebADataModule(SplitDataModule):
         return len(self._columns)
 
     @property
-    def image_mean(self) -> tuple[float, float, float]:
-        """Per-channel mean subtracted from [0, 1] images."""
-        return NORMALIZATIONS[self.hparams.normalize][0]
-
-    @property
-    def image_std(self) -> tuple[float, float, float]:
-        """Per-channel std dividing [0, 1] images."""
-        return NORMALIZATIONS[self.hparams.normalize][1]
-
-    @property
     def train_attributes(self) -> torch.Tensor:
         """uint8 (N_train, L) labels of the training part (for class weights); needs ``setup``."""
         if "train" not in self.splits:

@@ -100,16 +100,6 @@ class FFHQDataModule(SplitDataModule):
         """The resolved data root."""
         return resolve_root(self.hparams.root, "ffhq")
 
-    @property
-    def image_mean(self) -> tuple[float, float, float]:
-        """Per-channel mean subtracted from [0, 1] images."""
-        return NORMALIZATIONS[self.hparams.normalize][0]
-
-    @property
-    def image_std(self) -> tuple[float, float, float]:
-        """Per-channel std dividing [0, 1] images."""
-        return NORMALIZATIONS[self.hparams.normalize][1]
-
     def prepare_data(self) -> None:
         """With ``synthetic`` set: write the twin unless an up-to-date one is at ``root``."""
         preset, root = self.hparams.synthetic, self.root

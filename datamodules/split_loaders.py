@@ -6,15 +6,28 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.images import NORMALIZATIONS
+
 
 class SplitDataModule(LightningDataModule):
     """Serves ``self.splits["train" | "val" | "test"]``; prediction serves the test split.
 
-    Subclasses save ``batch_size`` and ``num_workers`` among their hyperparameters and fill
-    ``self.splits`` in ``setup``. Training batches are shuffled; evaluation batches keep file order.
+    Subclasses save ``batch_size``, ``num_workers`` and ``normalize`` (a key of
+    ``datamodules.images.NORMALIZATIONS``) among their hyperparameters and fill ``self.splits`` in
+    ``setup``. Training batches are shuffled; evaluation batches keep file order.
     """
 
     splits: dict[str, Dataset]
+
+    @property
+    def image_mean(self) -> tuple[float, float, float]:
+        """Per-channel mean subtracted from [0, 1] images (callbacks use it to undo it)."""
+        return NORMALIZATIONS[self.hparams.normalize][0]
+
+    @property
+    def image_std(self) -> tuple[float, float, float]:
+        """Per-channel std dividing [0, 1] images."""
+        return NORMALIZATIONS[self.hparams.normalize][1]
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
