@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
 from datamodules.formats.errors import FormatError
-from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
+from datamodules.images import FFHQ_IN_CELEBA, NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
 
@@ -37,6 +37,7 @@ CROP_BOXES: dict[str, tuple[int, int, int, int] | None] = {
     "none": None,
     "center": (20, 0, 178, 178),  # rows 20-197, all columns (OLR)
     "face128": (45, 25, 128, 128),  # top-left (x=25, y=45) (ISTRC, AAE, hallucination)
+    "ffhq": FFHQ_IN_CELEBA,  # 156 x 156 at x=10, y=37: framed like FFHQ images (label transfer)
 }
 
 
@@ -107,8 +108,9 @@ class CelebADataModule(SplitDataModule):
         seed: Seed of the random split (and of the synthetic twin).
         attributes: Attributes to keep (kept in official order); None keeps all 40.
         drop_attributes: Attributes to remove from the kept ones.
-        crop: ``"none"``, ``"center"`` (178 x 178, rows 20-197) or ``"face128"`` (128 x 128 at
-            x=25, y=45), cut before the resize.
+        crop: ``"none"``, ``"center"`` (178 x 178, rows 20-197), ``"face128"`` (128 x 128 at
+            x=25, y=45) or ``"ffhq"`` (156 x 156 at x=10, y=37: FFHQ's framing), cut before
+            the resize.
         crop_offset: ``(x, y)`` shift in pixels of the crop box.
         normalize: ``"imagenet"`` mean/std or ``"none"`` ([0, 1] images).
         randaugment: RandAugment on the uint8 training images (after the resize).
@@ -132,7 +134,7 @@ class CelebADataModule(SplitDataModule):
         seed: int = 0,
         attributes: list[str] | None = None,
         drop_attributes: list[str] | None = None,
-        crop: Literal["none", "center", "face128"] = "none",
+        crop: Literal["none", "center", "face128", "ffhq"] = "none",
         crop_offset: tuple[int, int] = (0, 0),
         normalize: Literal["imagenet", "none"] = "imagenet",
         randaugment: bool = False,

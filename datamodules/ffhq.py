@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import MANIFEST_FILE, list_ffhq_images, read_cache_manifest
-from datamodules.images import NORMALIZATIONS, read_rgb, square_transform
+from datamodules.images import NORMALIZATIONS, celeba_framing, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
 
@@ -59,6 +59,9 @@ class FFHQDataModule(SplitDataModule):
         root: FFHQ folder (holding ``images1024x1024/``); None resolves ``$LATENTLAB_DATA/ffhq``
             else ``data/ffhq``.
         image_size: Side of the square network input (direct resize, bilinear, antialiased).
+        framing: ``"ffhq"`` (the images as they are) or ``"celeba"`` (each image first placed in
+            CelebA's aligned 178 x 218 frame, where FFHQ's alignment puts it, edges repeated: for
+            models trained on uncropped CelebA images, e.g. attribute label transfer).
         cache_res: Read ``<root>/cache_<cache_res>/`` (built by ``make data DATASET=ffhq
             RES=<cache_res>``); None decodes the source images.
         normalize: ``"imagenet"`` mean/std or ``"none"`` ([0, 1] images).
@@ -75,6 +78,7 @@ class FFHQDataModule(SplitDataModule):
         self,
         root: str | None = None,
         image_size: int = 224,
+        framing: Literal["ffhq", "celeba"] = "ffhq",
         cache_res: int | None = None,
         normalize: Literal["imagenet", "none"] = "imagenet",
         batch_size: int = 64,
@@ -91,6 +95,8 @@ class FFHQDataModule(SplitDataModule):
             raise ValueError(
                 f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}"
             )
+        if framing not in ("ffhq", "celeba"):
+            raise ValueError(f"framing must be 'ffhq' or 'celeba', got {framing!r}")
         if cache_res is not None and cache_res <= 0:
             raise ValueError(f"cache_res must be positive, got {cache_res}")
         self.splits: dict[str, FFHQImages] = {}
@@ -115,7 +121,8 @@ class FFHQDataModule(SplitDataModule):
             return
         images = self._list_images()
         hp = self.hparams
-        transform = square_transform(hp.image_size, hp.normalize)
+        framing = celeba_framing if hp.framing == "celeba" else None
+        transform = square_transform(hp.image_size, hp.normalize, framing=framing)
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hp.seed))
         n_val = max(1, round(hp.val_fraction * len(images))) if hp.val_fraction > 0 else 0
         val = sorted(order[:n_val].tolist())

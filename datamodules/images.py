@@ -23,6 +23,28 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 }
 
 
+#: Where an FFHQ image lies in CelebA's aligned 178 x 218 frame, (top, left, height, width): FFHQ's
+#: alignment rule (side 2 max(2 |eye-eye|, 1.8 |eye-mouth|), centred at eye_avg + 0.1 (mouth_avg -
+#: eye_avg)) applied to CelebA's aligned landmarks (eyes (69, 111), (108, 111); mouth corners
+#: (73, 152), (105, 152)) gives a 156 x 156 square at x=10, y=37.
+FFHQ_IN_CELEBA = (37, 10, 156, 156)
+CELEBA_FRAME = (218, 178)  # (height, width) of CelebA's aligned images
+
+
+def celeba_framing(image: torch.Tensor) -> torch.Tensor:
+    """Place a uint8 (3, H, W) FFHQ image in CelebA's aligned frame, (3, 218, 178).
+
+    The image is resized onto the FFHQ square of that frame (``FFHQ_IN_CELEBA``) and the rest is
+    filled by repeating its edge pixels, so faces keep the scale and position a CelebA-trained
+    model saw (label transfer).
+    """
+    top, left, side, _ = FFHQ_IN_CELEBA
+    height, width = CELEBA_FRAME
+    face = v2.functional.resize(image, [side, side], antialias=True)
+    padding = [left, top, width - left - side, height - top - side]
+    return v2.functional.pad(face, padding, padding_mode="edge")
+
+
 def read_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image file to uint8 (3, H, W) RGB.
 
@@ -42,6 +64,7 @@ def square_transform(
     normalize: Normalization = "imagenet",
     randaugment: tuple[int, int] | None = None,
     zoom: float = 0.0,
+    framing=None,
 ) -> v2.Compose:
     """uint8 (3, H, W) -> float (3, image_size, image_size), normalised.
 
@@ -52,10 +75,12 @@ def square_transform(
             the resize; None for none.
         zoom: Random zoom in by a factor in ``[1, 1 + zoom]`` about the centre, after the resize
             (training only: it teaches the scale shift between CelebA and FFHQ framing); 0 = off.
+        framing: uint8 -> uint8 step before the resize (e.g. ``celeba_framing``); None for none.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}")
-    steps: list = [v2.Resize((image_size, image_size), antialias=True)]
+    steps: list = [] if framing is None else [framing]
+    steps.append(v2.Resize((image_size, image_size), antialias=True))
     if zoom > 0:
         steps.append(v2.RandomAffine(degrees=0.0, scale=(1.0, 1.0 + zoom)))
     if randaugment is not None:

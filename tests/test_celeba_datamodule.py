@@ -156,6 +156,7 @@ def test_train_attributes_before_setup():
         ("face128", (0, 0), 128, 45, 25),
         ("center", (0, 0), 178, 20, 0),
         ("face128", (3, -5), 128, 40, 28),
+        ("ffhq", (0, 0), 156, 37, 10),
     ],
 )
 def test_crops(celeba, crop, offset, size, top, left):
@@ -165,6 +166,19 @@ def test_crops(celeba, crop, offset, size, top, left):
     rows = torch.arange(size, dtype=torch.float32)
     assert (image[1, :, size // 2] - (top + rows)).abs().max() < 3  # green = source row
     assert (image[2, size // 2, :] - (left + rows)).abs().max() < 3  # blue = source column
+
+
+def test_ffhq_crop_follows_ffhq_alignment_rule():
+    """FFHQ's quad (side 2 max(2|e2e|, 1.8|e2m|), centre eye_avg + 0.1 e2m) on CelebA landmarks."""
+    from datamodules.celeba import CROP_BOXES
+
+    eyes, mouth = np.array([[69, 111], [108, 111]]), np.array([[73, 152], [105, 152]])
+    eye_avg, eye_to_mouth = eyes.mean(0), mouth.mean(0) - eyes.mean(0)
+    side = 2 * max(2.0 * np.hypot(*(eyes[1] - eyes[0])), 1.8 * np.hypot(*eye_to_mouth))
+    centre = eye_avg + 0.1 * eye_to_mouth
+    top, left, height, width = CROP_BOXES["ffhq"]
+    assert height == width == round(side)
+    assert abs(left + width / 2 - centre[0]) <= 1 and abs(top + height / 2 - centre[1]) <= 1
 
 
 def test_crop_outside_image_names_file(celeba):

@@ -106,3 +106,31 @@ def test_reads_the_synthetic_twin(synthetic_faces_root: Path, tmp_path: Path):
     batch = next(iter(dm.test_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32)
     assert batch["image_id"] == [f"{i:05d}" for i, _ in images[:4]]
+
+
+def test_celeba_framing_puts_the_image_where_ffhq_alignment_does():
+    from datamodules.images import FFHQ_IN_CELEBA, celeba_framing
+
+    top, left, side, _ = FFHQ_IN_CELEBA
+    rows, cols = torch.meshgrid(torch.arange(312), torch.arange(312), indexing="ij")
+    image = torch.stack([cols * 255 // 311, rows * 255 // 311, torch.full_like(rows, 7)])
+    framed = celeba_framing(image.to(torch.uint8)).int()
+    assert framed.shape == (3, 218, 178)
+    inside = framed[:, top : top + side, left : left + side]
+    expected = (torch.arange(side) * 2 + 0.5) * 255 / 311  # centre of the 2 source pixels
+    assert (inside[0, side // 2] - expected).abs().max() <= 2  # red follows source columns
+    assert (inside[1, :, side // 2] - expected).abs().max() <= 2  # green follows source rows
+    assert torch.equal(
+        framed[:, :top, left:-12], framed[:, top : top + 1, left:-12].expand(-1, top, -1)
+    )
+    assert torch.equal(
+        framed[:, top:-25, :left], framed[:, top:-25, left : left + 1].expand(-1, -1, left)
+    )
+    assert (framed[2] == 7).all()
+
+
+def test_celeba_framing_option(root: Path):
+    dm = make(root, framing="celeba", image_size=16)
+    assert dm.splits["test"][0]["image"].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="framing"):
+        FFHQDataModule(framing="celeb")
