@@ -173,6 +173,7 @@ class LatentLabCLI(LightningCLI):
             "root": (str, "runs", "folder of all runs"),
             "resume": (bool, False, "continue the latest run of this name from its last.ckpt"),
             "evaluate": (bool, False, "after fit: test the best (or last) checkpoint, predict"),
+            "init_from": (str | None, None, "fit: start from a checkpoint's weights (fine-tuning)"),
         }
         for key, (kind, default, text) in run.items():
             parser.add_argument(f"--run.{key}", type=kind, default=default, help=text)
@@ -285,6 +286,22 @@ class LatentLabCLI(LightningCLI):
         return self._instantiate_trainer({**trainer_cfg, **kwargs, "callbacks": callbacks}, extra)
 
     # ---------------------------------------------------------------- fit, then test and predict
+    def before_fit(self) -> None:
+        """``--run.init_from``: load a checkpoint's weights (tensors only, strict) before fitting.
+
+        Unlike ``ckpt_path`` (resume), the optimizer, schedule and epoch counter start afresh.
+        """
+        path = self.config.fit.run.get("init_from")
+        if path is None:
+            return
+        if self.config.fit.get("ckpt_path") is not None:
+            raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--run.init_from: no checkpoint file {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        self.model.load_state_dict(state, strict=True)
+        rank_zero_info(f"Fine-tuning from the weights of {path}")
+
     def after_fit(self) -> None:
         if not self.config.fit.run.evaluate or self.trainer.interrupted:
             return

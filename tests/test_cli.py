@@ -167,6 +167,23 @@ def test_resume_without_a_checkpoint_says_what_to_do(experiment_args):
         _cli(["fit", *experiment_args, "--run.resume=true"])
 
 
+def test_init_from_loads_weights_but_starts_afresh(experiment_args, tmp_path):
+    """--run.init_from: the weights of another run's checkpoint, epoch and optimizer from zero."""
+    args = [*experiment_args, "--trainer.callbacks=[]"]
+    first = _cli(["fit", *args, "--run.name=first", "--trainer.max_epochs=1"])
+    ckpt = first.run_dir / "checkpoints" / "last.ckpt"
+    tuned = _cli(
+        ["fit", *args, "--run.name=tuned", f"--run.init_from={ckpt}",
+         "--trainer.limit_train_batches=0", "--trainer.limit_val_batches=0"]
+    )  # fmt: skip
+    assert tuned.trainer.global_step == 0 and tuned.run_dir != first.run_dir
+    expected = torch.load(ckpt, weights_only=True)["state_dict"]
+    for key, value in tuned.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+    with pytest.raises(FileNotFoundError, match="init_from: no checkpoint file"):
+        _cli(["fit", *args, f"--run.init_from={tmp_path / 'missing.ckpt'}"])
+
+
 def test_smoke_run_writes_nothing(experiment_args, tmp_path):
     smoke = tmp_path / "smoke"
     args = ["--trainer.fast_dev_run=true", "--trainer.logger=false"]
