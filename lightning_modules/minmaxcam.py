@@ -33,6 +33,9 @@ from lightning import LightningModule
 from torch import Tensor, nn
 
 from lightning_modules.components.cam_backbones import build_cam_backbone
+from lightning_modules.components.feature_stats import dispersion
+
+__all__ = ["MinMaxCAM", "common_region_loss", "dispersion", "full_region_loss"]
 
 
 def common_region_loss(features: Tensor, group_size: int, reduction: str = "mean") -> Tensor:
@@ -57,22 +60,6 @@ def full_region_loss(masked: Tensor, full: Tensor, reduction: str = "mean") -> T
     """FRR (Eq. 5.3): distance between masked and unmasked features, averaged over images."""
     squared = (masked - full).pow(2)
     return squared.mean() if reduction == "mean" else squared.sum(-1).mean()
-
-
-def dispersion(features: Tensor, labels: Tensor) -> tuple[float, float]:
-    """Within-class spread of L2-normalized features (thesis Sec. 5.4, f vs f^o).
-
-    Each feature is L2-normalized; its distance to its class mean is averaged within the class;
-    returns the mean and standard deviation of those averages over the classes (CUB: f 1.03 +-
-    0.34, f^o 1.47 +- 0.38).
-    """
-    unit = F.normalize(features.double(), dim=1)
-    per_class = []
-    for c in labels.unique():
-        group = unit[labels == c]
-        per_class.append((group - group.mean(0)).norm(dim=1).mean())
-    spread = torch.stack(per_class)
-    return float(spread.mean()), float(spread.std()) if len(spread) > 1 else 0.0
 
 
 def minmax_normalize(maps: Tensor, eps: float = 1e-8) -> Tensor:
