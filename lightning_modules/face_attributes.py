@@ -217,6 +217,8 @@ class FaceAttributeClassifier(LightningModule):
         truth = target.bool()
         tp = (pred & truth).sum(0).double()
         f1 = 2 * tp / (pred.sum(0) + truth.sum(0)).double().clamp_min(1)
+        positives = truth.sum(0)
+        mean_positive = (probs.double() * truth).sum(0) / positives.clamp_min(1)
         with (out_dir / "threshold_search.csv").open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
@@ -229,6 +231,7 @@ class FaceAttributeClassifier(LightningModule):
                     "f1",
                     "test_prevalence",
                     "class_weight",
+                    "mean_prob_positive",
                 ]
             )
             for j, name in enumerate(names):
@@ -242,6 +245,7 @@ class FaceAttributeClassifier(LightningModule):
                         f"{f1[j]:.6f}",
                         f"{truth[:, j].double().mean():.6f}",
                         f"{self.class_weights[j]:.6f}",
+                        f"{mean_positive[j]:.6f}" if positives[j] > 0 else "",
                     ]
                 )
 
