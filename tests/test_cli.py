@@ -7,6 +7,7 @@ batches per epoch so the whole file stays fast on CPU.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from pathlib import Path
@@ -182,6 +183,17 @@ def test_init_from_loads_weights_but_starts_afresh(experiment_args, tmp_path):
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
     with pytest.raises(FileNotFoundError, match="init_from: no checkpoint file"):
         _cli(["fit", *args, f"--run.init_from={tmp_path / 'missing.ckpt'}"])
+
+
+def test_bf16_mixed_run_end_to_end(experiment_args, tmp_path):
+    """The mixed-precision path the GPU tier uses, on CPU autocast: fit, test and FFHQ labels."""
+    args = [*experiment_args, "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1"]
+    cli = _cli(["fit", *args, "--run.name=bf16", "--run.evaluate=true"])
+    assert cli.trainer.precision == "bf16-mixed"
+    (row,) = [r for r in _rows(cli.run_dir / "metrics.csv") if r.get("test/auroc_macro")]
+    assert 0 <= float(row["test/auroc_macro"]) <= 1 and math.isfinite(float(row["test/loss"]))
+    labels = torch.load(cli.run_dir / "ffhq_labels.pt", weights_only=True)
+    assert labels["soft"].dtype == torch.float32 and torch.isfinite(labels["soft"]).all()
 
 
 def test_smoke_run_writes_nothing(experiment_args, tmp_path):
