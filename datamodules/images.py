@@ -7,6 +7,7 @@ optional RandAugment on uint8, conversion to float in [0, 1], optional normalisa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -64,7 +65,7 @@ def square_transform(
     normalize: Normalization = "imagenet",
     randaugment: tuple[int, int] | None = None,
     zoom: float = 0.0,
-    framing=None,
+    framing: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> v2.Compose:
     """uint8 (3, H, W) -> float (3, image_size, image_size), normalised.
 
