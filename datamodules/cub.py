@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 
 from datamodules.formats.cub import WSOLSplit, read_wsol_metadata, resize_box
 from datamodules.formats.errors import DatasetNotFoundError
-from datamodules.images import NORMALIZATIONS, read_rgb
+from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
 from datamodules.paths import resolve_root
 from datamodules.samplers import ClassSetBatchSampler
 
@@ -84,6 +84,8 @@ class CUBDataModule(LightningDataModule):
         val_split: ``metadata`` (CUBV2) or ``train_holdout``.
         holdout_per_class: Images per class held out when ``val_split`` is ``train_holdout``.
         with_masks: Also load ``masks/`` (synthetic twin) for PxAP.
+        intensity: Training-only ``(low, high)``: every image's RGB is multiplied by U(low, high)
+            (the thesis's intensity-augmentation ablation uses (0.25, 1.0)); None = off.
         seed: Seed of the sampler (per epoch: seed + epoch) and of the holdout.
     """
 
@@ -100,10 +102,13 @@ class CUBDataModule(LightningDataModule):
         val_split: Literal["metadata", "train_holdout"] = "metadata",
         holdout_per_class: int = 5,
         with_masks: bool = False,
+        intensity: tuple[float, float] | None = None,
         seed: int = 610,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if intensity is not None:
+            RandomIntensity(*intensity)  # checks the range now, not at the first batch
         self.splits: dict[str, WSOLImages] = {}
         self._num_classes: int | None = None
 
@@ -146,12 +151,15 @@ class CUBDataModule(LightningDataModule):
     def _transforms(self):
         mean, std = NORMALIZATIONS["imagenet"]
         size, resize = self.hparams.image_size, self.hparams.resize_size
-        finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-        flips = [v2.RandomHorizontalFlip()]
+        to_float, normalize = v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)
+        augment = [v2.RandomHorizontalFlip()]
         if self.hparams.vertical_flip:
-            flips.append(v2.RandomVerticalFlip())
-        train = v2.Compose([v2.Resize((resize, resize)), v2.RandomCrop(size), *flips, *finish])
-        return train, v2.Compose([v2.Resize((size, size)), *finish])
+            augment.append(v2.RandomVerticalFlip())
+        augment.append(to_float)
+        if self.hparams.intensity is not None:
+            augment.append(RandomIntensity(*self.hparams.intensity))
+        train = v2.Compose([v2.Resize((resize, resize)), v2.RandomCrop(size), *augment, normalize])
+        return train, v2.Compose([v2.Resize((size, size)), to_float, normalize])
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.splits["train"]

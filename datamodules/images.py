@@ -46,6 +46,23 @@ def celeba_framing(image: torch.Tensor) -> torch.Tensor:
     return v2.functional.pad(face, padding, padding_mode="edge")
 
 
+class RandomIntensity(torch.nn.Module):
+    """Multiply a float image in [0, 1] by one factor drawn from U(low, high) (all channels).
+
+    The thesis author's ``changeIntensity`` augmentation (MinMaxCAM, Sec. 5.4 ablation).
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        if not 0 <= low <= high:
+            raise ValueError(f"intensity range must satisfy 0 <= low <= high, got ({low}, {high})")
+        self.low, self.high = low, high
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        factor = torch.empty(()).uniform_(self.low, self.high)
+        return image * factor
+
+
 def read_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image file to uint8 (3, H, W) RGB.
 

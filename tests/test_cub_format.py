@@ -19,6 +19,7 @@ from datamodules.formats.cub import (
     wsol_to_cub,
 )
 from datamodules.formats.errors import DatasetNotFoundError, FormatError
+from datamodules.images import NORMALIZATIONS, RandomIntensity
 from datamodules.synthetic.birds import make_synthetic_cub
 
 
@@ -178,3 +179,34 @@ def test_datamodule(birds, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="make data DATASET=cub"):
         CUBDataModule(root=str(tmp_path / "nothing")).setup("fit")
     assert torch.is_tensor(val["label"])
+
+
+def test_random_intensity_scales_all_channels_by_one_factor():
+
+    torch.manual_seed(0)
+    image = torch.rand(3, 8, 8) * 0.5 + 0.25
+    factors = []
+    for _ in range(200):
+        out = RandomIntensity(0.25, 1.0)(image)
+        ratio = out / image
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-6)
+        factors.append(ratio.flatten()[0].item())
+    assert 0.25 <= min(factors) < 0.35 and 0.9 < max(factors) <= 1.0
+    with pytest.raises(ValueError, match="intensity range"):
+        RandomIntensity(0.5, 0.25)
+
+
+def test_intensity_augmentation_in_training_only(birds):
+    common = {"root": str(birds), "image_size": 32, "resize_size": 32, "num_workers": 0}
+    plain, dark = CUBDataModule(**common), CUBDataModule(**common, intensity=(0.25, 0.25))
+    plain.setup("fit"), dark.setup("fit")
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATIONS["imagenet"])
+    for split in ("train", "test"):
+        torch.manual_seed(0)  # same crop and flip in both
+        a = plain.splits[split][0]["image"] * std + mean
+        torch.manual_seed(0)
+        b = dark.splits[split][0]["image"] * std + mean
+        expected = a * 0.25 if split == "train" else a
+        torch.testing.assert_close(b, expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="intensity range"):
+        CUBDataModule(intensity=(1.0, 0.5))
