@@ -73,7 +73,8 @@ class MinMaxCAM(LightningModule):
     """MinMaxCAM and its CAM baseline (``crr_weight = frr_weight = 0``).
 
     Args:
-        backbone: ``vgg16``, ``resnet50``, ``mobilenet_v2`` or ``tiny`` (CPU tests).
+        backbone: ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``mobilenet_v1`` (Table 5.3) or
+            ``tiny`` (CPU tests).
         num_classes: C (200 for CUB).
         weights_path: Local ImageNet weights of the torchvision backbone; None = random init.
         crr_weight: λ1, Eq. 5.5 (VGG16: 1; ResNet-50 / MobileNetV2: 10).
@@ -93,7 +94,7 @@ class MinMaxCAM(LightningModule):
 
     def __init__(
         self,
-        backbone: Literal["vgg16", "resnet50", "mobilenet_v2", "tiny"] = "vgg16",
+        backbone: Literal["vgg16", "resnet50", "mobilenet_v2", "mobilenet_v1", "tiny"] = "vgg16",
         num_classes: int = 200,
         weights_path: str | None = None,
         crr_weight: float = 1.0,

@@ -7,11 +7,15 @@
   28 x 28 x 2048 at 224 px.
 - ``mobilenet_v2``: ``features`` with stride 1 in the depthwise convs of ``features[7]`` and
   ``features[14]``; 28 x 28 x 1280 at 224 px.
+- ``mobilenet_v1``: timm ``mobilenetv1_100`` (thesis Table 5.3) with stride 1 in the depthwise
+  convs of ``blocks[3][0]`` and ``blocks[4][0]`` (the last two stride-2 steps; the spec's proposal,
+  the thesis gives no details); 28 x 28 x 1024 at 224 px.
 - ``tiny``: a 4-stage conv-BN-ReLU net (output stride 8, widths ``width * (1, 2, 4, 8)``) for
   CPU tests and the synthetic configs; not in the paper.
 
 The surgery changes strides only, so parameter names and shapes equal the unmodified torchvision
-models (minus the classifier head) and ImageNet weights load strictly from a local file.
+(timm for ``mobilenet_v1``) models (minus the classifier head) and ImageNet weights load strictly
+from a local file.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torchvision import models
 
 from lightning_modules.components.weights import load_local_weights
 
-BACKBONES = ("vgg16", "resnet50", "mobilenet_v2", "tiny")
+BACKBONES = ("vgg16", "resnet50", "mobilenet_v2", "mobilenet_v1", "tiny")
 
 
 class VGG16CAM(nn.Module):
@@ -74,6 +78,23 @@ class MobileNetV2CAM(nn.Module):
         return self.features(images)
 
 
+class MobileNetV1CAM(nn.Module):
+    """timm MobileNetV1 (same parameter names) at output stride 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        net = timm.create_model("mobilenetv1_100", pretrained=False)
+        for name in ("blocks.3.0.conv_dw", "blocks.4.0.conv_dw"):
+            net.get_submodule(name).stride = (1, 1)
+        self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
+        self.out_channels = net.num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # -> (B, 1024, H/8, W/8)
+        return self.blocks(self.bn1(self.conv_stem(images)))
+
+
 class TinyCAM(nn.Module):
     """Small conv net for CPU tests and synthetic runs (output stride 8)."""
 
@@ -100,7 +121,8 @@ def build_cam_backbone(
     """Build a CAM backbone by name; ``weights_path`` loads ImageNet weights from a local file.
 
     The file holds the state dict of the unmodified torchvision model (``vgg16``, ``resnet50``,
-    ``mobilenet_v2``); its classifier keys are ignored, everything else must match exactly.
+    ``mobilenet_v2``) or timm model (``mobilenet_v1``); its classifier keys are ignored,
+    everything else must match exactly.
     ``vgg16``'s conv6 keeps its fresh initialisation ([WSOL], [OFF]).
 
     Raises:
@@ -113,6 +135,8 @@ def build_cam_backbone(
         model, drop = ResNet50CAM(), ("fc.",)
     elif name == "mobilenet_v2":
         model, drop = MobileNetV2CAM(), ("classifier.",)
+    elif name == "mobilenet_v1":
+        model, drop = MobileNetV1CAM(), ("classifier.",)
     elif name == "tiny":
         model, drop = TinyCAM(width), ()
     else:

@@ -96,12 +96,19 @@ def test_frr_zero_when_mask_is_one(monkeypatch):
     assert frr.item() == pytest.approx(0.0, abs=1e-10) and crr.item() > 0
 
 
+def _timm_mobilenet_v1(weights=None):
+    import timm
+
+    return timm.create_model("mobilenetv1_100", pretrained=False)
+
+
 @pytest.mark.parametrize(
     ("name", "reference", "channels", "side", "drop"),
     [
         ("vgg16", torchvision.models.vgg16, 1024, 14, ("classifier.",)),
         ("resnet50", torchvision.models.resnet50, 2048, 28, ("fc.",)),
         ("mobilenet_v2", torchvision.models.mobilenet_v2, 1280, 28, ("classifier.",)),
+        ("mobilenet_v1", _timm_mobilenet_v1, 1024, 28, ("classifier.",)),
     ],
 )
 def test_backbones(name, reference, channels, side, drop, tmp_path):
@@ -134,12 +141,26 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------ learning comparison (slow)
-SYNTHETIC = {"num_classes": 10, "per_class": (40, 5, 20), "size_range": (72, 96), "seed": 0}
-SCHEDULE = {"pretrain_epochs": 30, "finetune_epochs": 10, "lr": 0.01, "image_size": 64}
-MINMAX_WEIGHTS = {"crr_weight": 1.0, "frr_weight": 10.0}
+# The paper starts from ImageNet weights: B already has features of whole objects, and CAM
+# training leaves most of them unused. A tiny backbone trained from scratch on the twin has no
+# body features at all (the body is class-agnostic), so no re-weighting of its channels can cover
+# the body (measured: a least-squares fit of fc-style weights to the GT masks reached MaxBoxAccV2
+# 25 on val). Stand-in for ImageNet: pre-train on the ``source`` twin (class-coloured bodies,
+# other seed and habitats), then train CAM on the ``large`` twin (class-agnostic bodies) as the
+# shared Stage-I checkpoint; then CAM and MinMaxCAM continue from it with the same seed, schedule
+# and sampler. Settings were chosen on the val split (CUBV2 of the twin); the test split scores.
+TARGET = {"num_classes": 10, "per_class": (150, 10, 20), "size_range": (72, 96), "seed": 0}
+SOURCE = {**TARGET, "seed": 1, "variant": "source"}
+SCHEDULE = {
+    "image_size": 64,
+    "source_epochs": 40,  # SGD lr 0.01 on the source twin (ImageNet stand-in)
+    "stage_one_epochs": 10,  # CAM on the target twin: backbone lr 1e-3, fc lr 1e-2
+    "finetune_epochs": 8,  # CAM vs MinMaxCAM: backbone lr 1e-4 (the paper's), fc lr 1e-2
+}
+MINMAX_WEIGHTS = {"crr_weight": 1.0, "frr_weight": 10.0}  # the spec's VGG16 values (Fig. 5.7)
 
 
-def _datamodule(root) -> CUBDataModule:
+def _datamodule(root, seed: int) -> CUBDataModule:
     size = SCHEDULE["image_size"]
     return CUBDataModule(
         root=str(root),
@@ -149,7 +170,7 @@ def _datamodule(root) -> CUBDataModule:
         samples_per_class=4,
         eval_batch_size=100,
         num_workers=0,
-        seed=0,
+        seed=seed,
     )
 
 
@@ -167,43 +188,54 @@ def _trainer(epochs: int, callbacks=()) -> Trainer:
     )
 
 
-def learning_comparison(root) -> dict[str, dict[str, float]]:
-    """Shared CAM pre-training, then CAM vs MinMaxCAM fine-tuning (same seed, schedule, sampler)."""
-    seed_everything(0)
+def _fit(module: MinMaxCAM, root, epochs: int, seed: int) -> MinMaxCAM:
+    _trainer(epochs).fit(module, datamodule=_datamodule(root, seed))
+    return module
+
+
+def learning_comparison(
+    source_root, target_root, seed: int = 0, split: str = "test"
+) -> dict[str, dict[str, float]]:
+    """Shared pre-training, then CAM vs MinMaxCAM from the same weights; metrics on ``split``."""
     common = {
         "backbone": "tiny",
-        "num_classes": SYNTHETIC["num_classes"],
+        "num_classes": TARGET["num_classes"],
         "samples_per_class": 4,
         "width": 16,
         "milestones": (1000,),
     }
-    base = MinMaxCAM(crr_weight=0, frr_weight=0, lr=SCHEDULE["lr"], head_lr_factor=1, **common)
-    _trainer(SCHEDULE["pretrain_epochs"]).fit(base, datamodule=_datamodule(root))
+    seed_everything(seed)
+    cam = MinMaxCAM(crr_weight=0, frr_weight=0, lr=0.01, head_lr_factor=1, **common)
+    _fit(cam, source_root, SCHEDULE["source_epochs"], seed)
+    stage_one = MinMaxCAM(crr_weight=0, frr_weight=0, lr=1e-3, head_lr_factor=10, **common)
+    stage_one.load_state_dict(cam.state_dict())
+    _fit(stage_one, target_root, SCHEDULE["stage_one_epochs"], seed)
     results = {}
     for name, weights in (
         ("cam", {"crr_weight": 0.0, "frr_weight": 0.0}),
         ("minmaxcam", MINMAX_WEIGHTS),
     ):
-        seed_everything(1)
-        module = MinMaxCAM(lr=SCHEDULE["lr"] / 10, head_lr_factor=10, **weights, **common)
-        module.load_state_dict(copy.deepcopy(base.state_dict()))
-        _trainer(SCHEDULE["finetune_epochs"]).fit(module, datamodule=_datamodule(root))
+        seed_everything(seed + 1)
+        module = MinMaxCAM(lr=1e-4, head_lr_factor=100, **weights, **common)
+        module.load_state_dict(copy.deepcopy(stage_one.state_dict()))
+        _fit(module, target_root, SCHEDULE["finetune_epochs"], seed)
         metrics = LogWSOLMetrics(image_size=SCHEDULE["image_size"])
-        _trainer(1, [metrics]).test(module, datamodule=_datamodule(root), verbose=False)
+        trainer = _trainer(1, [metrics])
+        data = _datamodule(target_root, seed)
+        if split == "val":
+            trainer.validate(module, datamodule=data, verbose=False)
+        else:
+            trainer.test(module, datamodule=data, verbose=False)
         results[name] = metrics.last
     return results
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue target not reached yet: on this twin with a random-init backbone MinMaxCAM "
-    "scored MaxBoxAccV2 9.3 vs CAM 16.3 (lambda 1/10); strict, so reaching it fails loudly",
-)
 def test_minmaxcam_beats_cam_on_synthetic_birds(tmp_path):
-    make_synthetic_cub(tmp_path, **SYNTHETIC)
+    make_synthetic_cub(tmp_path / "source", **SOURCE)
+    make_synthetic_cub(tmp_path / "target", **TARGET, variant="large")
     torch.set_num_threads(1)
-    results = learning_comparison(tmp_path)
+    results = learning_comparison(tmp_path / "source", tmp_path / "target")
     cam, ours = results["cam"]["test/maxboxacc_v2"], results["minmaxcam"]["test/maxboxacc_v2"]
     print(f"MaxBoxAccV2 CAM {cam:.2f} MinMaxCAM {ours:.2f}")
     assert results["cam"]["test/maxboxacc"] < 90  # CAM is measurably imperfect on the twin
