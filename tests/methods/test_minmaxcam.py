@@ -240,14 +240,3 @@ def test_minmaxcam_beats_cam_on_synthetic_birds(tmp_path):
     print(f"MaxBoxAccV2 CAM {cam:.2f} MinMaxCAM {ours:.2f}")
     assert results["cam"]["test/maxboxacc"] < 90  # CAM is measurably imperfect on the twin
     assert ours >= cam + 3.0
-
-
-def test_dispersion_hand_values():
-    from lightning_modules.minmaxcam import dispersion
-
-    # class 0: unit vectors e1 and e2 -> mean (0.5, 0.5), distances sqrt(0.5) each
-    # class 1: two identical vectors -> 0
-    features = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0], [2.0, 2.0]])
-    mean, std = dispersion(features, torch.tensor([0, 0, 1, 1]))
-    assert mean == pytest.approx(0.5**0.5 / 2)
-    assert std == pytest.approx(torch.tensor([0.5**0.5, 0.0]).std().item())
