@@ -16,8 +16,15 @@ Each image holds one bird-like object on a textured background:
   random, so backgrounds correlate with the class (CAM leaks onto them) yet vary within it (what
   CRR exploits).
 Variants: ``default`` (p_habitat 0.5), ``under`` (0: only under-coverage), ``over`` (0.9 and a
-smaller head: background leakage). Deterministic: image i uses ``numpy.random.default_rng(seed *
-1_000_000 + i)``.
+smaller head: background leakage), ``under_large`` (as ``under`` with CUB-like object sizes,
+major axis 55-85 %) and ``source`` (p_habitat 0.5, large objects, and the body tinted with a
+class-specific hue, so the whole object is class evidence). ``source`` stands in for ImageNet
+pre-training: a backbone trained on it has body features, which a CAM classifier trained on
+``under_large`` then leaves unused (the under-coverage that MinMaxCAM's FRR addresses). A
+backbone trained from scratch on ``default`` alone has no body features, so no re-weighting of
+its channels (all that MinMaxCAM changes) can cover the body. Deterministic: image i uses
+``numpy.random.default_rng(seed * 1_000_000 + i)``; all variants draw the same random numbers,
+so adding variants left the ``default`` images unchanged.
 """
 
 from __future__ import annotations
@@ -46,7 +53,15 @@ PALETTES = np.array(
 FAMILIES = ("stripes", "checker", "noise", "blobs")
 PATTERNS = ("solid", "stripes", "dots", "ring")
 BACKGROUND_CONTRAST = 0.5
-VARIANTS = {"default": (0.5, 0.11), "under": (0.0, 0.11), "over": (0.9, 0.08)}
+# variant: (p_habitat, head_scale, body_tint, (min, max) major axis as a fraction of the side)
+VARIANTS = {
+    "default": (0.5, 0.11, 0.0, (0.35, 0.6)),
+    "under": (0.0, 0.11, 0.0, (0.35, 0.6)),
+    "over": (0.9, 0.08, 0.0, (0.35, 0.6)),
+    "under_large": (0.0, 0.11, 0.0, (0.55, 0.85)),
+    "source": (0.5, 0.11, 0.3, (0.55, 0.85)),
+}
+BODY_HUE_SHIFT = 45  # the body tint hue is the head hue + 45 (OpenCV units), distinct per class
 
 
 def class_traits(num_classes: int, seed: int) -> list[dict]:
@@ -114,8 +129,31 @@ def _head(rng, image, mask, center, radius, hue, pattern) -> None:
     mask |= head
 
 
-def render_bird(rng, size: tuple[int, int], traits: dict, habitat: bool, head_scale: float):
-    """An (H, W, 3) uint8 image, its (H, W) {0, 1} mask and inclusive box (x0, y0, x1, y1)."""
+def _paint_body(rng, image, body, hue: int, tint: float) -> None:
+    """Grey blotch texture on the ``body`` mask, mixed by ``tint`` with the class body hue."""
+    height, width = body.shape
+    blotches = cv2.GaussianBlur(rng.normal(size=(height, width)).astype(np.float32), (0, 0), 3)
+    grey = 130 + 60 * blotches / (np.abs(blotches).max() + 1e-6)
+    inside = body.astype(bool)
+    colour = cv2.cvtColor(np.uint8([[[(hue + BODY_HUE_SHIFT) % 180, 255, 255]]]), cv2.COLOR_HSV2RGB)
+    gain = (1 - tint) + tint * colour[0, 0].astype(np.float32) / 255
+    image[inside] = grey[inside][:, None] * gain[None]
+
+
+def render_bird(
+    rng,
+    size: tuple[int, int],
+    traits: dict,
+    habitat: bool,
+    head_scale: float,
+    body_tint: float = 0.0,
+    length_range: tuple[float, float] = (0.35, 0.6),
+):
+    """An (H, W, 3) uint8 image, its (H, W) {0, 1} mask and inclusive box (x0, y0, x1, y1).
+
+    ``body_tint`` in [0, 1] mixes the body's grey with the class body hue (0: class-agnostic);
+    ``length_range`` bounds the body's major axis as a fraction of the shorter side.
+    """
     width, height = size
     family, palette = (
         (traits["family"], traits["palette"])
@@ -125,7 +163,7 @@ def render_bird(rng, size: tuple[int, int], traits: dict, habitat: bool, head_sc
     image = _background(rng, height, width, family, palette)
     side = min(height, width)
     for _ in range(100):  # place the object so that 1 <= x0 and x1 <= W - 2 (no clipping)
-        length = rng.uniform(0.35, 0.6) * side
+        length = rng.uniform(*length_range) * side
         axes = (int(length / 2), int(length / 2 / rng.uniform(1.5, 2.5)))
         angle = rng.uniform(0, 360)
         center = (int(rng.uniform(0.2, 0.8) * width), int(rng.uniform(0.2, 0.8) * height))
@@ -145,9 +183,7 @@ def render_bird(rng, size: tuple[int, int], traits: dict, habitat: bool, head_sc
         raise RuntimeError("could not place the object inside the image")
     body = np.zeros((height, width), np.uint8)
     cv2.ellipse(body, center, axes, angle, 0, 360, 1, -1)
-    blotches = cv2.GaussianBlur(rng.normal(size=(height, width)).astype(np.float32), (0, 0), 3)
-    grey = 130 + 60 * blotches / (np.abs(blotches).max() + 1e-6)
-    image[body.astype(bool)] = np.repeat(grey[body.astype(bool)][:, None], 3, axis=1)
+    _paint_body(rng, image, body, traits["hue"], body_tint)
     mask = body.copy()
     _head(rng, image, mask, head_center, radius, traits["hue"], traits["pattern"])
     ys, xs = np.nonzero(mask)
@@ -171,11 +207,11 @@ def make_synthetic_cub(
         per_class: Images per class in (train, val, test).
         size_range: Range of image sides in pixels (CUB: about 300 to 500).
         seed: Seed of the class traits and of every image.
-        variant: ``default``, ``under`` or ``over`` (see the module docstring).
+        variant: ``default``, ``under``, ``over``, ``under_large`` or ``source`` (module docstring).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
-    p_habitat, head_scale = VARIANTS[variant]
+    p_habitat, head_scale, body_tint, length_range = VARIANTS[variant]
     root = Path(root)
     traits = class_traits(num_classes, seed)
     names = {c + 1: f"{c + 1:03d}.Synthetic_Bird_{c + 1}" for c in range(num_classes)}
@@ -190,7 +226,9 @@ def make_synthetic_cub(
                 rng = np.random.default_rng(seed * 1_000_000 + image_id)
                 size = tuple(int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
                 habitat = bool(rng.random() < p_habitat)
-                image, mask, box = render_bird(rng, size, traits[c], habitat, head_scale)
+                image, mask, box = render_bird(
+                    rng, size, traits[c], habitat, head_scale, body_tint, length_range
+                )
                 rel = f"{names[c + 1]}/Synthetic_Bird_{c + 1}_{split}_{j:04d}.png"
                 folder = root / ("CUBV2" if split == "val" else "CUB_200_2011")
                 _save(folder / "images" / rel, image)
