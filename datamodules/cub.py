@@ -107,8 +107,8 @@ class CUBDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if intensity is not None:
-            RandomIntensity(*intensity)  # checks the range now, not at the first batch
+        # built (and its range checked) here, not at the first training batch
+        self._intensity = None if intensity is None else RandomIntensity(*intensity)
         self.splits: dict[str, WSOLImages] = {}
         self._num_classes: int | None = None
 
@@ -156,8 +156,8 @@ class CUBDataModule(LightningDataModule):
         if self.hparams.vertical_flip:
             augment.append(v2.RandomVerticalFlip())
         augment.append(to_float)
-        if self.hparams.intensity is not None:
-            augment.append(RandomIntensity(*self.hparams.intensity))
+        if self._intensity is not None:
+            augment.append(self._intensity)
         train = v2.Compose([v2.Resize((resize, resize)), v2.RandomCrop(size), *augment, normalize])
         return train, v2.Compose([v2.Resize((size, size)), to_float, normalize])
 
