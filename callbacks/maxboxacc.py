@@ -2,7 +2,8 @@
 
 Consumes the dict returned by ``validation_step`` / ``test_step``: ``cams`` (B, h, w) raw CAMs of
 the GT class, and ``boxes`` (B, G, 4) and/or ``masks`` (B, H, W); with ``logits`` (B, C) and
-``target`` (B,) it also logs GT-known / Top-1 / Top-5 localization. Keys (``{stage}/{name}``):
+``target`` (B,) it also logs GT-known / Top-1 / Top-5 localization. MaxBoxAcc, MaxBoxAccV2 and
+Top-k Loc share one normalization and one contour pass per batch. Keys (``{stage}/{name}``):
 ``maxboxacc`` (largest contour, IoU 0.5), ``maxboxacc_v2`` (all contours, mean of IoU 0.3/0.5/0.7)
 with ``maxboxacc_v2@30|50|70``, ``pxap``, ``gt_known_loc``, ``top1_loc``, ``top5_loc``. The metric
 states are sums, so the numbers are exact under DDP.
@@ -13,13 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
-from torch import nn
+from torch import Tensor, nn
 
+from callbacks.cam_boxes import max_box_ious_per_rule, scoremaps_to_uint8
+from callbacks.functional import normalize_cams
 from callbacks.metrics import (
     LocalizationAccuracy,
     MaxBoxAccuracy,
     MaxBoxAccuracyV2,
     PixelAveragePrecision,
+    as_box_arrays,
 )
 
 
@@ -31,6 +35,7 @@ class LogWSOLMetrics(Callback):
         cam_curve_interval: Step of the CAM threshold grid (0.01: 100 thresholds).
         top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``logits`` and ``target``).
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's IoU rule).
+        workers: Threads sharing the ``cv2.findContours`` calls of a batch.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class LogWSOLMetrics(Callback):
         cam_curve_interval: float = 0.01,
         top_k_loc: bool = True,
         variant: str = "wsol",
+        workers: int = 1,
     ) -> None:
         size = (image_size, image_size)
         kwargs = {"cam_curve_interval": cam_curve_interval, "image_size": size}
@@ -51,6 +57,7 @@ class LogWSOLMetrics(Callback):
             }
         )
         self.top_k_loc = top_k_loc
+        self.size, self.variant, self.workers = size, variant, workers
         self.seen: set[str] = set()
         self.last: dict[str, float] = {}
         self.best_threshold: float | None = None  # MaxBoxAcc's best CAM threshold, last epoch
@@ -79,17 +86,34 @@ class LogWSOLMetrics(Callback):
         self.metrics.to(pl_module.device)
         cams = outputs["cams"].detach()
         if "boxes" in outputs:
-            self.metrics["maxboxacc"].update(cams, outputs["boxes"])
-            self.metrics["maxboxacc_v2"].update(cams, outputs["boxes"])
-            self.seen.add("boxes")
-            if self.top_k_loc and "logits" in outputs and "target" in outputs:
-                self.metrics["loc"].update(
-                    cams, outputs["boxes"], outputs["logits"], outputs["target"]
-                )
-                self.seen.add("loc")
+            labels = (outputs.get("logits"), outputs.get("target"))
+            self.update_boxes(cams, outputs["boxes"], *(labels if self.top_k_loc else ()))
         if "masks" in outputs:
             self.metrics["pxap"].update(cams, outputs["masks"])
             self.seen.add("masks")
+
+    def update_boxes(
+        self, cams: Tensor, boxes: Any, logits: Tensor | None = None, target: Tensor | None = None
+    ) -> None:
+        """Update MaxBoxAcc, MaxBoxAccV2 and (given ``logits`` and ``target``) Top-k Loc.
+
+        All three share one normalization and one contour pass (``max_box_ious_per_rule``).
+        """
+        largest, every = max_box_ious_per_rule(
+            scoremaps_to_uint8(normalize_cams(cams, self.size)),
+            as_box_arrays(boxes, len(cams)),
+            self.metrics["maxboxacc"].thresholds,
+            (False, True),
+            inclusive=self.variant == "wsol",
+            workers=self.workers,
+        )
+        self.metrics["maxboxacc"].update(cams, boxes, ious=largest)
+        self.metrics["maxboxacc_v2"].update(cams, boxes, ious=every)
+        self.seen.add("boxes")
+        if logits is not None and target is not None:
+            wsol = self.variant == "wsol"  # Top-k Loc keeps the WSOL IoU rule in either variant
+            self.metrics["loc"].update(cams, boxes, logits, target, ious=largest if wsol else None)
+            self.seen.add("loc")
 
     def _log(self, pl_module: LightningModule, stage: str) -> None:
         values: dict[str, float] = {}

@@ -17,19 +17,19 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from callbacks.cam_boxes import max_box_ious, scoremaps_to_uint8
 from callbacks.functional import (
-    _box_accuracy_update,
-    _box_hits,
     _pxap_compute,
     _pxap_update,
     cam_thresholds,
+    iou_hits,
     normalize_cams,
 )
 
 Variant = Literal["wsol", "minmaxcam_official"]
 
 
-def _box_list(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray]:
+def as_box_arrays(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray]:
     """(B, 4), (B, G, 4) or a list of (n_i, 4) boxes -> list of int64 numpy arrays."""
     items = list(boxes) if not isinstance(boxes, Tensor) or boxes.dim() == 3 else boxes[:, None]
     if len(items) != num:
@@ -46,7 +46,9 @@ class MaxBoxAccuracy(Metric):
     deltas 30/50/70 over all contours.
 
     As input to ``update``: ``cams`` (B, h, w) float, raw CAMs of the GT class; ``boxes`` (B, 4),
-    (B, G, 4) or a list of (n_i, 4) inclusive (x0, y0, x1, y1) GT boxes in ``image_size`` pixels.
+    (B, G, 4) or a list of (n_i, 4) inclusive (x0, y0, x1, y1) GT boxes in ``image_size`` pixels;
+    optionally ``ious`` (B, T), the best IoUs of these CAMs already computed under this metric's
+    rule (``callbacks.cam_boxes.max_box_ious_per_rule``), so that metrics can share one pass.
 
     Args:
         iou_thresholds: IoU levels delta in percent.
@@ -55,6 +57,7 @@ class MaxBoxAccuracy(Metric):
         image_size: (H, W) at which boxes are scored; ``None`` scores CAMs at their own size.
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's code: strict
             ``IoU > delta`` without the +1 pixel; resize CAMs to the original size yourself).
+        workers: Threads sharing the ``cv2.findContours`` calls of a batch.
     """
 
     is_differentiable = False
@@ -68,6 +71,7 @@ class MaxBoxAccuracy(Metric):
         cam_curve_interval: float = 0.01,
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
+        workers: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,22 +85,29 @@ class MaxBoxAccuracy(Metric):
         self.multi_contour = multi_contour
         self.image_size = tuple(image_size) if image_size is not None else None
         self.variant = variant
+        self.workers = workers
         self.thresholds = cam_thresholds(cam_curve_interval)
         shape = (len(self.iou_thresholds), len(self.thresholds))
         self.add_state("hits", torch.zeros(shape, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, cams: Tensor, boxes: Tensor | Sequence[Tensor]) -> None:
+    def update(
+        self, cams: Tensor, boxes: Tensor | Sequence[Tensor], ious: np.ndarray | None = None
+    ) -> None:
         """Count, per IoU level and CAM threshold, the images localized correctly."""
-        maps = normalize_cams(cams, self.image_size)
-        hits = _box_accuracy_update(
-            maps,
-            _box_list(boxes, len(cams)),
-            self.thresholds,
-            self.iou_thresholds,
-            self.multi_contour,
-            official=self.variant == "minmaxcam_official",
-        )
+        official = self.variant == "minmaxcam_official"
+        if ious is None:
+            ious = max_box_ious(
+                scoremaps_to_uint8(normalize_cams(cams, self.image_size)),
+                as_box_arrays(boxes, len(cams)),
+                self.thresholds,
+                self.multi_contour,
+                inclusive=not official,
+                workers=self.workers,
+            )
+        elif ious.shape != (len(cams), len(self.thresholds)):
+            raise ValueError(f"`ious` must be (B, T) = {(len(cams), len(self.thresholds))}")
+        hits = iou_hits(ious, self.iou_thresholds, official).sum(0)
         self.hits += hits.to(self.hits.device)
         self.total += len(cams)
 
@@ -123,10 +134,17 @@ class MaxBoxAccuracyV2(MaxBoxAccuracy):
         cam_curve_interval: float = 0.01,
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
+        workers: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            iou_thresholds, multi_contour, cam_curve_interval, image_size, variant, **kwargs
+            iou_thresholds,
+            multi_contour,
+            cam_curve_interval,
+            image_size,
+            variant,
+            workers,
+            **kwargs,
         )
 
 
@@ -181,7 +199,8 @@ class LocalizationAccuracy(Metric):
     threshold that maximizes GT-known Loc (the spec's choice: tune it on val).
 
     As input to ``update``: ``cams`` (B, h, w), ``boxes`` as in ``MaxBoxAccuracy``, ``logits``
-    (B, C) class scores, ``target`` (B,) GT class indices.
+    (B, C) class scores, ``target`` (B,) GT class indices; optionally ``ious``, the (B, T)
+    largest-contour IoUs of ``MaxBoxAccuracy`` (variant ``wsol``) of the same CAMs.
     """
 
     is_differentiable = False
@@ -210,12 +229,18 @@ class LocalizationAccuracy(Metric):
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(
-        self, cams: Tensor, boxes: Tensor | Sequence[Tensor], logits: Tensor, target: Tensor
+        self,
+        cams: Tensor,
+        boxes: Tensor | Sequence[Tensor],
+        logits: Tensor,
+        target: Tensor,
+        ious: np.ndarray | None = None,
     ) -> None:
         """Count per threshold the GT-known hits and those whose class is also in the top k."""
-        maps = normalize_cams(cams, self.image_size)
-        gt = _box_list(boxes, len(cams))
-        box_hit = _box_hits(maps, gt, self.thresholds, (self.iou_threshold,), False)[:, 0]
+        if ious is None:
+            maps = scoremaps_to_uint8(normalize_cams(cams, self.image_size))
+            ious = max_box_ious(maps, as_box_arrays(boxes, len(cams)), self.thresholds, False)
+        box_hit = iou_hits(ious, (self.iou_threshold,))[:, 0]
         ranks = (logits.detach() > logits.detach().gather(1, target[:, None])).sum(1).cpu()
         rows = [box_hit] + [box_hit & (ranks < k)[:, None] for k in self.top_k]
         self.hits += torch.stack([r.sum(0) for r in rows]).to(self.hits.device)

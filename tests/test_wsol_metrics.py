@@ -12,15 +12,14 @@ from benchmarks.bench_maxboxacc import (
     straightforward_box_hits,
     straightforward_normalize,
 )
-from callbacks.functional import (
+from callbacks.cam_boxes import (
     box_iou,
     boxes_from_scoremap,
-    max_box_accuracy,
     max_box_ious,
-    normalize_cams,
-    pixel_average_precision,
+    max_box_ious_per_rule,
     scoremaps_to_uint8,
 )
+from callbacks.functional import max_box_accuracy, normalize_cams, pixel_average_precision
 from callbacks.metrics import (
     LocalizationAccuracy,
     MaxBoxAccuracy,
@@ -145,11 +144,39 @@ def test_equal_to_straightforward(kind):
         )
 
 
+@pytest.mark.parametrize("topology", [False, True])
+def test_one_contour_pass_serves_both_rules(topology):
+    """V1 and V2 from one pass, split over threads, equal the separate single-thread runs."""
+    maps = torch.from_numpy(_structured_maps(6, 5))
+    s8, thresholds, boxes = scoremaps_to_uint8(maps), np.arange(0, 1, 0.01), _gt_boxes(6, 6)
+    both = max_box_ious_per_rule(s8, boxes, thresholds, (False, True), True, topology, workers=3)
+    for multi, ious in zip((False, True), both, strict=True):
+        alone = max_box_ious(s8, boxes, thresholds, multi, topology=topology)
+        np.testing.assert_array_equal(ious, alone)
+    assert (both[1] >= both[0]).all()  # all contours include the largest
+    assert (both[1] > both[0]).any()  # and the structured maps have more than one
+
+
 def test_device_resize_matches_cv2():
     cams, _ = make_cams(8, 14, seed=4, kind="blob")
     ours = normalize_cams(torch.from_numpy(cams)).numpy()
     reference = np.stack([straightforward_normalize(c) for c in cams])
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_separable_resize_is_torch_interpolate(mode):
+    cams = torch.rand(3, 7, 11, dtype=torch.float64)
+    cams[2, 3, 4] = float("nan")  # NaN: all zeros
+    ours = normalize_cams(cams, (40, 30), mode)
+    resized = torch.nn.functional.interpolate(cams[:, None], (40, 30), mode=mode)[:, 0]
+    low = resized.flatten(1).amin(1)[:, None, None]
+    high = resized.flatten(1).amax(1)[:, None, None]
+    torch.testing.assert_close(ours[:2], ((resized - low) / (high - low))[:2], rtol=0, atol=1e-12)
+    assert (ours[:2].flatten(1).amin(1) == 0).all() and (ours[:2].flatten(1).amax(1) == 1).all()
+    assert not ours[2].any()
+    # a map that is constant at the scoring size becomes zeros (resizing leaves ~1e-15 ripples)
+    assert not normalize_cams(torch.full((1, 5, 5), 0.3), size=None).any()
 
 
 def test_states_add_up():
@@ -262,3 +289,29 @@ def test_callback_logs_all_metrics():
     assert panel.shape == (3, 64, 64)
     assert panel[:, 12, 35].tolist() == [0.0, 1.0, 0.0]  # green GT edge
     assert panel[:, 5, 20].tolist() == [1.0, 0.0, 0.0]  # red estimated edge
+
+
+@pytest.mark.parametrize("variant", ["wsol", "minmaxcam_official"])
+def test_callback_shared_pass_equals_separate_metrics(variant):
+    from callbacks.maxboxacc import LogWSOLMetrics
+
+    cams, boxes = make_cams(12, 14, seed=7, kind="blob")
+    cams = torch.from_numpy(cams)
+    for i, scoremap in enumerate(normalize_cams(cams)[::2]):  # half the GT boxes are CAM boxes
+        boxes[2 * i] = boxes_from_scoremap(scoremap, np.array([0.3]))[0]
+    boxes = [torch.from_numpy(b) for b in boxes]
+    logits, target = torch.randn(12, 5, generator=torch.Generator().manual_seed(0)), torch.ones(12)
+    target = target.long()
+    callback = LogWSOLMetrics(variant=variant, workers=2)
+    callback.update_boxes(cams, boxes, logits, target)
+    separate = {
+        "maxboxacc": MaxBoxAccuracy(variant=variant),
+        "maxboxacc_v2": MaxBoxAccuracyV2(variant=variant),
+    }
+    for name, metric in separate.items():
+        metric.update(cams, boxes)
+        assert torch.equal(callback.metrics[name].hits, metric.hits), name
+    loc = LocalizationAccuracy()
+    loc.update(cams, boxes, logits, target)
+    assert torch.equal(callback.metrics["loc"].hits, loc.hits)
+    assert callback.metrics["loc"].hits[0].amax() >= 6  # the CAM-box half is found
