@@ -17,10 +17,12 @@ Each image holds one bird-like object on a textured background:
   CRR exploits).
 Variants: ``default`` (p_habitat 0.5), ``under`` (0: only under-coverage), ``over`` (0.9 and a
 smaller head: background leakage), ``under_large`` (as ``under`` with CUB-like object sizes,
-major axis 55-85 %) and ``source`` (p_habitat 0.5, large objects, and the body tinted with a
-class-specific hue, so the whole object is class evidence). ``source`` stands in for ImageNet
-pre-training: a backbone trained on it has body features, which a CAM classifier trained on
-``under_large`` then leaves unused (the under-coverage that MinMaxCAM's FRR addresses). A
+major axis 55-85 %), ``under_xl`` (as ``under``, major axis 80-100 % and aspect 1.1-1.5: the
+object's box covers about 56 % of the image; the MinMaxCAM learning test) and
+``source`` (p_habitat 0.5, large objects, and the body tinted with a class-specific hue, so
+the whole object is class evidence). ``source`` stands in for ImageNet pre-training: a backbone
+trained on it has body features, which a CAM classifier trained on ``under_large`` or
+``under_xl`` then leaves unused (the under-coverage that MinMaxCAM's FRR addresses). A
 backbone trained from scratch on ``default`` alone has no body features, so no re-weighting of
 its channels (all that MinMaxCAM changes) can cover the body. Deterministic: image i uses
 ``numpy.random.default_rng(seed * 1_000_000 + i)``; all variants draw the same random numbers,
@@ -53,13 +55,15 @@ PALETTES = np.array(
 FAMILIES = ("stripes", "checker", "noise", "blobs")
 PATTERNS = ("solid", "stripes", "dots", "ring")
 BACKGROUND_CONTRAST = 0.5
-# variant: (p_habitat, head_scale, body_tint, (min, max) major axis as a fraction of the side)
+# variant: (p_habitat, head_scale, body_tint, (min, max) major axis as a fraction of the shorter
+# side, (min, max) aspect ratio of the body ellipse)
 VARIANTS = {
-    "default": (0.5, 0.11, 0.0, (0.35, 0.6)),
-    "under": (0.0, 0.11, 0.0, (0.35, 0.6)),
-    "over": (0.9, 0.08, 0.0, (0.35, 0.6)),
-    "under_large": (0.0, 0.11, 0.0, (0.55, 0.85)),
-    "source": (0.5, 0.11, 0.3, (0.55, 0.85)),
+    "default": (0.5, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "under": (0.0, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "over": (0.9, 0.08, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "under_large": (0.0, 0.11, 0.0, (0.55, 0.85), (1.5, 2.5)),
+    "under_xl": (0.0, 0.11, 0.0, (0.8, 1.0), (1.1, 1.5)),
+    "source": (0.5, 0.11, 0.3, (0.55, 0.85), (1.5, 2.5)),
 }
 BODY_HUE_SHIFT = 45  # the body tint hue is the head hue + 45 (OpenCV units), distinct per class
 
@@ -148,11 +152,13 @@ def render_bird(
     head_scale: float,
     body_tint: float = 0.0,
     length_range: tuple[float, float] = (0.35, 0.6),
+    aspect_range: tuple[float, float] = (1.5, 2.5),
 ):
     """An (H, W, 3) uint8 image, its (H, W) {0, 1} mask and inclusive box (x0, y0, x1, y1).
 
     ``body_tint`` in [0, 1] mixes the body's grey with the class body hue (0: class-agnostic);
-    ``length_range`` bounds the body's major axis as a fraction of the shorter side.
+    ``length_range`` bounds the body's major axis as a fraction of the shorter side and
+    ``aspect_range`` the ratio of its axes.
     """
     width, height = size
     family, palette = (
@@ -162,9 +168,9 @@ def render_bird(
     )
     image = _background(rng, height, width, family, palette)
     side = min(height, width)
-    for _ in range(100):  # place the object so that 1 <= x0 and x1 <= W - 2 (no clipping)
+    for _ in range(1000):  # place the object so that 1 <= x0 and x1 <= W - 2 (no clipping)
         length = rng.uniform(*length_range) * side
-        axes = (int(length / 2), int(length / 2 / rng.uniform(1.5, 2.5)))
+        axes = (int(length / 2), int(length / 2 / rng.uniform(*aspect_range)))
         angle = rng.uniform(0, 360)
         center = (int(rng.uniform(0.2, 0.8) * width), int(rng.uniform(0.2, 0.8) * height))
         theta = np.deg2rad(angle)
@@ -207,11 +213,12 @@ def make_synthetic_cub(
         per_class: Images per class in (train, val, test).
         size_range: Range of image sides in pixels (CUB: about 300 to 500).
         seed: Seed of the class traits and of every image.
-        variant: ``default``, ``under``, ``over``, ``under_large`` or ``source`` (module docstring).
+        variant: ``default``, ``under``, ``over``, ``under_large``, ``under_xl`` or ``source``
+            (module docstring).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
-    p_habitat, head_scale, body_tint, length_range = VARIANTS[variant]
+    p_habitat, head_scale, body_tint, length_range, aspect_range = VARIANTS[variant]
     root = Path(root)
     traits = class_traits(num_classes, seed)
     names = {c + 1: f"{c + 1:03d}.Synthetic_Bird_{c + 1}" for c in range(num_classes)}
@@ -227,7 +234,7 @@ def make_synthetic_cub(
                 size = tuple(int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
                 habitat = bool(rng.random() < p_habitat)
                 image, mask, box = render_bird(
-                    rng, size, traits[c], habitat, head_scale, body_tint, length_range
+                    rng, size, traits[c], habitat, head_scale, body_tint, length_range, aspect_range
                 )
                 rel = f"{names[c + 1]}/Synthetic_Bird_{c + 1}_{split}_{j:04d}.png"
                 folder = root / ("CUBV2" if split == "val" else "CUB_200_2011")

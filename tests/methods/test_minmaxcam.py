@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import torchvision
-from lightning import Trainer, seed_everything
+from lightning import Callback, Trainer, seed_everything
 
 from callbacks.maxboxacc import LogWSOLMetrics
 from datamodules.cub import CUBDataModule
@@ -146,25 +146,30 @@ def test_checkpoint_round_trip(tmp_path):
 # body features at all (the body is class-agnostic), so no re-weighting of its channels (all that
 # Stage II changes) can cover the body: a least-squares fit of CAM weights to the val GT masks
 # reached only MaxBoxAccV2 25 (CAM 23). Stand-in for ImageNet: pre-train on the ``source`` twin
-# (class-coloured bodies, other seed and habitats), then train CAM on the ``under_large`` twin
-# (class-agnostic bodies, backgrounds independent of the class: CRR's assumption, thesis 5.3.2)
-# as the shared Stage-I checkpoint; CAM and MinMaxCAM continue from it with the same seed,
-# schedule and sampler. With class-correlated habitats (p_habitat 0.5) both FRR and CRR scored a
-# background-only mask better than the GT mask on val, and MinMaxCAM lost on one of two seeds.
-# Settings were chosen on the val split (CUBV2 of the twin); only the test split is asserted on.
+# (class-coloured bodies, other seed and habitats), then train CAM on the ``under_xl`` twin
+# (class-agnostic bodies, boxes about 56 % of the image, backgrounds independent of
+# the class: CRR's assumption, thesis 5.3.2) as the shared Stage-I checkpoint; CAM and MinMaxCAM
+# continue from it with the same seed, schedule and sampler, and each keeps its epoch with the
+# best val MaxBoxAccV2 (the spec's model selection). With smaller objects (``under_large``, 17 %
+# of the image) FRR preferred covering the background and the gain was within the noise.
+# Every setting was chosen on the val split (CUBV2 of the twin, 50 per class); only the test
+# split is asserted on. A whole-image box alone scores test V2 60.5 (MaxBoxAcc 75.2) here.
 # About 3.5 min on one CPU thread.
-TWIN = {"num_classes": 10, "per_class": (150, 10, 20), "size_range": (72, 96)}
-TARGET = {**TWIN, "seed": 0, "variant": "under_large"}
-SOURCE = {**TWIN, "seed": 1, "variant": "source"}
+TWIN = {"num_classes": 10, "per_class": (150, 50, 50), "size_range": (72, 96)}
+TARGET = {**TWIN, "seed": 0, "variant": "under_xl"}
+SOURCE = {**TWIN, "per_class": (150, 10, 20), "seed": 1, "variant": "source"}
 SCHEDULE = {
     "image_size": 64,
     "source_epochs": 40,  # SGD lr 0.01 on the source twin (ImageNet stand-in)
-    "stage_one_epochs": 10,  # CAM on the target twin: backbone lr 1e-3, fc lr 1e-2
-    "finetune_epochs": 8,  # CAM vs MinMaxCAM: backbone lr 1e-4 (the paper's), fc lr 1e-2
+    "stage_one_epochs": 10,  # CAM on the target twin: B lr 1e-3, fc lr 1e-2 (val: 5, 20 worse)
+    "finetune_epochs": 10,  # CAM vs MinMaxCAM: backbone lr 1e-4 (the paper's), fc lr 1e-2
 }
-# Best of a val sweep from one Stage-I checkpoint (val MaxBoxAccV2: CAM 36.3; lambda (1, 10) 37.7,
-# (10, 1) 39.7, (30, 3) 41.3); (1, 10) are the spec's VGG16 values.
-MINMAX_WEIGHTS = {"crr_weight": 30.0, "frr_weight": 3.0}
+# Val sweep (val MaxBoxAccV2 after 10 fine-tune epochs, seed 0; CAM 62.2): lambda (1, 10) 59.5,
+# (10, 10) 61.7, (30, 3) 64.9, (100, 3) 64.7, (100, 10) 64.9, (300, 10) 66.1, (1000, 10) 65.2,
+# (1000, 30) 65.1, (3000, 100) 65.6; best val epoch over seeds 0-2: (300, 10) 66.7 / 64.9 / 66.5,
+# (1000, 10) 66.3 / 66.1 / 67.1. The losses use the MSE scale (mean over K = 128 channels) and a
+# tiny backbone's GAP features are small, hence weights far above the paper's (1, 10).
+MINMAX_WEIGHTS = {"crr_weight": 1000.0, "frr_weight": 10.0}
 
 
 def _datamodule(root, seed: int) -> CUBDataModule:
@@ -181,8 +186,24 @@ def _datamodule(root, seed: int) -> CUBDataModule:
     )
 
 
-def _trainer(epochs: int, callbacks=()) -> Trainer:
-    return Trainer(
+class _KeepBest(Callback):
+    """Keeps the weights of the epoch with the best val MaxBoxAccV2 (first one on ties)."""
+
+    def __init__(self) -> None:
+        self.best, self.epoch, self.state = float("-inf"), -1, None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: MinMaxCAM) -> None:
+        score = float(trainer.callback_metrics["val/maxboxacc_v2"])
+        if score > self.best:
+            self.best, self.epoch = score, trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+
+def _fit(module: MinMaxCAM, root, epochs: int, seed: int, select: bool = False) -> MinMaxCAM:
+    """Train ``module``; with ``select``, validate every epoch and keep the best val V2 epoch."""
+    keep = _KeepBest()
+    callbacks = [LogWSOLMetrics(image_size=SCHEDULE["image_size"], top_k_loc=False), keep]
+    Trainer(
         accelerator="cpu",
         max_epochs=epochs,
         logger=False,
@@ -190,13 +211,12 @@ def _trainer(epochs: int, callbacks=()) -> Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=list(callbacks),
-    )
-
-
-def _fit(module: MinMaxCAM, root, epochs: int, seed: int) -> MinMaxCAM:
-    _trainer(epochs).fit(module, datamodule=_datamodule(root, seed))
+        limit_val_batches=None if select else 0,
+        callbacks=callbacks if select else [],
+    ).fit(module, datamodule=_datamodule(root, seed))
+    if select:
+        module.load_state_dict(keep.state)
+        print(f"selected epoch {keep.epoch + 1}: val MaxBoxAccV2 {keep.best:.2f}")
     return module
 
 
@@ -225,7 +245,7 @@ def learning_comparison(
         seed_everything(seed + 1)
         module = MinMaxCAM(lr=1e-4, head_lr_factor=100, **weights, **common)
         module.load_state_dict(copy.deepcopy(stage_one.state_dict()))
-        _fit(module, target_root, SCHEDULE["finetune_epochs"], seed)
+        _fit(module, target_root, SCHEDULE["finetune_epochs"], seed, select=True)
         results[name] = _localization(module, _datamodule(target_root, seed), split)
     return results
 
@@ -248,9 +268,10 @@ def _localization(module: MinMaxCAM, data: CUBDataModule, split: str) -> dict[st
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue target (+3 MaxBoxAccV2) not reached: MinMaxCAM >= CAM on both seeds tried, but "
-    "by less than 3 points on test: CAM 35.33 vs MinMaxCAM 38.00 (seed 0), 33.33 vs 34.33 "
-    "(seed 1); val 33.0 vs 36.3 and 35.3 vs 36.0; strict, so reaching it fails loudly",
+    reason="issue target (+3 MaxBoxAccV2) not reached robustly: on under_xl MinMaxCAM beats CAM "
+    "on every seed, by 2.8 / 2.8 / 3.9 test V2 (seeds 0 / 1 / 2; CAM 64.7 / 64.3 / 64.1, "
+    "MinMaxCAM 67.5 / 67.1 / 68.0, scratch runs); this test (seed 0): 65.53 vs 67.80 (+2.3); "
+    "strict, so reaching it fails loudly",
 )
 def test_minmaxcam_beats_cam_on_synthetic_birds(tmp_path):
     make_synthetic_cub(tmp_path / "source", **SOURCE)
@@ -258,6 +279,7 @@ def test_minmaxcam_beats_cam_on_synthetic_birds(tmp_path):
     torch.set_num_threads(1)
     results = learning_comparison(tmp_path / "source", tmp_path / "target")
     cam, ours = results["cam"]["test/maxboxacc_v2"], results["minmaxcam"]["test/maxboxacc_v2"]
-    print(f"MaxBoxAccV2 CAM {cam:.2f} MinMaxCAM {ours:.2f}")
+    print(f"MaxBoxAcc CAM {results['cam']['test/maxboxacc']:.2f} MinMaxCAM ", end="")
+    print(f"{results['minmaxcam']['test/maxboxacc']:.2f}; V2 CAM {cam:.2f} MinMaxCAM {ours:.2f}")
     assert results["cam"]["test/maxboxacc"] < 90  # CAM is measurably imperfect on the twin
     assert ours >= cam + 3.0
