@@ -16,14 +16,12 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
-from callbacks.cam_boxes import max_box_ious_per_rule, scoremaps_to_uint8
-from callbacks.functional import normalize_cams
 from callbacks.metrics import (
     LocalizationAccuracy,
     MaxBoxAccuracy,
     MaxBoxAccuracyV2,
     PixelAveragePrecision,
-    as_box_arrays,
+    cam_box_ious,
 )
 
 
@@ -97,21 +95,18 @@ class LogWSOLMetrics(Callback):
     ) -> None:
         """Update MaxBoxAcc, MaxBoxAccV2 and (given ``logits`` and ``target``) Top-k Loc.
 
-        All three share one normalization and one contour pass (``max_box_ious_per_rule``).
+        All three share one normalization and one contour pass (``cam_box_ious``).
         """
-        largest, every = max_box_ious_per_rule(
-            scoremaps_to_uint8(normalize_cams(cams, self.size)),
-            as_box_arrays(boxes, len(cams)),
-            self.metrics["maxboxacc"].thresholds,
-            (False, True),
-            inclusive=self.variant == "wsol",
-            workers=self.workers,
+        thresholds = self.metrics["maxboxacc"].thresholds
+        wsol = self.variant == "wsol"
+        largest, every = cam_box_ious(
+            cams, boxes, self.size, thresholds, (False, True), wsol, self.workers
         )
         self.metrics["maxboxacc"].update(cams, boxes, ious=largest)
         self.metrics["maxboxacc_v2"].update(cams, boxes, ious=every)
         self.seen.add("boxes")
         if logits is not None and target is not None:
-            wsol = self.variant == "wsol"  # Top-k Loc keeps the WSOL IoU rule in either variant
+            # Top-k Loc keeps the WSOL IoU rule in either variant
             self.metrics["loc"].update(cams, boxes, logits, target, ious=largest if wsol else None)
             self.seen.add("loc")
 

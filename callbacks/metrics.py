@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from callbacks.cam_boxes import max_box_ious, scoremaps_to_uint8
+from callbacks.cam_boxes import max_box_ious_per_rule, scoremaps_to_uint8
 from callbacks.functional import (
     _pxap_compute,
     _pxap_update,
@@ -37,6 +37,30 @@ def as_box_arrays(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray
     return [torch.as_tensor(b).detach().cpu().long().reshape(-1, 4).numpy() for b in items]
 
 
+def cam_box_ious(
+    cams: Tensor,
+    boxes: Tensor | Sequence[Tensor],
+    image_size: tuple[int, int] | None,
+    thresholds: np.ndarray,
+    rules: tuple[bool, ...],
+    inclusive: bool = True,
+    workers: int = 1,
+) -> list[np.ndarray]:
+    """Best box IoUs (B, T) of raw CAMs for each contour rule (``multi_contour`` value).
+
+    Resizes and normalizes the CAMs, cuts them as [WSOL] and runs one contour pass for all
+    ``rules`` (``max_box_ious_per_rule``).
+    """
+    return max_box_ious_per_rule(
+        scoremaps_to_uint8(normalize_cams(cams, image_size)),
+        as_box_arrays(boxes, len(cams)),
+        thresholds,
+        rules,
+        inclusive,
+        workers=workers,
+    )
+
+
 class MaxBoxAccuracy(Metric):
     """MaxBoxAcc: the best-threshold box accuracy of CAMs (percent), averaged over IoU levels.
 
@@ -48,7 +72,7 @@ class MaxBoxAccuracy(Metric):
     As input to ``update``: ``cams`` (B, h, w) float, raw CAMs of the GT class; ``boxes`` (B, 4),
     (B, G, 4) or a list of (n_i, 4) inclusive (x0, y0, x1, y1) GT boxes in ``image_size`` pixels;
     optionally ``ious`` (B, T), the best IoUs of these CAMs already computed under this metric's
-    rule (``callbacks.cam_boxes.max_box_ious_per_rule``), so that metrics can share one pass.
+    rule (``cam_box_ious``), so that metrics can share one pass.
 
     Args:
         iou_thresholds: IoU levels delta in percent.
@@ -97,14 +121,10 @@ class MaxBoxAccuracy(Metric):
         """Count, per IoU level and CAM threshold, the images localized correctly."""
         official = self.variant == "minmaxcam_official"
         if ious is None:
-            ious = max_box_ious(
-                scoremaps_to_uint8(normalize_cams(cams, self.image_size)),
-                as_box_arrays(boxes, len(cams)),
-                self.thresholds,
-                self.multi_contour,
-                inclusive=not official,
-                workers=self.workers,
-            )
+            rule = (self.multi_contour,)
+            ious = cam_box_ious(
+                cams, boxes, self.image_size, self.thresholds, rule, not official, self.workers
+            )[0]
         elif ious.shape != (len(cams), len(self.thresholds)):
             raise ValueError(f"`ious` must be (B, T) = {(len(cams), len(self.thresholds))}")
         hits = iou_hits(ious, self.iou_thresholds, official).sum(0)
@@ -238,8 +258,7 @@ class LocalizationAccuracy(Metric):
     ) -> None:
         """Count per threshold the GT-known hits and those whose class is also in the top k."""
         if ious is None:
-            maps = scoremaps_to_uint8(normalize_cams(cams, self.image_size))
-            ious = max_box_ious(maps, as_box_arrays(boxes, len(cams)), self.thresholds, False)
+            ious = cam_box_ious(cams, boxes, self.image_size, self.thresholds, (False,))[0]
         box_hit = iou_hits(ious, (self.iou_threshold,))[:, 0]
         ranks = (logits.detach() > logits.detach().gather(1, target[:, None])).sum(1).cpu()
         rows = [box_hit] + [box_hit & (ranks < k)[:, None] for k in self.top_k]
