@@ -18,11 +18,13 @@ Each image holds one bird-like object on a textured background:
 Variants: ``default`` (p_habitat 0.5), ``under`` (0: only under-coverage), ``over`` (0.9 and a
 smaller head: background leakage), ``under_large`` (as ``under`` with CUB-like object sizes,
 major axis 55-85 %), ``under_xl`` (as ``under``, major axis 80-100 % and aspect 1.1-1.5: the
-object's box covers about 56 % of the image; the MinMaxCAM learning test) and
-``source`` (p_habitat 0.5, large objects, and the body tinted with a class-specific hue, so
-the whole object is class evidence). ``source`` stands in for ImageNet pre-training: a backbone
-trained on it has body features, which a CAM classifier trained on ``under_large`` or
-``under_xl`` then leaves unused (the under-coverage that MinMaxCAM's FRR addresses). A
+object's box covers about 56 % of the image; the head is about 6 % of the object area),
+``under_xl_small_head`` (as ``under_xl`` with the head radius 8 % instead of 11 % of the body
+length, about 3 % of the object area, so CAM under-covers more; the MinMaxCAM learning test) and
+``source`` (p_habitat 0.5, large objects, and the body tinted with a class-specific hue, so the
+whole object is class evidence). ``source`` stands in for ImageNet pre-training: a backbone
+trained on it has body features, which a CAM classifier trained on ``under_large`` or the
+``under_xl`` variants then leaves unused (the under-coverage that MinMaxCAM's FRR addresses). A
 backbone trained from scratch on ``default`` alone has no body features, so no re-weighting of
 its channels (all that MinMaxCAM changes) can cover the body. Deterministic: image i uses
 ``numpy.random.default_rng(seed * 1_000_000 + i)``; all variants draw the same random numbers,
@@ -63,6 +65,7 @@ VARIANTS = {
     "over": (0.9, 0.08, 0.0, (0.35, 0.6), (1.5, 2.5)),
     "under_large": (0.0, 0.11, 0.0, (0.55, 0.85), (1.5, 2.5)),
     "under_xl": (0.0, 0.11, 0.0, (0.8, 1.0), (1.1, 1.5)),
+    "under_xl_small_head": (0.0, 0.08, 0.0, (0.8, 1.0), (1.1, 1.5)),
     "source": (0.5, 0.11, 0.3, (0.55, 0.85), (1.5, 2.5)),
 }
 BODY_HUE_SHIFT = 45  # the body tint hue is the head hue + 45 (OpenCV units), distinct per class
@@ -213,7 +216,8 @@ def make_synthetic_cub(
         per_class: Images per class in (train, val, test).
         size_range: Range of image sides in pixels (CUB: about 300 to 500).
         seed: Seed of the class traits and of every image.
-        variant: ``default``, ``under``, ``over``, ``under_large``, ``under_xl`` or ``source``
+        variant: ``default``, ``under``, ``over``, ``under_large``, ``under_xl``,
+            ``under_xl_small_head`` or ``source``
             (module docstring).
     """
     if variant not in VARIANTS:
