@@ -155,9 +155,10 @@ def test_checkpoint_round_trip(tmp_path):
 # background and the gain was within the noise.
 # The gain varies a lot from seed to seed, and between machines (``under_xl``, head 6 %, seed 0:
 # +2.3 in one session, +0.1 in the next on the same code). Test V2 gains with lambda (1000, 10) on
-# ``under_xl_small_head``, seeds 0-4: +6.5, +3.1, +1.9, +5.0, +3.8 (mean 4.0). So the test asserts
-# the mean over seeds 0-2 (each seed pairs CAM and MinMaxCAM from the same Stage-I weights) and a
-# gain on every seed.
+# ``under_xl_small_head``, seeds 0-6: +6.5, +3.1, +1.9, +5.0, +3.8, +1.5, -0.1 (mean +3.1; seeds
+# 5 and 6 were run after this test was written). The test asserts, on seeds 0-2 (each pairing CAM
+# and MinMaxCAM from the same Stage-I weights), a gain on every seed and a mean gain of 3 or more
+# (+3.8 here): it meets the issue's +3 on these seeds, but the expected gain is about +3, not more.
 # The variant and lambda were chosen on val (val V2 gain, seed 0: ``under_xl`` +0.9,
 # ``under_xl_small_head`` +8.9, a head radius of 6 % of the body length instead of 8 % -1.4); only
 # the test split is asserted on.
@@ -172,12 +173,12 @@ SCHEDULE = {
     "stage_one_epochs": 10,  # CAM on the target twin: B lr 1e-3, fc lr 1e-2 (val: 5, 20 worse)
     "finetune_epochs": 10,  # CAM vs MinMaxCAM: backbone lr 1e-4 (the paper's), fc lr 1e-2
 }
-# Val sweep on ``under_xl_small_head`` (val V2 gain over CAM at the best val epoch, seeds 0/1/2):
-# lambda (1000, 10) +8.9 / +3.6 / +2.3, (100, 3) +1.5 / +3.9 / +5.9, (300, 10) seed 2 +3.1. On
-# ``under_xl`` (seed 0, last epoch, CAM 62.2): (1, 10) 59.5, (10, 10) 61.7, (30, 3) 64.9,
-# (100, 10) 64.9, (300, 10) 66.1, (1000, 10) 65.2, (3000, 100) 65.6. The losses use the MSE scale
-# (mean over K = 128 channels) and a tiny backbone's GAP features are small, hence weights far
-# above the paper's (1, 10).
+# Val sweep on ``under_xl_small_head``, mean val V2 gain over CAM at the best val epoch, seeds 0-6:
+# lambda (1000, 10) +3.5, (100, 3) +3.3, (300, 10) +2.4, (1000, 30) +1.7, (3000, 30) +0.4; (1000, 3)
+# seeds 0-3 only +1.9. Earlier, on ``under_xl`` (seed 0, last epoch, val V2, CAM 62.2): (1, 10)
+# 59.5, (10, 10) 61.7, (30, 3) 64.9, (100, 10) 64.9, (300, 10) 66.1, (1000, 10) 65.2, (3000, 100)
+# 65.6. The losses use the MSE scale (mean over K = 128 channels) and a tiny backbone's GAP
+# features are small, hence weights far above the paper's (1, 10).
 MINMAX_WEIGHTS = {"crr_weight": 1000.0, "frr_weight": 10.0}
 
 
