@@ -33,7 +33,8 @@ class LogWSOLMetrics(Callback):
         cam_curve_interval: Step of the CAM threshold grid (0.01: 100 thresholds).
         top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``logits`` and ``target``).
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's IoU rule).
-        workers: Threads sharing the ``cv2.findContours`` calls of a batch.
+        workers: Threads sharing the ``cv2.findContours`` calls of a batch (pays off only with
+            idle cores; the per-pair Python work holds the GIL).
     """
 
     def __init__(

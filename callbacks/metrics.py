@@ -81,7 +81,8 @@ class MaxBoxAccuracy(Metric):
         image_size: (H, W) at which boxes are scored; ``None`` scores CAMs at their own size.
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's code: strict
             ``IoU > delta`` without the +1 pixel; resize CAMs to the original size yourself).
-        workers: Threads sharing the ``cv2.findContours`` calls of a batch.
+        workers: Threads sharing the ``cv2.findContours`` calls of a batch (pays off only with
+            idle cores; the per-pair Python work holds the GIL).
     """
 
     is_differentiable = False
