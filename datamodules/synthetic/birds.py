@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -57,16 +58,26 @@ PALETTES = np.array(
 FAMILIES = ("stripes", "checker", "noise", "blobs")
 PATTERNS = ("solid", "stripes", "dots", "ring")
 BACKGROUND_CONTRAST = 0.5
-# variant: (p_habitat, head_scale, body_tint, (min, max) major axis as a fraction of the shorter
-# side, (min, max) aspect ratio of the body ellipse)
-VARIANTS = {
-    "default": (0.5, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
-    "under": (0.0, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
-    "over": (0.9, 0.08, 0.0, (0.35, 0.6), (1.5, 2.5)),
-    "under_large": (0.0, 0.11, 0.0, (0.55, 0.85), (1.5, 2.5)),
-    "under_xl": (0.0, 0.11, 0.0, (0.8, 1.0), (1.1, 1.5)),
-    "under_xl_small_head": (0.0, 0.08, 0.0, (0.8, 1.0), (1.1, 1.5)),
-    "source": (0.5, 0.11, 0.3, (0.55, 0.85), (1.5, 2.5)),
+
+
+class Variant(NamedTuple):
+    """Generating factors of a twin variant."""
+
+    p_habitat: float  # probability of the class's own habitat background
+    head_scale: float  # head radius as a fraction of the body's major axis
+    body_tint: float  # mix of the class body hue into the grey body (0: class-agnostic)
+    length_range: tuple[float, float]  # major axis as a fraction of the shorter image side
+    aspect_range: tuple[float, float]  # ratio of the body ellipse's axes
+
+
+VARIANTS: dict[str, Variant] = {
+    "default": Variant(0.5, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "under": Variant(0.0, 0.11, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "over": Variant(0.9, 0.08, 0.0, (0.35, 0.6), (1.5, 2.5)),
+    "under_large": Variant(0.0, 0.11, 0.0, (0.55, 0.85), (1.5, 2.5)),
+    "under_xl": Variant(0.0, 0.11, 0.0, (0.8, 1.0), (1.1, 1.5)),
+    "under_xl_small_head": Variant(0.0, 0.08, 0.0, (0.8, 1.0), (1.1, 1.5)),
+    "source": Variant(0.5, 0.11, 0.3, (0.55, 0.85), (1.5, 2.5)),
 }
 BODY_HUE_SHIFT = 45  # the body tint hue is the head hue + 45 (OpenCV units), distinct per class
 
@@ -217,8 +228,7 @@ def make_synthetic_cub(
         size_range: Range of image sides in pixels (CUB: about 300 to 500).
         seed: Seed of the class traits and of every image.
         variant: ``default``, ``under``, ``over``, ``under_large``, ``under_xl``,
-            ``under_xl_small_head`` or ``source``
-            (module docstring).
+            ``under_xl_small_head`` or ``source`` (module docstring).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
