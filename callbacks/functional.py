@@ -10,12 +10,14 @@ copied from that repository.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.cam_boxes import max_box_ious, scoremaps_to_uint8
+from callbacks.cam_boxes import max_box_ious
 
 
 def cam_thresholds(interval: float = 0.01) -> np.ndarray:
@@ -58,6 +60,46 @@ def normalize_cams(
     return maps
 
 
+@functools.lru_cache(maxsize=16)
+def resize_taps(size_in: int, size_out: int, mode: str = "bicubic") -> tuple[np.ndarray, ...]:
+    """The non-zero entries of each row of ``_resize_matrix``: (size_out, k) sources and weights.
+
+    Sources ascend along each row (padded with weight 0); equal sizes give the identity, as
+    ``normalize_cams`` leaves such maps unresized.
+    """
+    if size_in == size_out:
+        return np.arange(size_out)[:, None], np.ones((size_out, 1))
+    matrix = _resize_matrix(size_in, size_out, mode, torch.empty(0, dtype=torch.float64)).numpy()
+    taps = max(1, int((matrix != 0).sum(1).max()))
+    sources = np.zeros((size_out, taps), dtype=np.int64)
+    weights = np.zeros((size_out, taps))
+    for row, values in enumerate(matrix):
+        (nonzero,) = np.nonzero(values)
+        sources[row, : len(nonzero)], weights[row, : len(nonzero)] = nonzero, values[nonzero]
+    sources.setflags(write=False)
+    weights.setflags(write=False)
+    return sources, weights
+
+
+@functools.lru_cache(maxsize=16)
+def resize_bands(size_in: int, size_out: int, mode: str = "bicubic") -> tuple[np.ndarray, ...]:
+    """The columns of ``_resize_matrix`` as bands: first output (size_in,) and weights (size_in, n).
+
+    Source j reaches outputs ``first[j] .. first[j] + n - 1`` (padded with weight 0 and kept
+    inside the output); equal sizes give the identity.
+    """
+    if size_in == size_out:
+        return np.arange(size_out), np.ones((size_out, 1))
+    matrix = _resize_matrix(size_in, size_out, mode, torch.empty(0, dtype=torch.float64)).numpy()
+    reach = [np.flatnonzero(column) for column in matrix.T]
+    width = max(int(r[-1] - r[0] + 1) for r in reach if len(r))
+    first = np.array([min(r[0], size_out - width) if len(r) else 0 for r in reach])
+    weights = np.stack([matrix[f : f + width, j] for j, f in enumerate(first)])
+    first.setflags(write=False)
+    weights.setflags(write=False)
+    return first, weights
+
+
 def _resize_matrix(size_in: int, size_out: int, mode: str, like: Tensor) -> Tensor:
     """(size_out, size_in) matrix of torch's 1-D ``mode`` resize (``align_corners=False``)."""
     eye = torch.eye(size_in, dtype=like.dtype, device=like.device)[:, None, :, None]
@@ -82,8 +124,7 @@ def max_box_accuracy(
 
     MaxBoxAcc is ``iou_thresholds=(50,)``; MaxBoxAccV2 is ``(30, 50, 70)`` with ``multi_contour``.
     """
-    s8 = scoremaps_to_uint8(cams)
-    ious = max_box_ious(s8, gt_boxes, cam_thresholds(interval), multi_contour)
+    ious = max_box_ious(cams, gt_boxes, cam_thresholds(interval), multi_contour)
     hits = iou_hits(ious, iou_thresholds).sum(0)
     return (100.0 * hits.double().amax(-1) / len(cams)).mean()
 

@@ -3,7 +3,7 @@
 Consumes the dict returned by ``validation_step`` / ``test_step``: ``cams`` (B, h, w) raw CAMs of
 the GT class, and ``boxes`` (B, G, 4) and/or ``masks`` (B, H, W); with ``logits`` (B, C) and
 ``target`` (B,) it also logs GT-known / Top-1 / Top-5 localization. MaxBoxAcc, MaxBoxAccV2 and
-Top-k Loc share one normalization and one contour pass per batch. Keys (``{stage}/{name}``):
+Top-k Loc share one normalization and one box analysis per batch. Keys (``{stage}/{name}``):
 ``maxboxacc`` (largest contour, IoU 0.5), ``maxboxacc_v2`` (all contours, mean of IoU 0.3/0.5/0.7)
 with ``maxboxacc_v2@30|50|70``, ``pxap``, ``gt_known_loc``, ``top1_loc``, ``top5_loc``. The metric
 states are sums, so the numbers are exact under DDP.
@@ -33,8 +33,8 @@ class LogWSOLMetrics(Callback):
         cam_curve_interval: Step of the CAM threshold grid (0.01: 100 thresholds).
         top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``logits`` and ``target``).
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's IoU rule).
-        workers: Threads sharing the ``cv2.findContours`` calls of a batch (pays off only with
-            idle cores; the per-pair Python work holds the GIL).
+        workers: Threads sharing the box analysis of a batch (``None``: one per available CPU
+            core).
     """
 
     def __init__(
@@ -43,7 +43,7 @@ class LogWSOLMetrics(Callback):
         cam_curve_interval: float = 0.01,
         top_k_loc: bool = True,
         variant: str = "wsol",
-        workers: int = 1,
+        workers: int | None = None,
     ) -> None:
         size = (image_size, image_size)
         kwargs = {"cam_curve_interval": cam_curve_interval, "image_size": size}
@@ -96,7 +96,7 @@ class LogWSOLMetrics(Callback):
     ) -> None:
         """Update MaxBoxAcc, MaxBoxAccV2 and (given ``logits`` and ``target``) Top-k Loc.
 
-        All three share one normalization and one contour pass (``cam_box_ious``).
+        All three share one normalization and one box analysis (``cam_box_ious``).
         """
         thresholds = self.metrics["maxboxacc"].thresholds
         wsol = self.variant == "wsol"

@@ -17,13 +17,15 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from callbacks.cam_boxes import max_box_ious_per_rule, scoremaps_to_uint8
+from callbacks.cam_boxes import max_box_ious_per_rule
 from callbacks.functional import (
     _pxap_compute,
     _pxap_update,
     cam_thresholds,
     iou_hits,
     normalize_cams,
+    resize_bands,
+    resize_taps,
 )
 
 Variant = Literal["wsol", "minmaxcam_official"]
@@ -44,21 +46,20 @@ def cam_box_ious(
     thresholds: np.ndarray,
     rules: tuple[bool, ...],
     inclusive: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> list[np.ndarray]:
     """Best box IoUs (B, T) of raw CAMs for each contour rule (``multi_contour`` value).
 
-    Resizes and normalizes the CAMs, cuts them as [WSOL] and runs one contour pass for all
-    ``rules`` (``max_box_ious_per_rule``).
+    Resizes and normalizes the CAMs (on their device when it is a GPU, else in the threads of
+    the box analysis), cuts them as [WSOL] and runs one box analysis for all ``rules``.
     """
-    return max_box_ious_per_rule(
-        scoremaps_to_uint8(normalize_cams(cams, image_size)),
-        as_box_arrays(boxes, len(cams)),
-        thresholds,
-        rules,
-        inclusive,
-        workers=workers,
-    )
+    boxes = as_box_arrays(boxes, len(cams))
+    if cams.is_cuda:
+        maps = normalize_cams(cams, image_size)
+        return max_box_ious_per_rule(maps, boxes, thresholds, rules, inclusive, workers)
+    height, width = image_size if image_size is not None else cams.shape[-2:]
+    taps = resize_taps(cams.shape[-2], height) + resize_bands(cams.shape[-1], width)
+    return max_box_ious_per_rule(cams, boxes, thresholds, rules, inclusive, workers, taps)
 
 
 class MaxBoxAccuracy(Metric):
@@ -81,8 +82,7 @@ class MaxBoxAccuracy(Metric):
         image_size: (H, W) at which boxes are scored; ``None`` scores CAMs at their own size.
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's code: strict
             ``IoU > delta`` without the +1 pixel; resize CAMs to the original size yourself).
-        workers: Threads sharing the ``cv2.findContours`` calls of a batch (pays off only with
-            idle cores; the per-pair Python work holds the GIL).
+        workers: Threads sharing the images of a batch (``None``: one per available CPU core).
     """
 
     is_differentiable = False
@@ -96,7 +96,7 @@ class MaxBoxAccuracy(Metric):
         cam_curve_interval: float = 0.01,
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
-        workers: int = 1,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,7 +155,7 @@ class MaxBoxAccuracyV2(MaxBoxAccuracy):
         cam_curve_interval: float = 0.01,
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
-        workers: int = 1,
+        workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(

@@ -17,7 +17,6 @@ from callbacks.cam_boxes import (
     boxes_from_scoremap,
     max_box_ious,
     max_box_ious_per_rule,
-    scoremaps_to_uint8,
 )
 from callbacks.functional import max_box_accuracy, normalize_cams, pixel_average_precision
 from callbacks.metrics import (
@@ -61,9 +60,9 @@ def test_boxes_golden(scoremap, expected):
     boxes = boxes_from_scoremap(np.asarray(scoremap, dtype=np.float64), thresholds)
     assert [b[0].tolist() for b in boxes] == expected
     # the batched path must give the IoU of exactly these boxes (GT = each expected box)
-    s8 = scoremaps_to_uint8(torch.tensor(scoremap, dtype=torch.float64)[None])
+    maps = torch.tensor(scoremap, dtype=torch.float64)[None]
     for gt in expected:
-        ious = max_box_ious(s8, [np.array([gt])], thresholds, multi_contour=False)[0]
+        ious = max_box_ious(maps, [np.array([gt])], thresholds, multi_contour=False)[0]
         reference = [box_iou(np.array([e]), np.array([gt]))[0, 0] for e in expected]
         np.testing.assert_array_equal(ious, reference)
 
@@ -136,22 +135,15 @@ def test_equal_to_straightforward(kind):
         metric.update(maps[10:], [torch.from_numpy(b) for b in boxes[10:]])
         reference = straightforward_box_hits(maps.numpy(), boxes, deltas, multi)
         np.testing.assert_array_equal(metric.hits.numpy(), reference)
-        # the topology fast path (default on CUDA) gives the very same IoUs
-        s8, thresholds = scoremaps_to_uint8(maps), np.arange(0, 1, 0.01)
-        np.testing.assert_array_equal(
-            max_box_ious(s8, boxes, thresholds, multi, topology=True),
-            max_box_ious(s8, boxes, thresholds, multi, topology=False),
-        )
 
 
-@pytest.mark.parametrize("topology", [False, True])
-def test_one_contour_pass_serves_both_rules(topology):
-    """V1 and V2 from one pass, split over threads, equal the separate single-thread runs."""
+def test_one_pass_serves_both_rules():
+    """V1 and V2 from one analysis, split over threads, equal the separate single-thread runs."""
     maps = torch.from_numpy(_structured_maps(6, 5))
-    s8, thresholds, boxes = scoremaps_to_uint8(maps), np.arange(0, 1, 0.01), _gt_boxes(6, 6)
-    both = max_box_ious_per_rule(s8, boxes, thresholds, (False, True), True, topology, workers=3)
+    thresholds, boxes = np.arange(0, 1, 0.01), _gt_boxes(6, 6)
+    both = max_box_ious_per_rule(maps, boxes, thresholds, (False, True), True, workers=3)
     for multi, ious in zip((False, True), both, strict=True):
-        alone = max_box_ious(s8, boxes, thresholds, multi, topology=topology)
+        alone = max_box_ious(maps, boxes, thresholds, multi, workers=1)
         np.testing.assert_array_equal(ious, alone)
     assert (both[1] >= both[0]).all()  # all contours include the largest
     assert (both[1] > both[0]).any()  # and the structured maps have more than one

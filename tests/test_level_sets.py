@@ -1,0 +1,223 @@
+"""The level-set box analysis against cv2: the contour facts it rests on, then its results."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from benchmarks.bench_maxboxacc import make_cams
+from callbacks import cam_boxes
+from callbacks.cam_boxes import _integer_levels, _pad_boxes, box_iou, contour_boxes, max_box_ious
+from callbacks.cam_boxes import scoremaps_to_uint8 as to_uint8
+from callbacks.functional import normalize_cams
+from callbacks.level_sets import GAVE_UP, OK, analyse
+
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _masks(num: int, seed: int):
+    """Random binary masks, half pixel noise and half thresholded smooth noise, 3 to 30 px."""
+    rng = np.random.default_rng(seed)
+    for i in range(num):
+        height, width = rng.integers(3, 31, 2)
+        field = rng.random((height, width))
+        if i % 2:
+            field = ndi.gaussian_filter(field, rng.uniform(0.5, 2.0))
+        yield field > np.quantile(field, rng.uniform(0.2, 0.8))
+
+
+def _expected_contours(mask: np.ndarray):
+    """(boxes, outer areas) of the contours cv2 should find, from scipy labellings alone.
+
+    Outer contours: 8-connected components, box = pixel box, area = n4 + n3 / 2 over the quads
+    of the component with its holes filled. Holes: 4-connected background components that do
+    not reach the border, box = pixel box grown by one.
+    """
+    labels, count = ndi.label(mask, EIGHT)
+    boxes, areas = [], []
+    for i in range(1, count + 1):
+        ys, xs = np.nonzero(labels == i)
+        boxes.append((xs.min(), ys.min(), xs.max(), ys.max()))
+        outside, _ = ndi.label(np.pad(labels != i, 1, constant_values=True))
+        filled = (outside != outside[0, 0])[1:-1, 1:-1]
+        quads = filled[:-1, :-1].astype(int) + filled[:-1, 1:] + filled[1:, :-1] + filled[1:, 1:]
+        areas.append((quads == 4).sum() + 0.5 * (quads == 3).sum())
+    background, count = ndi.label(np.pad(~mask, 1, constant_values=True))
+    for i in set(range(1, count + 1)) - {background[0, 0]}:
+        ys, xs = np.nonzero(background == i)
+        boxes.append((xs.min() - 2, ys.min() - 2, xs.max(), ys.max()))  # -1 pad, then grown
+    return sorted(boxes), sorted(areas)
+
+
+def test_contour_facts_match_cv2():
+    """What the analysis assumes of cv2.findContours(RETR_TREE), on 600 random masks."""
+    for mask in _masks(600, seed=0):
+        contours, hierarchy = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE
+        )[-2:]
+        parents = hierarchy[0][:, 3] if hierarchy is not None else np.zeros(0, dtype=int)
+        depth = [0] * len(contours)
+        for j, parent in enumerate(parents):
+            while parent >= 0:
+                depth[j] += 1
+                parent = parents[parent]
+        rects = [cv2.boundingRect(c) for c in contours]
+        found = sorted((x, y, x + w - 1, y + h - 1) for x, y, w, h in rects)
+        outer = sorted(
+            cv2.contourArea(c) for c, d in zip(contours, depth, strict=True) if d % 2 == 0
+        )
+        assert (found, outer) == _expected_contours(mask)
+        for j, parent in enumerate(parents):
+            if parent >= 0:
+                assert parent < j  # a parent is listed before its children
+                if depth[j] % 2:  # and a hole is never larger than its parent
+                    assert cv2.contourArea(contours[j]) <= cv2.contourArea(contours[parent])
+
+
+def _reference(s8: np.ndarray, levels: np.ndarray, boxes, inclusive: bool = True) -> np.ndarray:
+    """(B, 2, T) best IoUs of the largest contour's box and of any contour's box, cv2 per level."""
+    out = np.zeros((len(s8), 2, levels.shape[1]))
+    for b, (scoremap, gt) in enumerate(zip(s8, boxes, strict=True)):
+        for k, level in enumerate(levels[b]):
+            mask = ((scoremap > level) * 255).astype(np.uint8)
+            for rule in (0, 1):
+                out[b, rule, k] = box_iou(contour_boxes(mask, bool(rule)), gt, inclusive).max()
+    return out
+
+
+def _structured(num: int, seed: int, size: int = 96) -> np.ndarray:
+    """Rings, blobs, a border bar, one-pixel speckles and (half of them) quantized plateaus."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    maps = []
+    for _ in range(num):
+        cx, cy, r = rng.uniform(15, size - 15, 3)
+        m = np.exp(-((np.hypot(xx - cx, yy - cy) - r / 3) ** 2) / 20)
+        for _ in range(3):
+            cx, cy = rng.uniform(0, size, 2)
+            m = m + rng.uniform(0.3, 1) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 80)
+        m += (xx < rng.integers(2, 15)) * 0.5 + (rng.random((size, size)) < 0.003) * 0.3
+        if rng.random() < 0.5:
+            m = np.round(m * 8) / 8
+        maps.append((m - m.min()) / (m.max() - m.min()))
+    return np.stack(maps)
+
+
+def _binary(num: int, seed: int, size: int = 48) -> np.ndarray:
+    """Unions of rectangles and rectangular rings at a few levels: ties everywhere."""
+    rng = np.random.default_rng(seed)
+    maps = np.zeros((num, size, size))
+    for m in maps:
+        for _ in range(rng.integers(1, 5)):
+            x0, y0 = rng.integers(0, size - 4, 2)
+            x1, y1 = x0 + rng.integers(2, size - x0), y0 + rng.integers(2, size - y0)
+            m[y0:y1, x0:x1] = rng.choice([0.5, 1.0])
+            if rng.random() < 0.5 and x1 - x0 > 4 and y1 - y0 > 4:
+                m[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] = 0
+        m[0, 0] = 0
+    return maps
+
+
+def _gt(num: int, height: int, width: int, seed: int) -> list[np.ndarray]:
+    """One or two random GT boxes per image inside (height, width)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(num):
+        x0 = rng.integers(0, width, rng.integers(1, 3))
+        y0 = rng.integers(0, height, len(x0))
+        x1 = np.minimum(x0 + rng.integers(0, width, len(x0)), width - 1)
+        y1 = np.minimum(y0 + rng.integers(0, height, len(x0)), height - 1)
+        out.append(np.stack([x0, y0, x1, y1], 1))
+    return out
+
+
+def _maps(kind: str) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    if kind in ("blob", "random"):
+        cams, _ = make_cams(12, 14, seed=5, kind=kind)
+        return normalize_cams(torch.from_numpy(cams), (112, 112)).numpy()
+    if kind == "structured":
+        return _structured(10, 3)
+    if kind == "binary":
+        return _binary(12, 4)
+    if kind == "pixel_noise":
+        return rng.random((6, 40, 40))
+    if kind == "thin":  # rows, columns and tiny maps
+        return [rng.random((1, 9)), rng.random((9, 1)), rng.random((2, 2)), rng.random((3, 5))]
+    raise ValueError(kind)
+
+
+KINDS = ["blob", "random", "structured", "binary", "pixel_noise", "thin"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_analysis_equals_cv2_per_level(kind):
+    """Every level's best IoU, any contour and (where decided) the largest, equals cv2's."""
+    for maps in [_maps(kind)] if kind != "thin" else [m[None] for m in _maps(kind)]:
+        maps = torch.as_tensor(maps / maps.max(axis=(1, 2), keepdims=True))
+        s8 = to_uint8(maps).numpy()
+        thresholds = np.arange(0, 1, 0.01)
+        boxes = _gt(len(maps), *maps.shape[1:], seed=1)
+        num_gt = [len(b) for b in boxes]
+        for inclusive in (True, False):
+            out = analyse(maps.numpy(), thresholds, _pad_boxes(boxes), num_gt, inclusive)
+            found_s8, levels, ious, undecided, status = out
+            np.testing.assert_array_equal(found_s8, s8)
+            np.testing.assert_array_equal(levels, _integer_levels(torch.from_numpy(s8), thresholds))
+            assert (status == OK).all()
+            expected = _reference(s8, levels, boxes, inclusive)
+            np.testing.assert_array_equal(ious[:, 1], expected[:, 1])
+            np.testing.assert_array_equal(ious[:, 0][~undecided], expected[:, 0][~undecided])
+        if kind == "blob":
+            assert undecided.mean() < 0.01  # cv2 is rarely needed on object-like CAMs
+
+
+@pytest.mark.parametrize("kind", ["structured", "binary"])
+def test_max_box_ious_with_every_fallback(kind, monkeypatch):
+    """End to end, with maps given up for too many extrema and undecided levels, still cv2's."""
+    maps = torch.as_tensor(_maps(kind))
+    boxes = _gt(len(maps), *maps.shape[1:], seed=2)
+    thresholds = np.arange(0, 1, 0.01)
+    s8 = to_uint8(maps)
+    expected = _reference(s8.numpy(), _integer_levels(s8, thresholds).numpy(), boxes)
+    real, given_up = cam_boxes.analyse, []
+
+    def few_regions(*args, **kwargs):
+        out = real(*args, **kwargs, max_regions=3)
+        given_up.append(out[-1] == GAVE_UP)
+        return out
+
+    for patch in (real, few_regions):
+        monkeypatch.setattr(cam_boxes, "analyse", patch)
+        for rule in (0, 1):
+            ious = max_box_ious(maps, boxes, thresholds, bool(rule), workers=2)
+            np.testing.assert_array_equal(ious, expected[:, rule])
+    assert all(g.any() for g in given_up)
+
+
+def test_equal_areas_are_decided_by_cv2():
+    """Two equal blobs: MaxBoxAcc's largest contour is cv2's first of the two, via cv2."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    blob = lambda cx: np.exp(-((xx - cx) ** 2 + (yy - 32) ** 2) / 50)  # noqa: E731
+    maps = torch.as_tensor((blob(16) + blob(48))[None] / (blob(16) + blob(48)).max())
+    s8 = to_uint8(maps)
+    levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
+    boxes = [np.array([[40, 24, 56, 40]])]  # around the right blob only
+    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), _pad_boxes(boxes), [1])[3]
+    assert undecided.sum() > 10
+    ious = max_box_ious(maps, boxes, np.arange(0, 1, 0.01), False)
+    np.testing.assert_array_equal(ious, _reference(s8.numpy(), levels, boxes)[:, 0])
+
+
+def test_threads_agree():
+    maps = torch.as_tensor(_structured(7, 9))
+    boxes = _gt(7, 96, 96, seed=3)
+    one = max_box_ious(maps, boxes, np.arange(0, 1, 0.01), True, workers=1)
+    np.testing.assert_array_equal(
+        max_box_ious(maps, boxes, np.arange(0, 1, 0.01), True, workers=3), one
+    )
+    with pytest.raises(ValueError, match="workers"):
+        max_box_ious(maps, boxes, np.arange(0, 1, 0.01), True, workers=0)
