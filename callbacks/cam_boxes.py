@@ -124,7 +124,7 @@ def max_box_ious(
         thresholds: (T,) CAM thresholds in [0, 1).
         multi_contour: All contours (MaxBoxAccV2) instead of the largest (MaxBoxAcc).
         inclusive: Inclusive-pixel IoU ([WSOL]); False for the thesis author's variant.
-        workers: Threads sharing the images (``None``: one per available CPU core).
+        workers: Threads sharing the images (``None``: one per available CPU core, up to 8).
 
     Returns:
         (B, T) float64 IoUs.
@@ -183,12 +183,16 @@ def _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers) -> 
 
 
 def available_threads(workers: int | None) -> int:
-    """``workers``, or with ``None`` the number of CPU cores this process may use."""
+    """``workers``, or with ``None`` the CPU cores this process may use, at most 8.
+
+    The cap keeps several processes on one node (DDP ranks) from oversubscribing it.
+    """
     if workers is not None:
         if workers < 1:
             raise ValueError(f"`workers` must be at least 1, got {workers}")
         return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 8))
 
 
 def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules) -> np.ndarray:

@@ -41,10 +41,12 @@ def normalize_cams(
         mode: ``bicubic`` ([WSOL], cv2 ``INTER_CUBIC``) or ``bilinear`` (the thesis author's code).
 
     Returns:
-        (B, H, W) float64 maps in [0, 1]; a map that is constant after resizing, or has a NaN,
-        becomes all zeros.
+        (B, H, W) float64 maps in [0, 1]; a constant CAM (before resizing, which would leave
+        rounding ripples of ~1e-16 to be stretched to [0, 1]) or one with a NaN becomes all zeros.
     """
     maps = cams.detach().double()
+    low, high = torch.aminmax(maps.flatten(1), dim=1)
+    constant = ~(high > low)
     if size is not None and tuple(maps.shape[-2:]) != tuple(size):
         rows = _resize_matrix(maps.shape[-2], size[0], mode, maps)
         cols = _resize_matrix(maps.shape[-1], size[1], mode, maps)
@@ -52,7 +54,7 @@ def normalize_cams(
     else:
         maps = maps.clone()
     low, high = torch.aminmax(maps.flatten(1), dim=1)  # NaN anywhere makes both NaN
-    valid = high > low
+    valid = (high > low) & ~constant
     scale = torch.where(valid, high - low, torch.ones_like(high))
     # rounding is monotonic, so low <= x <= high gives 0 <= (x - low) / (high - low) <= 1 exactly
     maps.sub_(low[:, None, None]).div_(scale[:, None, None])

@@ -40,8 +40,9 @@ are flagged ``undecided``; maps with more than ``max_regions`` local maxima are 
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numba
 import numpy as np
@@ -387,7 +388,7 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
     box is its pixel box grown by one pixel, clipped as [WSOL]; the quads that touch it number
     (w + 1) (h + 1) for a w x h pixel box. ``work``: ``_workspace``'s buffers.
     """
-    minima, stamp, link, ys, xs, is_min, serial = work[6:13]
+    minima, stamp, link, ys, xs, seen, seen_level, serial = work[6:14]
     height, width = s8.shape
     top_level = levels[levels.size - 1]
     flat = u.ravel()
@@ -396,7 +397,6 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
     # below both row neighbours, they start segments (``_segments``)
     seg_start, row_first = work[0], work[5]
     count = 0
-    mark = serial[0] + 1  # flags of this image's minima in ``is_min``
     for s in range(row_first[1], row_first[height - 1]):
         p = seg_start[s]
         x = p % width
@@ -407,14 +407,17 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
         ):
             continue
         minima[count] = p
-        is_min[p] = mark
         count += 1
+    # smallest first: a flood that reaches a pixel an earlier flood took in at or below its own
+    # level has joined that smaller minimum's component, which its flood reports (or which has
+    # reached the border), and stops; so each pixel is flooded about once
+    order = np.argsort(flat[minima[:count]], kind="mergesort")
+    mark = serial[0] + count + 1  # flags of this image in ``seen``
     head = np.full(257, -1, dtype=np.int32)  # bucket queue: one linked stack per flood level
     head[256] = 0  # a sentinel past every level (the queue never empties before the border)
     for i in range(count):
-        p = minima[i]
-        flood = mark + i  # stamps stay unique across the images sharing ``work``
-        v = flat[p]
+        p = minima[order[i]]
+        flood = serial[0] + i  # stamps stay unique across the images sharing ``work``
         x0, y0, x1, y1 = width, height, -1, -1
         k = 0
         while levels[k] < t[p]:
@@ -447,8 +450,9 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
             qy, qx = np.int64(ys[q]), np.int64(xs[q])
             if qy == 0 or qx == 0 or qy == height - 1 or qx == width - 1:
                 break  # reached the border: no longer a hole
-            if is_min[q] == mark and (flat[q] < v or (flat[q] == v and q < p)):
-                break  # reached a smaller minimum, whose flood reports the merged hole
+            if seen[q] == mark and seen_level[q] <= level:
+                break  # joined a smaller minimum's component
+            seen[q], seen_level[q] = mark, level
             x0, y0, x1, y1 = min(x0, qx), min(y0, qy), max(x1, qx), max(y1, qy)
             for n, ny, nx in (
                 (q - width, qy - 1, qx),
@@ -462,7 +466,7 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
                     link[n] = head[key]
                     head[key] = n
         head[level:256] = -1  # empty the queue for the next flood
-    serial[0] += count + 1
+    serial[0] = mark + 1
     return count
 
 
@@ -484,8 +488,9 @@ def workspace(height, width):
         np.empty(n, dtype=np.int32),  # 8 bucket-queue links
         np.empty(n, dtype=np.int32),  # 9 rows of queued pixels
         np.empty(n, dtype=np.int32),  # 10 columns of queued pixels
-        np.zeros(n, dtype=np.int32),  # 11 minimum flags
-        np.zeros(1, dtype=np.int32),  # 12 next flood stamp
+        np.zeros(n, dtype=np.int32),  # 11 image stamp of pixels an earlier flood took in
+        np.zeros(n, dtype=np.int32),  # 12 the flood level it took them in at
+        np.zeros(1, dtype=np.int32),  # 13 next flood stamp
     )
 
 
@@ -556,16 +561,20 @@ def _resize(image, taps, out, rows):
 def _prepare(image, raw, taps, u, rows, s8):
     """Fill ``u`` with the score map of ``image`` and ``s8`` with ``uint8(u * 255)``; a status.
 
-    A ``raw`` image is a CAM: resized by ``taps`` and min-max normalized (a map with a NaN, or
+    A ``raw`` image is a CAM: resized by ``taps`` and min-max normalized (a CAM with a NaN, or
     constant, becomes zeros), as ``functional.normalize_cams``. Otherwise it is already a map,
     which must lie in [0, 1] (status ``NAN`` / ``OUT_OF_RANGE`` otherwise).
     """
+    constant = False
     if raw:
+        first = image.ravel()[0]
+        constant = (image.ravel() == first).all()  # would resize to ripples, not a constant
         _resize(image, taps, u, rows)
     else:
         u[:] = image
-    low, high, nan = np.inf, -np.inf, False
-    for v in u.ravel():
+    low, high, nan, flat = np.inf, -np.inf, False, u.ravel()
+    for p in range(np.uint64(flat.size)):
+        v = flat[p]
         nan |= v != v
         low, high = min(low, v), max(high, v)
     if not raw:
@@ -573,26 +582,33 @@ def _prepare(image, raw, taps, u, rows, s8):
             return NAN
         if low < 0 or high > 1:
             return OUT_OF_RANGE
-    elif nan or not high > low:
+    elif nan or constant or not high > low:
         u[:] = 0.0
-    else:
-        flat, scale = u.ravel(), high - low
-        for p in range(np.uint64(flat.size)):
-            flat[p] = (flat[p] - low) / scale
+        s8[:] = 0
+        return OK
     flat, out = u.ravel(), s8.ravel()
-    for p in range(np.uint64(flat.size)):
-        out[p] = np.uint8(flat[p] * 255.0)
+    if raw:
+        scale = high - low
+        for p in range(np.uint64(flat.size)):
+            v = (flat[p] - low) / scale
+            flat[p] = v
+            out[p] = np.uint8(v * 255.0)
+    else:
+        for p in range(np.uint64(flat.size)):
+            out[p] = np.uint8(flat[p] * 255.0)
     return OK
 
 
 @numba.njit(cache=True, nogil=True)
-def _image_range(images, raw, taps, taus, gt, num_gt, inclusive, with_area, cap, first, last, out):
-    """Prepare and analyse images first..last-1 with one workspace (releases the GIL)."""
+def _image_range(
+    images, raw, taps, taus, gt, num_gt, inclusive, with_area, cap, first, last, out, buffers
+):
+    """Prepare and analyse images first..last-1 (releases the GIL).
+
+    ``buffers`` = (``workspace``, (H, W) float64, (H, w) float64), this thread's own.
+    """
     s8, levels, ious, undecided, status = out
-    height, width = s8.shape[1], s8.shape[2]
-    work = workspace(height, width)
-    u = np.empty((height, width))
-    rows = np.empty((height, images.shape[2]))
+    work, u, rows = buffers
     for b in range(first, last):
         status[b] = _prepare(images[b], raw, taps, u, rows, s8[b])
         if status[b] != OK:
@@ -616,6 +632,39 @@ def _image_range(images, raw, taps, taus, gt, num_gt, inclusive, with_area, cap,
         status[b] = OK if done else GAVE_UP
 
 
+class _Threads:
+    """Worker threads kept between calls, each with its own buffers (allocated once per size).
+
+    Starting threads and allocating the workspace for every batch cost about as much as the
+    analysis of a few maps; the pool is made again in a forked child, whose copy has no threads.
+    """
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+        self._local = threading.local()
+
+    def buffers(self, height: int, width: int, cam_width: int) -> tuple:
+        key = (height, width, cam_width)
+        if getattr(self._local, "key", None) != key:
+            work = workspace(height, width)
+            self._local.buffers = (work, np.empty((height, width)), np.empty((height, cam_width)))
+            self._local.key = key
+        return self._local.buffers
+
+    def map(self, function, items: list, threads: int) -> None:
+        if threads == 1:
+            for item in items:
+                function(item)
+            return
+        key = (os.getpid(), threads)
+        if key not in self._pools:
+            self._pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="level-sets")
+        list(self._pools[key].map(function, items))
+
+
+_THREADS = _Threads()
+
+
 def analyse(
     images: np.ndarray,
     thresholds: np.ndarray,
@@ -627,7 +676,7 @@ def analyse(
     threads: int = 1,
     max_regions: int = 4096,
 ) -> tuple[np.ndarray, ...]:
-    """Box IoUs at every threshold of a batch, ``threads`` runs of images in parallel.
+    """Box IoUs at every threshold of a batch, runs of images on ``threads`` threads.
 
     Args:
         images: (B, h, w) raw CAMs, resized by ``taps`` and min-max normalized, or, with
@@ -649,7 +698,7 @@ def analyse(
     else:
         height, width = images.shape[1:]
     out = (
-        np.zeros((num, height, width), dtype=np.uint8),
+        np.empty((num, height, width), dtype=np.uint8),  # every map's pixels are written
         np.zeros((num, len(thresholds)), dtype=np.int64),
         np.zeros((num, 2, len(thresholds))),
         np.zeros((num, len(thresholds)), dtype=np.bool_),
@@ -661,9 +710,9 @@ def analyse(
     if not raw:  # placeholders of the right types
         taps = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
         taps += (np.zeros((1, 1)),)
-    run = partial(
-        _image_range,
-        np.ascontiguousarray(images, dtype=np.float64),
+    images = np.ascontiguousarray(images, dtype=np.float64)
+    arguments = (
+        images,
         raw,
         tuple(np.ascontiguousarray(t) for t in taps),
         np.ascontiguousarray(thresholds, dtype=np.float64),
@@ -672,13 +721,13 @@ def analyse(
         inclusive,
         with_area,
         max_regions,
-        out=out,
     )
+
+    def run(bounds: tuple[int, int]) -> None:
+        buffers = _THREADS.buffers(height, width, images.shape[2])
+        _image_range(*arguments, *bounds, out, buffers)
+
     threads = max(1, min(threads, num))
-    if threads == 1:
-        run(0, num)
-    else:
-        bounds = [(i * num // threads, (i + 1) * num // threads) for i in range(threads)]
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda b: run(*b), bounds))
+    size = -(-num // (4 * threads)) if threads > 1 else num  # a few runs per thread balance load
+    _THREADS.map(run, [(i, min(i + size, num)) for i in range(0, num, size)], threads)
     return out

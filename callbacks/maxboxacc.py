@@ -34,7 +34,7 @@ class LogWSOLMetrics(Callback):
         top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``logits`` and ``target``).
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's IoU rule).
         workers: Threads sharing the box analysis of a batch (``None``: one per available CPU
-            core).
+            core, up to 8).
     """
 
     def __init__(

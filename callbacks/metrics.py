@@ -82,7 +82,8 @@ class MaxBoxAccuracy(Metric):
         image_size: (H, W) at which boxes are scored; ``None`` scores CAMs at their own size.
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's code: strict
             ``IoU > delta`` without the +1 pixel; resize CAMs to the original size yourself).
-        workers: Threads sharing the images of a batch (``None``: one per available CPU core).
+        workers: Threads sharing the images of a batch (``None``: one per available CPU core,
+            up to 8).
     """
 
     is_differentiable = False

@@ -10,9 +10,16 @@ from scipy import ndimage as ndi
 
 from benchmarks.bench_maxboxacc import make_cams
 from callbacks import cam_boxes
-from callbacks.cam_boxes import _integer_levels, _pad_boxes, box_iou, contour_boxes, max_box_ious
+from callbacks.cam_boxes import (
+    _integer_levels,
+    _pad_boxes,
+    box_iou,
+    contour_boxes,
+    max_box_ious,
+    max_box_ious_per_rule,
+)
 from callbacks.cam_boxes import scoremaps_to_uint8 as to_uint8
-from callbacks.functional import normalize_cams
+from callbacks.functional import normalize_cams, resize_bands, resize_taps
 from callbacks.level_sets import GAVE_UP, OK, analyse
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -221,3 +228,36 @@ def test_threads_agree():
     )
     with pytest.raises(ValueError, match="workers"):
         max_box_ious(maps, boxes, np.arange(0, 1, 0.01), True, workers=0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((14, 14), (224, 224)), ((7, 11), (40, 30)), ((9, 9), (9, 9))]
+)
+def test_cams_resized_in_the_analysis_match_normalize_cams(shape, size):
+    """CPU CAMs are resized and normalized inside the analysis: the same maps, the same IoUs."""
+    rng = np.random.default_rng(11)
+    cams = torch.from_numpy(rng.normal(size=(6, *shape)))
+    cams[4] = 0.7  # constant: all zeros, as normalize_cams
+    cams[5, 1, 2] = float("nan")  # NaN: all zeros too
+    taps = resize_taps(shape[0], size[0]) + resize_bands(shape[1], size[1])
+    maps = normalize_cams(cams, size)
+    boxes = _gt(6, *size, seed=4)
+    thresholds = np.arange(0, 1, 0.01)
+    gt, num_gt = _pad_boxes(boxes), [len(b) for b in boxes]
+    s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps)[0]
+    np.testing.assert_array_equal(s8, to_uint8(maps).numpy())
+    assert not s8[4:].any()
+    for rules in ((False,), (True,), (False, True)):
+        raw = max_box_ious_per_rule(cams, boxes, thresholds, rules, taps=taps)
+        reference = max_box_ious_per_rule(maps, boxes, thresholds, rules)
+        np.testing.assert_array_equal(np.stack(raw), np.stack(reference))
+
+
+def test_bad_maps_are_refused():
+    boxes = [np.array([[0, 0, 3, 3]])]
+    with pytest.raises(ValueError, match="NaN"):
+        max_box_ious(torch.full((1, 4, 4), float("nan")), boxes, np.arange(0, 1, 0.1), True)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        max_box_ious(torch.full((1, 4, 4), 1.5), boxes, np.arange(0, 1, 0.1), True)
+    with pytest.raises(ValueError, match="box sets"):
+        max_box_ious(torch.zeros((2, 4, 4)), boxes, np.arange(0, 1, 0.1), True)
