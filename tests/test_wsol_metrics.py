@@ -12,6 +12,7 @@ from benchmarks.bench_maxboxacc import (
     straightforward_box_hits,
     straightforward_normalize,
 )
+from benchmarks.bench_maxboxacc import run as run_benchmark
 from callbacks.cam_boxes import (
     box_iou,
     boxes_from_scoremap,
@@ -307,3 +308,10 @@ def test_callback_shared_pass_equals_separate_metrics(variant):
     loc.update(cams, boxes, logits, target)
     assert torch.equal(callback.metrics["loc"].hits, loc.hits)
     assert callback.metrics["loc"].hits[0].amax() >= 6  # the CAM-box half is found
+
+
+def test_benchmark_runs_and_agrees():
+    """The benchmark's interleaved timing loop on a few maps: every path equals the loop."""
+    results = run_benchmark(12, "blob", batch_size=5, workers=2, chunk=7)
+    assert results["v1_equal"] == results["v2_equal"] == results["v1v2_equal"] == 1.0
+    assert results["v1v2_straightforward_s"] > 0 and results["v1v2_speedup"] > 0
