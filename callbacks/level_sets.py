@@ -225,18 +225,11 @@ def _components(u, s8, levels, with_area, cap, gt, num_gt, one, out, work):
     Writes ``out[k]`` = (best GT IoU over the components' boxes, IoU of the component of largest
     doubled quad area, that area, the second largest, number of components); areas only
     ``with_area``. Boxes are [WSOL]'s, ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``.
-    Returns False when there are more than ``cap`` regions. ``work``: ``_workspace``'s buffers.
+    Returns False when there are more than ``cap`` regions. ``work``: ``workspace``'s buffers.
     """
     height, width = s8.shape
     num_levels = levels.size
-    seg_start, seg_top, region, parent, edges, row_first = (
-        work[0],
-        work[1],
-        work[2],
-        work[3],
-        work[4],
-        work[5],
-    )
+    seg_start, seg_top, region, parent, edges, row_first = work[:6]
     num_segments = _segments(u, seg_start, seg_top, row_first)
     num_regions = _regions(u, seg_start, seg_top, row_first, num_segments, region, parent, cap)
     if num_regions < 0:
@@ -386,7 +379,7 @@ def _holes(u, s8, levels, gt, num_gt, one, out, work):
 
     Adds to ``out[k]`` = (best GT IoU over the holes' boxes, quads around the holes): a hole's
     box is its pixel box grown by one pixel, clipped as [WSOL]; the quads that touch it number
-    (w + 1) (h + 1) for a w x h pixel box. ``work``: ``_workspace``'s buffers.
+    (w + 1) (h + 1) for a w x h pixel box. ``work``: ``workspace``'s buffers.
     """
     minima, stamp, link, ys, xs, seen, seen_level, serial = work[6:14]
     height, width = s8.shape
