@@ -159,8 +159,7 @@ def _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers) -> 
     """The level-set analysis (``level_sets.analyse``), then cv2 for what it left open."""
     if len(gt_boxes) != len(images):
         raise ValueError(f"got {len(gt_boxes)} box sets for {len(images)} maps")
-    gt = _pad_boxes(gt_boxes)
-    num_gt = np.array([len(np.asarray(b).reshape(-1, 4)) for b in gt_boxes], dtype=np.int64)
+    gt, num_gt = _pad_boxes(gt_boxes)
     largest = not all(rules)
     s8, levels, found, undecided, status = analyse(
         images, thresholds, gt, num_gt, inclusive, largest, taps, available_threads(workers)
@@ -235,10 +234,15 @@ def _scalar_iou(a, b, inclusive: bool) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _pad_boxes(gt_boxes: list[np.ndarray]) -> np.ndarray:
-    """Stack ragged (n_i, 4) GT boxes into (B, G, 4), padding with each image's first box."""
+def _pad_boxes(gt_boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ragged (n_i, 4) GT boxes into (B, G, 4), padding with each image's first box.
+
+    Returns the stack and the (B,) counts n_i.
+    """
     arrays = [np.asarray(b, dtype=np.int64).reshape(-1, 4) for b in gt_boxes]
     if any(len(a) == 0 for a in arrays):
         raise ValueError("every image needs at least one ground-truth box")
-    most = max(len(a) for a in arrays)
-    return np.stack([np.concatenate([a, np.repeat(a[:1], most - len(a), 0)]) for a in arrays])
+    counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    most = counts.max()
+    stack = np.stack([np.concatenate([a, np.repeat(a[:1], most - len(a), 0)]) for a in arrays])
+    return stack, counts

@@ -263,7 +263,8 @@ def _components(u, s8, levels, with_area, cap, gt, num_gt, one, out, work):
             cols, pixels = col_profile[r, x0 : x1 + 1], t[base + x0 : base + x1 + 1]
             for x in range(np.uint64(pixels.size)):  # unsigned: no negative-index wrap-around
                 cols[x] = max(cols[x], pixels[x])
-            row_region[x0 : x1 + 1] = r
+            if with_area:  # the quads' owners
+                row_region[x0 : x1 + 1] = r
             if s + 1 < last and region[s + 1] != r:  # horizontal neighbours across the cut
                 edges[num_edges, 0] = min(t[base + x1], t[base + x1 + 1])
                 edges[num_edges, 1] = r

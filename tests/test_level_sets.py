@@ -168,9 +168,9 @@ def test_analysis_equals_cv2_per_level(kind):
         s8 = to_uint8(maps).numpy()
         thresholds = np.arange(0, 1, 0.01)
         boxes = _gt(len(maps), *maps.shape[1:], seed=1)
-        num_gt = [len(b) for b in boxes]
+        gt, num_gt = _pad_boxes(boxes)
         for inclusive in (True, False):
-            out = analyse(maps.numpy(), thresholds, _pad_boxes(boxes), num_gt, inclusive)
+            out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive)
             found_s8, levels, ious, undecided, status = out
             np.testing.assert_array_equal(found_s8, s8)
             np.testing.assert_array_equal(levels, _integer_levels(torch.from_numpy(s8), thresholds))
@@ -213,7 +213,7 @@ def test_equal_areas_are_decided_by_cv2():
     s8 = to_uint8(maps)
     levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
     boxes = [np.array([[40, 24, 56, 40]])]  # around the right blob only
-    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), _pad_boxes(boxes), [1])[3]
+    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), *_pad_boxes(boxes))[3]
     assert undecided.sum() > 10
     ious = max_box_ious(maps, boxes, np.arange(0, 1, 0.01), False)
     np.testing.assert_array_equal(ious, _reference(s8.numpy(), levels, boxes)[:, 0])
@@ -243,7 +243,7 @@ def test_cams_resized_in_the_analysis_match_normalize_cams(shape, size):
     maps = normalize_cams(cams, size)
     boxes = _gt(6, *size, seed=4)
     thresholds = np.arange(0, 1, 0.01)
-    gt, num_gt = _pad_boxes(boxes), [len(b) for b in boxes]
+    gt, num_gt = _pad_boxes(boxes)
     s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps)[0]
     np.testing.assert_array_equal(s8, to_uint8(maps).numpy())
     assert not s8[4:].any()
