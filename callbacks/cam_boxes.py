@@ -244,5 +244,7 @@ def _pad_boxes(gt_boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("every image needs at least one ground-truth box")
     counts = np.array([len(a) for a in arrays], dtype=np.int64)
     most = counts.max()
+    if (counts == most).all():
+        return np.stack(arrays), counts
     stack = np.stack([np.concatenate([a, np.repeat(a[:1], most - len(a), 0)]) for a in arrays])
     return stack, counts

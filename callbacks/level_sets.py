@@ -40,6 +40,7 @@ are flagged ``undecided``; maps with more than ``max_regions`` local maxima are 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -732,11 +733,14 @@ def analyse(
         max_regions,
     )
 
-    def run(bounds: tuple[int, int]) -> None:
-        buffers = _THREADS.buffers(height, width, images.shape[2])
-        _image_range(*arguments, *bounds, out, buffers)
-
     threads = max(1, min(threads, num))
-    size = -(-num // (4 * threads)) if threads > 1 else num  # a few runs per thread balance load
-    _THREADS.map(run, [(i, min(i + size, num)) for i in range(0, num, size)], threads)
+    size = 2 if threads > 1 else num
+    runs = itertools.count()  # each thread takes the next run of ``size`` images when it is free
+
+    def work(_: int) -> None:
+        buffers = _THREADS.buffers(height, width, images.shape[2])
+        while (first := next(runs) * size) < num:
+            _image_range(*arguments, first, min(first + size, num), out, buffers)
+
+    _THREADS.map(work, list(range(threads)), threads)
     return out

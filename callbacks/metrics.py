@@ -33,10 +33,16 @@ Variant = Literal["wsol", "minmaxcam_official"]
 
 def as_box_arrays(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray]:
     """(B, 4), (B, G, 4) or a list of (n_i, 4) boxes -> list of int64 numpy arrays."""
-    items = list(boxes) if not isinstance(boxes, Tensor) or boxes.dim() == 3 else boxes[:, None]
+    if isinstance(boxes, Tensor):  # one conversion for the batch, then views of it
+        stacked = boxes.detach().cpu().long()
+        items = list(stacked.numpy() if boxes.dim() == 3 else stacked[:, None].numpy())
+    else:
+        items = [
+            b if isinstance(b, np.ndarray) else torch.as_tensor(b).detach().cpu() for b in boxes
+        ]
     if len(items) != num:
         raise ValueError(f"got {len(items)} box sets for {num} CAMs")
-    return [torch.as_tensor(b).detach().cpu().long().reshape(-1, 4).numpy() for b in items]
+    return [np.asarray(b, dtype=np.int64).reshape(-1, 4) for b in items]
 
 
 def cam_box_ious(

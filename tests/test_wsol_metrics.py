@@ -185,6 +185,29 @@ def test_states_add_up():
     assert whole.hits.sum() == 0 and whole.total == 0
 
 
+def test_every_box_form_gives_the_same_hits():
+    cams, _ = make_cams(6, 14, seed=2, kind="blob")
+    maps = normalize_cams(torch.from_numpy(cams))
+    boxes = [boxes_from_scoremap(m, np.array([0.5]))[0][:1] for m in maps]  # hit at tau 0.5
+    stacked = torch.from_numpy(np.concatenate(boxes))  # (B, 4)
+    forms = [
+        stacked,
+        stacked[:, None].repeat(1, 2, 1),  # (B, G, 4), padded with the same box
+        [torch.from_numpy(b) for b in boxes],
+        boxes,
+        [b.tolist() for b in boxes],
+        [b.astype(np.float32) for b in boxes],
+    ]
+    hits = []
+    for form in forms:
+        metric = MaxBoxAccuracyV2()
+        metric.update(torch.from_numpy(cams), form)
+        hits.append(metric.hits)
+    assert hits[0].sum() > 0 and all(torch.equal(h, hits[0]) for h in hits)
+    with pytest.raises(ValueError, match="5 box sets for 6 CAMs"):
+        MaxBoxAccuracyV2().update(torch.from_numpy(cams), stacked[:5])
+
+
 def _numpy_pxap(maps: np.ndarray, masks: np.ndarray) -> float:
     """PxAP from np.histogram, following the [WSOL] MaskEvaluator definition."""
     edges = np.append(np.arange(0, 1, 0.01), [1.0, 2.0, 3.0])
