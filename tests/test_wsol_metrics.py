@@ -10,6 +10,7 @@ import torch
 from benchmarks.bench_maxboxacc import (
     make_cams,
     straightforward_box_hits,
+    straightforward_hits,
     straightforward_normalize,
 )
 from benchmarks.bench_maxboxacc import run as run_benchmark
@@ -338,3 +339,15 @@ def test_benchmark_runs_and_agrees():
     results = run_benchmark(12, "blob", batch_size=5, workers=2, chunk=7)
     assert results["v1_equal"] == results["v2_equal"] == results["v1v2_equal"] == 1.0
     assert results["v1v2_straightforward_s"] > 0 and results["v1v2_speedup"] > 0
+    assert results["v1v2_shared_straightforward_s"] > 0 and results["v1v2_shared_speedup"] > 0
+
+
+def test_shared_straightforward_loop_equals_one_loop_per_rule():
+    cams, _ = make_cams(8, 14, seed=4, kind="blob")
+    maps = np.stack([straightforward_normalize(c) for c in cams])
+    boxes = [boxes_from_scoremap(m, np.array([0.4]))[0] for m in maps]  # hits near tau 0.4
+    rules = [((50,), False), ((30, 50, 70), True)]
+    shared = straightforward_hits(maps, boxes, rules)
+    for (deltas, multi), hits in zip(rules, shared, strict=True):
+        assert np.array_equal(hits, straightforward_box_hits(maps, boxes, deltas, multi))
+    assert shared[0].sum() > 0 and shared[1].sum() > 0
