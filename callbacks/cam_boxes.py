@@ -161,8 +161,9 @@ def _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers) -> 
         raise ValueError(f"got {len(gt_boxes)} box sets for {len(images)} maps")
     gt, num_gt = _pad_boxes(gt_boxes)
     largest = not all(rules)
+    threads = available_threads(workers)
     s8, levels, found, undecided, status = analyse(
-        images, thresholds, gt, num_gt, inclusive, largest, taps, available_threads(workers)
+        images, thresholds, gt, num_gt, inclusive, largest, taps, threads, every=any(rules)
     )
     if (status == NAN).any():
         raise ValueError("score map contains NaN")

@@ -240,8 +240,9 @@ def _components(u, s8, levels, with_area, cap, gt, num_gt, one, out, work):
     """Components of ``s8 > L`` (8-connected) at every level L of the ascending ``levels``.
 
     Writes ``out[k]`` = (best GT IoU over the components' boxes, IoU of the component of largest
-    doubled quad area, that area, the second largest, number of components); areas only
-    ``with_area``. Boxes are [WSOL]'s, ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``.
+    doubled quad area, that area, the second largest, number of components, the largest doubled
+    area that any other component's box could enclose); areas and bounds only ``with_area``.
+    Boxes are [WSOL]'s, ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``.
     Returns False when there are more than ``cap`` regions. ``work``: ``workspace``'s buffers.
     """
     height, width = s8.shape
@@ -367,7 +368,7 @@ def _components(u, s8, levels, with_area, cap, gt, num_gt, one, out, work):
             acc[r, 2] = max(acc[r, 2], box[2, i, k])
             acc[r, 3] = max(acc[r, 3], box[3, i, k])
             acc[r, 4] += area2[i, k]
-        best, largest, second, largest_iou = 0.0, -1, -1, 0.0
+        best, largest, second, largest_iou, owner = 0.0, -1, -1, 0.0, -1
         for j in range(alive):
             r = order[j]
             if parent[r] != r:
@@ -383,10 +384,18 @@ def _components(u, s8, levels, with_area, cap, gt, num_gt, one, out, work):
             )
             best = max(best, iou)
             if acc[r, 4] > largest:
-                second, largest, largest_iou = largest, acc[r, 4], iou
+                second, largest, largest_iou, owner = largest, acc[r, 4], iou, r
             elif acc[r, 4] > second:
                 second = acc[r, 4]
         out[k, 0], out[k, 1], out[k, 2], out[k, 3] = best, largest_iou, largest, second
+        if with_area and components > 1:
+            # a contour through pixel centres encloses at most its box, (x1 - x0)(y1 - y0)
+            bound = 0
+            for j in range(alive):
+                r = order[j]
+                if parent[r] == r and r != owner:
+                    bound = max(bound, 2 * (acc[r, 2] - acc[r, 0]) * (acc[r, 3] - acc[r, 1]))
+            out[k, 5] = bound
     return True
 
 
@@ -505,8 +514,15 @@ def workspace(height, width):
 
 
 @numba.njit(cache=True, nogil=True)
-def image_ious(u, s8, levels, gt, num_gt, inclusive, with_area, max_regions, ious, undecided, work):
+def image_ious(
+    u, s8, levels, gt, num_gt, inclusive, with_area, every, max_regions, ious, undecided, work
+):
     """Best GT IoU of the largest contour's box (``ious[0]``) and of any contour's (``ious[1]``).
+
+    The largest contour is the component of largest filled area, which lies between its quad
+    area and that plus the quads around all holes, and within its box. When the quad area of
+    one component beats the boxes of all others at every level, MaxBoxAcc needs no holes, and
+    without ``every`` their floods are skipped.
 
     Args:
         u: (H, W) float map of which ``s8`` is a non-decreasing function.
@@ -515,6 +531,7 @@ def image_ious(u, s8, levels, gt, num_gt, inclusive, with_area, max_regions, iou
         gt, num_gt: (G, 4) int64 inclusive GT boxes, of which the first ``num_gt`` are real.
         inclusive: Count box pixels inclusively ([WSOL]).
         with_area: Compute the largest contour (MaxBoxAcc); without, ``ious[0]`` stays 0.
+        every: Compute any contour's (MaxBoxAccV2); without, ``ious[1]`` is not meaningful.
         max_regions: Give up (return False) on maps with more local maxima than this.
         ious: (2, T) float64 output.
         undecided: (T,) bool output: levels whose largest contour needs ``cv2.findContours``.
@@ -522,11 +539,13 @@ def image_ious(u, s8, levels, gt, num_gt, inclusive, with_area, max_regions, iou
     """
     num_levels = levels.size
     one = 1 if inclusive else 0
-    fg = np.zeros((num_levels, 5))
+    fg = np.zeros((num_levels, 6))
     if not _components(u, s8, levels, with_area, max_regions, gt, num_gt, one, fg, work):
         return False
+    boxed = (fg[:, 4] <= 1) | (fg[:, 2] > fg[:, 5])  # largest contour known without holes
     holes = np.zeros((num_levels, 2))
-    _holes(u, s8, levels, gt, num_gt, one, holes, work)
+    if every or not (boxed.all() or not with_area):
+        _holes(u, s8, levels, gt, num_gt, one, holes, work)
     empty = _best_iou(0, 0, 0, 0, gt, num_gt, one)  # no contour: the reference's (0, 0, 0, 0)
     for k in range(num_levels):
         if fg[k, 4] == 0:
@@ -534,7 +553,7 @@ def image_ious(u, s8, levels, gt, num_gt, inclusive, with_area, max_regions, iou
             continue
         ious[0, k] = fg[k, 1]
         ious[1, k] = max(fg[k, 0], holes[k, 0])
-        if with_area and fg[k, 4] > 1:
+        if with_area and not boxed[k]:
             # filled areas (doubled) lie in [quad area, quad area + 2 * quads around holes]
             undecided[k] = fg[k, 2] <= fg[k, 3] + 2 * holes[k, 1]
     return True
@@ -611,7 +630,7 @@ def _prepare(image, raw, taps, u, rows, s8):
 
 @numba.njit(cache=True, nogil=True)
 def _image_range(
-    images, raw, taps, taus, gt, num_gt, inclusive, with_area, cap, first, last, out, buffers
+    images, raw, taps, taus, gt, num_gt, inclusive, with_area, every, cap, first, last, out, buffers
 ):
     """Prepare and analyse images first..last-1 (releases the GIL).
 
@@ -634,6 +653,7 @@ def _image_range(
             num_gt[b],
             inclusive,
             with_area,
+            every,
             cap,
             ious[b],
             undecided[b],
@@ -685,6 +705,7 @@ def analyse(
     taps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
     max_regions: int = 4096,
+    every: bool = True,
 ) -> tuple[np.ndarray, ...]:
     """Box IoUs at every threshold of a batch, runs of images on ``threads`` threads.
 
@@ -693,7 +714,7 @@ def analyse(
             ``taps`` None, (B, H, W) score maps in [0, 1].
         thresholds: (T,) ascending CAM thresholds; each map is cut at ``int(tau * max(s8))``.
         gt, num_gt: (B, G, 4) int64 inclusive GT boxes and (B,) the real rows of each.
-        inclusive, with_area, max_regions: as ``image_ious``.
+        inclusive, with_area, every, max_regions: as ``image_ious``.
         taps: the resize (``functional.resize_taps`` of the rows, ``resize_bands`` of the
             columns): (row sources (H, k), row weights (H, k), first outputs (w,), band weights
             (w, n)).
@@ -730,6 +751,7 @@ def analyse(
         np.ascontiguousarray(num_gt, dtype=np.int64),
         inclusive,
         with_area,
+        every,
         max_regions,
     )
 
