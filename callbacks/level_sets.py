@@ -32,10 +32,13 @@ L; it stops on reaching the border (no longer a hole) or a smaller minimum (whos
 reports the merged hole from then on). Holes are small where maps are smooth, so the floods are
 cheap.
 
-One case is left to ``cv2.findContours``: MaxBoxAcc at a level with two components of equal quad
-area, or where holes make the filled areas uncertain (the filled area lies between the quad area
-of the component itself and that plus the quads around all holes). Those (image, level) pairs
-are flagged ``undecided``; maps with more than ``max_regions`` local maxima are not done at all.
+The largest contour. A component's filled area lies between its own quad area and that plus
+the quads around all holes, and never exceeds its box. Most levels of object-like maps are
+decided by the box bound alone (one component's quad area beats every other's box), so MaxBoxAcc
+alone floods the holes only of maps where that fails. One case is left to ``cv2.findContours``:
+levels where neither bound separates the largest component from the others (equal quad areas,
+or holes too large). Those (image, level) pairs are flagged ``undecided``; maps with more than
+``max_regions`` local maxima are not done at all.
 """
 
 from __future__ import annotations
@@ -55,30 +58,35 @@ def _segments(u, seg_start, seg_top, row_first):
 
     A segment starts at x = 0 and at each local minimum 0 < x < W - 1 (below both neighbours);
     ``seg_start[s]`` / ``seg_top[s]`` are the flat indices of its first and its largest pixel,
-    ``row_first[y]`` the first segment of row y (``row_first[H]`` = number of segments).
+    the one local maximum between two minima; ``row_first[y]`` is the first segment of row y
+    (``row_first[H]`` = number of segments). Both kinds of pixel are flagged in one
+    vectorized pass over the row, then read off.
     """
     height, width = u.shape
+    flags = np.zeros(-(-width // 8) * 8, dtype=np.uint8)  # 1: a segment starts, 2: its top
+    words = flags.view(np.uint64)  # read eight flags at a time
     count = 0
     for y in range(height):
         row = u[y]
-        base = y * width
+        # (v, x) < (left, x - 1) iff v < left; (v, x) < (right, x + 1) iff v <= right
+        for x in range(1, width - 1):  # minima start segments, maxima are their tops
+            v, left, right = row[x], row[x - 1], row[x + 1]
+            flags[x] = ((v < left) & (v <= right)) + 2 * ((v >= left) & (v > right))
+        flags[0] = 1 | (2 if width == 1 or row[1] < row[0] else 0)
+        if width > 1:
+            flags[width - 1] = 2 if row[width - 1] >= row[width - 2] else 0
         row_first[y] = count
-        seg_start[count] = base
-        top, top_value = base, row[0]
-        left = top_value
-        for x in range(1, width):
-            v = row[x]
-            # (v, x) < (left, x - 1) needs v < left; (v, x) < (right, x + 1) needs v <= right
-            if x + 1 < width and v < left and v <= row[x + 1]:
-                seg_top[count] = top
-                count += 1
-                seg_start[count] = base + x
-                top, top_value = base + x, v
-            elif v >= top_value:
-                top, top_value = base + x, v
-            left = v
-        seg_top[count] = top
-        count += 1
+        base = y * width
+        for w in range(words.size):
+            if words[w] == 0:
+                continue
+            for x in range(8 * w, 8 * w + 8):
+                f = flags[x]
+                if f & 1:
+                    seg_start[count] = base + x
+                    count += 1
+                if f & 2:
+                    seg_top[count - 1] = base + x
     row_first[height] = count
     return count
 
