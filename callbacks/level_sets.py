@@ -552,7 +552,7 @@ def image_ious(
         return False
     boxed = (fg[:, 4] <= 1) | (fg[:, 2] > fg[:, 5])  # largest contour known without holes
     holes = np.zeros((num_levels, 2))
-    if every or not (boxed.all() or not with_area):
+    if every or (with_area and not boxed.all()):
         _holes(u, s8, levels, gt, num_gt, one, holes, work)
     empty = _best_iou(0, 0, 0, 0, gt, num_gt, one)  # no contour: the reference's (0, 0, 0, 0)
     for k in range(num_levels):
