@@ -186,6 +186,9 @@ def run(
     )
     for name in ("v1", "v2", "v1v2"):
         results[f"{name}_speedup"] = seconds[f"{name}_straightforward"] / seconds[f"{name}_batched"]
+    for name in ("v1", "v2"):  # absolute costs, to tell machine drift from code changes
+        results[f"{name}_loop_ms_per_map"] = 1e3 * seconds[f"{name}_straightforward"] / num_images
+        results[f"{name}_batched_ms_per_map"] = 1e3 * seconds[f"{name}_batched"] / num_images
     results["v1v2_shared_speedup"] = (
         seconds["v1v2_shared_straightforward"] / seconds["v1v2_batched"]
     )

@@ -340,6 +340,7 @@ def test_benchmark_runs_and_agrees():
     assert results["v1_equal"] == results["v2_equal"] == results["v1v2_equal"] == 1.0
     assert results["v1v2_straightforward_s"] > 0 and results["v1v2_speedup"] > 0
     assert results["v1v2_shared_straightforward_s"] > 0 and results["v1v2_shared_speedup"] > 0
+    assert results["v1_loop_ms_per_map"] > 0 and results["v2_batched_ms_per_map"] > 0
 
 
 def test_shared_straightforward_loop_equals_one_loop_per_rule():
