@@ -11,7 +11,8 @@ known without tracing them (each fact is checked against cv2 in ``tests/test_lev
 - ``contourArea`` of an outer contour is ``n4 + n3 / 2``, with n4 (n3) the 2 x 2 pixel quads of
   which all four (exactly three) pixels lie in the component with its holes filled;
 - a hole's area never exceeds its parent's, and cv2 lists a parent before its holes, so the
-  largest contour is the outer contour of the component with the largest filled area.
+  largest contour is the outer contour of the component with the largest filled area;
+- no contour's area exceeds ``(x1 - x0)(y1 - y0)``, the box of its pixel centres.
 
 Components, for all levels at once. Order the pixels strictly by (value of the float map ``u``,
 flat index); ``s8`` is a non-decreasing function of ``u``, so every ``s8 > L`` is an upper set of
@@ -33,12 +34,12 @@ reports the merged hole from then on). Holes are small where maps are smooth, so
 cheap.
 
 The largest contour. A component's filled area lies between its own quad area and that plus
-the quads around all holes, and never exceeds its box. Most levels of object-like maps are
-decided by the box bound alone (one component's quad area beats every other's box), so MaxBoxAcc
-alone floods the holes only of maps where that fails. One case is left to ``cv2.findContours``:
-levels where neither bound separates the largest component from the others (equal quad areas,
-or holes too large). Those (image, level) pairs are flagged ``undecided``; maps with more than
-``max_regions`` local maxima are not done at all.
+the quads around all holes, and never exceeds the box of its pixel centres. Most levels of
+object-like maps are decided by the box bound alone (one component's quad area beats every
+other's box), so MaxBoxAcc alone floods the holes only of maps where that fails. One case is
+left to ``cv2.findContours``: levels where neither bound separates the largest component from
+the others (equal quad areas, or holes too large). Those (image, level) pairs are flagged
+``undecided``; maps with more than ``max_regions`` local maxima are not done at all.
 """
 
 from __future__ import annotations

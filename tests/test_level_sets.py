@@ -77,6 +77,9 @@ def test_contour_facts_match_cv2():
             cv2.contourArea(c) for c, d in zip(contours, depth, strict=True) if d % 2 == 0
         )
         assert (found, outer) == _expected_contours(mask)
+        for contour, (_, _, w, h) in zip(contours, rects, strict=True):
+            # the area never exceeds the box of pixel centres: the bound MaxBoxAcc decides by
+            assert cv2.contourArea(contour) <= (w - 1) * (h - 1)
         for j, parent in enumerate(parents):
             if parent >= 0:
                 assert parent < j  # a parent is listed before its children
