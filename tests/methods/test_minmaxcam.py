@@ -157,8 +157,9 @@ def test_checkpoint_round_trip(tmp_path):
 # +2.3 in one session, +0.1 in the next on the same code). Test V2 gains with lambda (1000, 10) on
 # ``under_xl_small_head``, seeds 0-6 (session 5): +6.5, +3.1, +1.9, +5.0, +3.8, +1.5, -0.1 (mean
 # +3.1); the same code in session 6, on another host, seeds 0-2 and 7-10: +9.4, -0.2, +6.1, +0.6,
-# -1.3, +3.7, -1.7 (mean +2.4). Training is not reproducible across hosts, so a seed's gain is a
-# draw from a wide distribution (mean +2.7, sd 3.2 over the 14 runs), not a property of the seed.
+# -1.3, +3.7, -1.7 (mean +2.4). Runs do not reproduce across sessions (cause not traced: host
+# CPU kernels or builds), so a seed's gain is a draw from a wide distribution (mean +2.7, sd 3.2
+# over the 14 runs), not a property of the seed.
 # The test asserts, on seeds 0-2 (each pairing CAM and MinMaxCAM from the same Stage-I weights),
 # a gain on every seed and a mean gain of 3 or more: it passed in session 5 (+3.8) and failed in
 # session 6 (seed 1: -0.2; mean +5.1). The "+3 with the same seed" is not a property of
