@@ -210,3 +210,28 @@ def test_intensity_augmentation_in_training_only(birds):
         torch.testing.assert_close(b, expected, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="intensity range"):
         CUBDataModule(intensity=(1.0, 0.5))
+
+
+def _whole_image_box_v2(root) -> float:
+    """MaxBoxAccV2 (%) of the trivial localizer that boxes the whole image, on the test split."""
+    meta = read_wsol_metadata(root / "metadata" / "CUB" / "test")
+    ious = np.array(
+        [
+            max((x1 - x0 + 1) * (y1 - y0 + 1) for x0, y0, x1, y1 in meta.boxes[path])
+            / (meta.sizes[path][0] * meta.sizes[path][1])  # IoU with a box that holds the GT
+            for path in meta.image_ids
+        ]
+    )
+    return 100 * float(np.mean([(ious >= delta).mean() for delta in (0.3, 0.5, 0.7)]))
+
+
+@pytest.mark.parametrize(
+    ("variant", "low", "high"), [("under_mid", 0, 20), ("under_xl_small_head", 50, 70)]
+)
+def test_whole_image_box_baseline(variant, low, high, tmp_path):
+    # The MinMaxCAM learning twin (``under_mid``) must not reward a CAM that lights up everything:
+    # on ``under_xl_small_head`` (its earlier twin) a whole-image box already scored about CAM's V2.
+    make_synthetic_cub(
+        tmp_path, num_classes=10, per_class=(0, 0, 10), size_range=(72, 96), variant=variant
+    )
+    assert low <= _whole_image_box_v2(tmp_path) <= high
