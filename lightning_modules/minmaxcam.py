@@ -16,7 +16,10 @@ Deviations / decisions (spec "Ambiguities"): losses use the MSE scale of the aut
 (``reduction="mean"``; ``"sum"`` is the thesis' squared-L2 scale) and CRR averages over the N class
 groups; Stage II uses ``zero_grad(set_to_none=True)`` so momentum and weight decay never move B
 (the author's PyTorch-1.x code did); ``mask_features`` is the Table 5.2 ablation (H_m masks the
-feature maps instead of the input).
+feature maps instead of the input); ``stage_two_max_norm`` (off by default, not in [OFF]) clips the
+L2 norm of fc.weight's Stage II gradient. H_m is invariant to the scale of fc.weight[c], so that
+gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||: as weight decay shrinks
+the rows, the Stage II steps grow (tests/methods/test_minmaxcam.py records the spikes it causes).
 
 ``validation_step`` / ``test_step`` return ``cams`` (B, h, w) of the GT class at feature
 resolution, ``boxes`` (and ``masks`` when the batch has ``mask``), ``logits`` and ``target``, for
@@ -90,6 +93,9 @@ class MinMaxCAM(LightningModule):
         mask_features: Table 5.2 ablation: mask the feature maps with H_m instead of the input.
         mask_eps: ε of the min-max normalization of H_m.
         width: Width of the ``tiny`` backbone.
+        stage_two_max_norm: Clip the L2 norm of the Stage II gradient of fc.weight to this value
+            (None: no clipping, as in [OFF]). Unsupported with ``16-mixed`` precision, whose
+            loss scaling would make the norm meaningless; use ``bf16-mixed`` or fp32.
     """
 
     def __init__(
@@ -110,8 +116,11 @@ class MinMaxCAM(LightningModule):
         mask_features: bool = False,
         mask_eps: float = 1e-8,
         width: int = 16,
+        stage_two_max_norm: float | None = None,
     ) -> None:
         super().__init__()
+        if stage_two_max_norm is not None and stage_two_max_norm <= 0:
+            raise ValueError(f"stage_two_max_norm must be positive or None: {stage_two_max_norm}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.backbone = build_cam_backbone(backbone, weights_path, width)
@@ -170,6 +179,8 @@ class MinMaxCAM(LightningModule):
             loss_s2 = self.hparams.crr_weight * crr + self.hparams.frr_weight * frr
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss_s2)
+            if self.hparams.stage_two_max_norm is not None:
+                nn.utils.clip_grad_norm_(self.fc.weight, self.hparams.stage_two_max_norm)
             opt.step()
         finally:
             self.backbone.requires_grad_(True)
@@ -196,6 +207,14 @@ class MinMaxCAM(LightningModule):
         reduction = self.hparams.reduction
         crr = common_region_loss(masked, self.hparams.samples_per_class, reduction)
         return crr, full_region_loss(masked, full, reduction)
+
+    def on_fit_start(self) -> None:
+        precision = self.trainer.precision
+        if self.hparams.stage_two_max_norm is not None and precision in ("16-mixed", "16"):
+            raise ValueError(
+                f"stage_two_max_norm needs fp32 or bf16-mixed precision, got {precision!r}: "
+                "under 16-mixed the gradient is still loss-scaled when it would be clipped"
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")

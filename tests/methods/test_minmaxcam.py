@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -57,6 +58,58 @@ def test_stage_two_updates_only_fc_weight(weight_decay):
     if weight_decay == 0:  # the gradient reaches only the sampled classes' rows (decay moves all)
         assert not changed[3:].any()
     assert module.backbone.training and all(p.requires_grad for p in module.backbone.parameters())
+
+
+def test_stage_two_gradient_is_orthogonal_to_fc_weight_and_grows_as_it_shrinks():
+    """H_m is invariant to the scale of fc.weight[c]: the Stage II gradient is orthogonal to each
+    row and scales as 1 / ||row|| (the reason for ``stage_two_max_norm``)."""
+    module = MinMaxCAM(backbone="tiny", num_classes=5, width=8, samples_per_class=4).eval()
+    batch = _batch(num_classes=3, m=4)
+    grads = []
+    for scale in (1.0, 0.1):
+        with torch.no_grad():
+            module.fc.weight.mul_(scale)
+        module.fc.weight.grad = None
+        crr, frr = module._regularizers(batch["image"], batch["label"])
+        (100 * crr + 3 * frr).backward()
+        grad, rows = module.fc.weight.grad[:3], module.fc.weight.detach()[:3]
+        cosine = torch.nn.functional.cosine_similarity(grad, rows, dim=1)
+        assert cosine.abs().max() < 1e-3 and grad.norm() > 0
+        grads.append(grad.norm())
+    assert grads[1] / grads[0] == pytest.approx(10.0, rel=1e-2)
+
+
+def test_stage_two_max_norm_bounds_the_step():
+    kwargs = {"backbone": "tiny", "num_classes": 5, "width": 8, "samples_per_class": 4}
+    kwargs |= {"momentum": 0.0, "weight_decay": 0.0, "lr": 1.0, "head_lr_factor": 1.0}
+    kwargs |= {"crr_weight": 1e6, "frr_weight": 3e4}  # a gradient far above clip_grad_norm_'s eps
+    batch = _batch(num_classes=3, m=4)
+    steps = {}
+    for max_norm in (None, "half"):
+        torch.manual_seed(0)
+        module = MinMaxCAM(**kwargs, stage_two_max_norm=None if max_norm is None else 1.0)
+        if max_norm == "half":
+            module.hparams.stage_two_max_norm = steps[None] / 2
+        before = _step(module, batch)
+        steps[max_norm] = float((module.fc.weight.detach() - before["fc.weight"]).norm())
+    assert steps[None] > 1e-3
+    assert steps["half"] == pytest.approx(steps[None] / 2, rel=1e-3)  # |step| = lr x max_norm
+    with pytest.raises(ValueError, match="positive"):
+        MinMaxCAM(**kwargs, stage_two_max_norm=0.0)
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32-true"])
+def test_stage_two_max_norm_rejects_fp16_loss_scaling(precision, monkeypatch):
+    module = MinMaxCAM(backbone="tiny", num_classes=5, width=4, stage_two_max_norm=1.0)
+    # CPU Trainers turn 16-mixed into bf16-mixed, so stand in for a GPU Trainer's precision
+    monkeypatch.setattr(
+        MinMaxCAM, "trainer", property(lambda self: SimpleNamespace(precision=precision))
+    )
+    if precision == "16-mixed":
+        with pytest.raises(ValueError, match="bf16-mixed"):
+            module.on_fit_start()
+    else:
+        module.on_fit_start()
 
 
 def test_stage_two_rejects_unordered_batches():
