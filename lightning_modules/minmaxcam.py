@@ -18,8 +18,8 @@ groups; Stage II uses ``zero_grad(set_to_none=True)`` so momentum and weight dec
 (the author's PyTorch-1.x code did); ``mask_features`` is the Table 5.2 ablation (H_m masks the
 feature maps instead of the input); ``stage_two_max_norm`` (off by default, not in [OFF]) clips the
 L2 norm of fc.weight's Stage II gradient. H_m is invariant to the scale of fc.weight[c], so that
-gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||: as weight decay shrinks
-the rows, the Stage II steps grow (tests/methods/test_minmaxcam.py records the spikes it causes).
+gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||; its norm has a heavy
+tail whose steps can wreck the classifier (measured in tests/methods/test_minmaxcam.py).
 
 ``validation_step`` / ``test_step`` return ``cams`` (B, h, w) of the GT class at feature
 resolution, ``boxes`` (and ``masks`` when the batch has ``mask``), ``logits`` and ``target``, for
