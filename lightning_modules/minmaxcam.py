@@ -94,8 +94,9 @@ class MinMaxCAM(LightningModule):
         mask_eps: ε of the min-max normalization of H_m.
         width: Width of the ``tiny`` backbone.
         stage_two_max_norm: Clip the L2 norm of the Stage II gradient of fc.weight to this value
-            (None: no clipping, as in [OFF]). Unsupported with ``16-mixed`` precision, whose
-            loss scaling would make the norm meaningless; use ``bf16-mixed`` or fp32.
+            (None: no clipping, as in [OFF]); the norm before clipping is logged as
+            ``train/stage_two_grad_norm``. Unsupported with ``16-mixed`` precision, whose loss
+            scaling would make the norm meaningless; use ``bf16-mixed`` or fp32.
     """
 
     def __init__(
@@ -179,8 +180,8 @@ class MinMaxCAM(LightningModule):
             loss_s2 = self.hparams.crr_weight * crr + self.hparams.frr_weight * frr
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss_s2)
-            if self.hparams.stage_two_max_norm is not None:
-                nn.utils.clip_grad_norm_(self.fc.weight, self.hparams.stage_two_max_norm)
+            max_norm = self.hparams.stage_two_max_norm
+            grad_norm = nn.utils.clip_grad_norm_(self.fc.weight, max_norm or float("inf"))
             opt.step()
         finally:
             self.backbone.requires_grad_(True)
@@ -189,6 +190,7 @@ class MinMaxCAM(LightningModule):
             "train/crr": crr.detach(),
             "train/frr": frr.detach(),
             "train/loss_s2": loss_s2.detach(),
+            "train/stage_two_grad_norm": grad_norm.detach(),  # before clipping
         }
 
     def _regularizers(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

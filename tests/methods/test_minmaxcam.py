@@ -26,13 +26,14 @@ def _batch(num_classes: int = 3, m: int = 4, size: int = 32, seed: int = 0) -> d
     }
 
 
-def _step(module: MinMaxCAM, batch: dict) -> dict[str, torch.Tensor]:
-    """Run Stage II once on ``batch`` with the module's own optimizer; return params before."""
+def _step(module: MinMaxCAM, batch: dict) -> tuple[dict, dict]:
+    """Run Stage II once on ``batch`` with the module's own optimizer; return (params before,
+    logs)."""
     optimizer = module.configure_optimizers()[0][0]
     before = {k: v.detach().clone() for k, v in module.state_dict().items()}
     module.manual_backward = lambda loss: loss.backward()
-    module._stage_two(batch["image"], batch["label"], optimizer)
-    return before
+    logs = module._stage_two(batch["image"], batch["label"], optimizer)
+    return before, logs
 
 
 @pytest.mark.parametrize("weight_decay", [5e-4, 0.0])
@@ -47,7 +48,7 @@ def test_stage_two_updates_only_fc_weight(weight_decay):
     )
     module.train()
     batch = _batch(num_classes=3, m=4)
-    before = _step(module, batch)
+    before, _ = _step(module, batch)
     after = module.state_dict()
     for key, value in before.items():
         if key == "fc.weight":
@@ -90,8 +91,11 @@ def test_stage_two_max_norm_bounds_the_step():
         module = MinMaxCAM(**kwargs, stage_two_max_norm=None if max_norm is None else 1.0)
         if max_norm == "half":
             module.hparams.stage_two_max_norm = steps[None] / 2
-        before = _step(module, batch)
+        before, logs = _step(module, batch)
         steps[max_norm] = float((module.fc.weight.detach() - before["fc.weight"]).norm())
+        # the logged norm is the one before clipping: lr 1 makes the unclipped step equal to it
+        logged = float(logs["train/stage_two_grad_norm"])
+        assert logged == pytest.approx(steps[None], rel=1e-3)
     assert steps[None] > 1e-3
     assert steps["half"] == pytest.approx(steps[None] / 2, rel=1e-3)  # |step| = lr x max_norm
     with pytest.raises(ValueError, match="positive"):
