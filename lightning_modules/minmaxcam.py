@@ -95,8 +95,9 @@ class MinMaxCAM(LightningModule):
         width: Width of the ``tiny`` backbone.
         stage_two_max_norm: Clip the L2 norm of the Stage II gradient of fc.weight to this value
             (None: no clipping, as in [OFF]); the norm before clipping is logged as
-            ``train/stage_two_grad_norm``. Unsupported with ``16-mixed`` precision, whose loss
-            scaling would make the norm meaningless; use ``bf16-mixed`` or fp32.
+            ``train/stage_two_grad_norm`` (loss-scaled under ``16-mixed``). Clipping is
+            unsupported with ``16-mixed`` precision, whose loss scaling would make the threshold
+            meaningless; use ``bf16-mixed`` or fp32.
     """
 
     def __init__(
