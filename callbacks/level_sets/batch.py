@@ -1,0 +1,154 @@
+"""``analyse``: the level-set analysis of a batch of maps, runs of images on worker threads."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+from callbacks.level_sets.image import image_ious, workspace
+from callbacks.level_sets.maps import GAVE_UP, OK, prepare
+
+
+@numba.njit(cache=True, nogil=True)
+def image_range(
+    images, raw, taps, taus, gt, num_gt, inclusive, with_area, every, cap, first, last, out, buffers
+):
+    """Prepare and analyse images first..last-1 (releases the GIL).
+
+    ``buffers`` = (``workspace``, (H, W) float64, (H, w) float64), this thread's own.
+    """
+    s8, levels, ious, undecided, status = out
+    work, u, rows = buffers
+    for b in range(first, last):
+        status[b] = prepare(images[b], raw, taps, u, rows, s8[b])
+        if status[b] != OK:
+            continue
+        peak = np.float64(s8[b].max())
+        for k in range(taus.size):
+            levels[b, k] = np.int64(np.floor(taus[k] * peak))  # int(tau * max(s8)), [WSOL]
+        done = image_ious(
+            u,
+            s8[b],
+            levels[b],
+            gt[b],
+            num_gt[b],
+            inclusive,
+            with_area,
+            every,
+            cap,
+            ious[b],
+            undecided[b],
+            work,
+        )
+        status[b] = OK if done else GAVE_UP
+
+
+class _Threads:
+    """Worker threads kept between calls, each with its own buffers (allocated once per size).
+
+    Starting threads and allocating the workspace for every batch cost about as much as the
+    analysis of a few maps; the pool is made again in a forked child, whose copy has no threads.
+    """
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+        self._local = threading.local()
+
+    def buffers(self, height: int, width: int, cam_width: int) -> tuple:
+        key = (height, width, cam_width)
+        if getattr(self._local, "key", None) != key:
+            work = workspace(height, width)
+            self._local.buffers = (work, np.empty((height, width)), np.empty((height, cam_width)))
+            self._local.key = key
+        return self._local.buffers
+
+    def map(self, function, items: list, threads: int) -> None:
+        if threads == 1:
+            for item in items:
+                function(item)
+            return
+        key = (os.getpid(), threads)
+        if key not in self._pools:
+            self._pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="level-sets")
+        list(self._pools[key].map(function, items))
+
+
+_THREADS = _Threads()
+
+
+def analyse(
+    images: np.ndarray,
+    thresholds: np.ndarray,
+    gt: np.ndarray,
+    num_gt: np.ndarray,
+    inclusive: bool = True,
+    with_area: bool = True,
+    taps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    threads: int = 1,
+    max_regions: int = 4096,
+    every: bool = True,
+) -> tuple[np.ndarray, ...]:
+    """Box IoUs at every threshold of a batch, runs of images on ``threads`` threads.
+
+    Args:
+        images: (B, h, w) raw CAMs, resized by ``taps`` and min-max normalized, or, with
+            ``taps`` None, (B, H, W) score maps in [0, 1].
+        thresholds: (T,) ascending CAM thresholds; each map is cut at ``int(tau * max(s8))``.
+        gt, num_gt: (B, G, 4) int64 inclusive GT boxes and (B,) the real rows of each.
+        inclusive, with_area, every, max_regions: as ``image_ious``.
+        taps: the resize (``functional.resize_taps`` of the rows, ``resize_bands`` of the
+            columns): (row sources (H, k), row weights (H, k), first outputs (w,), band weights
+            (w, n)).
+
+    Returns:
+        s8 (B, H, W) uint8, levels (B, T), IoUs (B, 2, T) (largest contour, any contour),
+        undecided (B, T) and a status per image (``OK``, ``NAN``, ``OUT_OF_RANGE``, ``GAVE_UP``).
+    """
+    num = len(images)
+    if taps is not None:
+        height, width = len(taps[0]), int(taps[2][-1] + taps[3].shape[1])
+    else:
+        height, width = images.shape[1:]
+    out = (
+        np.empty((num, height, width), dtype=np.uint8),  # every map's pixels are written
+        np.zeros((num, len(thresholds)), dtype=np.int64),
+        np.zeros((num, 2, len(thresholds))),
+        np.zeros((num, len(thresholds)), dtype=np.bool_),
+        np.zeros(num, dtype=np.int64),
+    )
+    if num == 0:
+        return out
+    raw = taps is not None
+    if not raw:  # placeholders of the right types
+        taps = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)), np.zeros(1, np.int64))
+        taps += (np.zeros((1, 1)),)
+    images = np.ascontiguousarray(images, dtype=np.float64)
+    arguments = (
+        images,
+        raw,
+        tuple(np.ascontiguousarray(t) for t in taps),
+        np.ascontiguousarray(thresholds, dtype=np.float64),
+        np.ascontiguousarray(gt, dtype=np.int64),
+        np.ascontiguousarray(num_gt, dtype=np.int64),
+        inclusive,
+        with_area,
+        every,
+        max_regions,
+    )
+
+    threads = max(1, min(threads, num))
+    size = 2 if threads > 1 else num
+    runs = itertools.count()  # each thread takes the next run of ``size`` images when it is free
+
+    def work(_: int) -> None:
+        buffers = _THREADS.buffers(height, width, images.shape[2])
+        while (first := next(runs) * size) < num:
+            image_range(*arguments, first, min(first + size, num), out, buffers)
+
+    _THREADS.map(work, list(range(threads)), threads)
+    return out
