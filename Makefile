@@ -59,9 +59,9 @@ format: install ## Fix what ruff can and format the code
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|synthetic-faces|synthetic-mnist [ROOT= RES= OUT= DOWNLOAD=1]
+data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|synthetic-{faces,mnist,birds} [ROOT= RES= OUT= DOWNLOAD=1 ARGS=]
 	@test -n "$(DATASET)" || { echo "Set DATASET (see: $(PY) -m datamodules.prepare --help)"; exit 2; }
-	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS)
+	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS) $(ARGS)
 
 bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselines)
 	@shopt -s nullglob; files=(benchmarks/bench_*.py); \

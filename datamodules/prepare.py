@@ -8,6 +8,10 @@ Commands (``make data DATASET=<name>`` calls this module):
   it is up to date).
 - ``synthetic-faces --out DIR --preset small --seed 0``: write the synthetic CelebA + FFHQ twins to
   ``DIR/celeba`` and ``DIR/ffhq``.
+- ``mnist [--root R] [--download]`` and ``synthetic-mnist --out DIR``: MNIST's IDX files.
+- ``cub [--root R] [--download]``: verify CUB-200-2011 and write its wsolevaluation metadata.
+- ``synthetic-birds --out DIR [--classes 20 --per-class 30 5 15 --size 300 500 --variant V]``:
+  write the synthetic birds in the CUB and metadata layouts.
 
 To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
 ``COMMANDS``.
@@ -119,6 +123,45 @@ def _run_cub(args: argparse.Namespace) -> None:
         print("  or set data.init_args.val_split=train_holdout")
 
 
+def _add_synthetic_birds(parser: argparse.ArgumentParser) -> None:
+    from datamodules.synthetic.birds import VARIANTS
+
+    parser.add_argument("--out", required=True, help="writes the CUB and metadata layouts to OUT")
+    parser.add_argument("--classes", type=int, default=20, help="bird classes (20 or more)")
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        nargs=3,
+        default=(30, 5, 15),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="images per class and split",
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(300, 500), metavar=("MIN", "MAX"), help="sides (px)"
+    )
+    parser.add_argument("--variant", default="default", choices=sorted(VARIANTS))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_synthetic_birds(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.birds import make_synthetic_cub
+
+    root = make_synthetic_cub(
+        args.out,
+        num_classes=args.classes,
+        per_class=tuple(args.per_class),
+        size_range=tuple(args.size),
+        seed=args.seed,
+        variant=args.variant,
+    )
+    train, val, test = (args.classes * n for n in args.per_class)
+    print(
+        f"synthetic birds ({args.variant}, seed {args.seed}): {args.classes} classes, "
+        f"{train} train / {val} val / {test} test images in {root} "
+        "(CUB_200_2011/, CUBV2/, metadata/CUB/, factors.csv)"
+    )
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -134,6 +177,11 @@ COMMANDS: dict[str, Command] = {
     "mnist": ("verify (or --download) MNIST's IDX files", _add_mnist, _run_mnist),
     "synthetic-mnist": ("write the MNIST twin", _add_synthetic_mnist, _run_synthetic_mnist),
     "cub": ("verify (or --download) CUB-200-2011, write its metadata", _add_cub, _run_cub),
+    "synthetic-birds": (
+        "write the synthetic birds (CUB twin)",
+        _add_synthetic_birds,
+        _run_synthetic_birds,
+    ),
 }
 
 

@@ -21,6 +21,7 @@ from datamodules.formats.cub import (
 )
 from datamodules.formats.errors import DatasetNotFoundError, FormatError
 from datamodules.images import NORMALIZATIONS, RandomIntensity
+from datamodules.prepare import main as prepare
 from datamodules.synthetic.birds import make_synthetic_cub
 
 
@@ -143,6 +144,28 @@ def test_synthetic_twin(birds):
     assert np.array_equal(
         np.asarray(Image.open(birds / "CUB_200_2011" / "images" / path)),
         np.asarray(Image.open(again / "CUB_200_2011" / "images" / path)),
+    )
+
+
+def test_prepare_writes_the_twin_the_datamodule_reads(tmp_path, capsys):
+    out = tmp_path / "birds"
+    argv = ["synthetic-birds", "--out", str(out), "--classes", "3", "--per-class", "4", "1", "2"]
+    prepare([*argv, "--size", "64", "80", "--variant", "under_mid", "--seed", "5"])
+    assert "3 classes, 12 train / 3 val / 6 test images" in capsys.readouterr().out
+    sizes = check_cub_images(out / "CUB_200_2011", read_cub(out / "CUB_200_2011"))
+    assert all(64 <= side <= 80 for size in sizes.values() for side in size)
+    data = CUBDataModule(
+        root=str(out), image_size=32, resize_size=36, classes_per_batch=3, samples_per_class=4
+    )
+    data.setup("fit")
+    assert data.num_classes == 3
+    reference = make_synthetic_cub(
+        tmp_path / "ref", 3, (4, 1, 2), size_range=(64, 80), seed=5, variant="under_mid"
+    )
+    path = read_cub(out / "CUB_200_2011").paths[1]
+    assert np.array_equal(
+        np.asarray(Image.open(out / "CUB_200_2011" / "images" / path)),
+        np.asarray(Image.open(reference / "CUB_200_2011" / "images" / path)),
     )
 
 
