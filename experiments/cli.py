@@ -89,6 +89,30 @@ def latest_run_dir(root: Path, name: str) -> Path:
     return max(runs, key=_stamp_key)
 
 
+LATEST = "latest:"  # --run.init_from=latest:<name>: the newest run of <name>, its last.ckpt
+
+
+def resolve_init_from(value: str, root: Path) -> Path:
+    """The checkpoint file that ``--run.init_from`` names: a path, or ``latest:<run name>``.
+
+    ``latest:<name>`` is ``checkpoints/last.ckpt`` of the newest ``root/<name>/<timestamp>``, so
+    that an experiment YAML can start from the run of another (a pre-training step).
+    """
+    if not value.startswith(LATEST):
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"--run.init_from: no checkpoint file {path}")
+        return path
+    name = value[len(LATEST) :]
+    try:
+        return latest_run_dir(root, name) / "checkpoints" / "last.ckpt"
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--run.init_from={value}: no {root / name}/<timestamp>/checkpoints/last.ckpt; "
+            f"run `make experiment NAME={name}` first (or give a checkpoint path)"
+        ) from None
+
+
 def wandb_has_credentials(environ: dict[str, str], netrc_file: Path) -> bool:
     """True when W&B can log online: ``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in netrc."""
     if environ.get("WANDB_API_KEY"):
@@ -173,7 +197,12 @@ class LatentLabCLI(LightningCLI):
             "root": (str, "runs", "folder of all runs"),
             "resume": (bool, False, "continue the latest run of this name from its last.ckpt"),
             "evaluate": (bool, False, "after fit: test the best (or last) checkpoint, predict"),
-            "init_from": (str | None, None, "fit: start from a checkpoint's weights (fine-tuning)"),
+            "init_from": (
+                str | None,
+                None,
+                "fit: start from a checkpoint's weights (fine-tuning); latest:<name> is the "
+                "last.ckpt of that name's newest run",
+            ),
         }
         for key, (kind, default, text) in run.items():
             parser.add_argument(f"--run.{key}", type=kind, default=default, help=text)
@@ -296,8 +325,7 @@ class LatentLabCLI(LightningCLI):
             return
         if self.config.fit.get("ckpt_path") is not None:
             raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--run.init_from: no checkpoint file {path}")
+        path = resolve_init_from(path, Path(self.config.fit.run.root))
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         self.model.load_state_dict(state, strict=True)
         rank_zero_info(f"Fine-tuning from the weights of {path}")

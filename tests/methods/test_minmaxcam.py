@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +15,7 @@ from lightning import Callback, Trainer, seed_everything
 from callbacks.maxboxacc import LogWSOLMetrics
 from datamodules.cub import CUBDataModule
 from datamodules.synthetic.birds import make_synthetic_cub
+from experiments.cli import LatentLabCLI
 from lightning_modules.components.cam_backbones import build_cam_backbone
 from lightning_modules.minmaxcam import MinMaxCAM, common_region_loss, full_region_loss
 
@@ -198,6 +201,40 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.hparams.crr_weight == 2.0
     for key, value in module.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_synthetic_comparison_yamls_chain_through_init_from(tmp_path):
+    """The CPU comparison as experiments: each step starts from the newest run of the one before.
+
+    Steps 1 and 2 run (fit + test) for one batch on tiny twins; step 3 is only instantiated and
+    must hold step 2's last weights.
+    """
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    twins = {
+        "source": make_synthetic_cub(tmp_path / "src", 10, (4, 1, 1), (72, 80), 1, "source"),
+        "target": make_synthetic_cub(tmp_path / "tgt", 10, (4, 1, 1), (72, 80), 0, "under_mid"),
+    }
+    fast = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+    fast += ["--trainer.logger=false", f"--run.root={tmp_path / 'runs'}"]
+
+    def cli(step: str, twin: str, *extra: str) -> LatentLabCLI:
+        args = ["fit", "--config", str(experiments / "_base.yaml")]
+        args += ["--config", str(experiments / "minmaxcam" / f"{step}.yaml")]
+        args += [f"--data.init_args.root={twins[twin]}", *fast, *extra]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            return LatentLabCLI(args=args, environ={"WANDB_MODE": "disabled"})
+
+    with pytest.raises(FileNotFoundError, match="NAME=minmaxcam/synthetic_pretrain_source` first"):
+        cli("synthetic_pretrain_target", "target")
+    cli("synthetic_pretrain_source", "source", "--run.evaluate=true")  # make experiment's run
+    stage_one = cli("synthetic_pretrain_target", "target", "--run.evaluate=true")
+    last = torch.load(stage_one.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    # fit with no batches: the weights are those that init_from loaded
+    tuned = cli("synthetic_finetune", "target", "--trainer.limit_train_batches=0")
+    for key, value in tuned.model.state_dict().items():
+        torch.testing.assert_close(value, last["state_dict"][key], rtol=0, atol=0, msg=key)
+    assert tuned.model.hparams.crr_weight == 100.0 and tuned.model.hparams.stage_two_max_norm == 10
 
 
 # ------------------------------------------------------------------ learning comparison (slow)
