@@ -217,6 +217,11 @@ class LatentLabCLI(LightningCLI):
     # ---------------------------------------------------------------- run folder and config edits
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "fit" and cfg.run.get("init_from") is not None:
+            # at setup, before a run folder exists; the resolved file goes into config.yaml
+            if cfg.get("ckpt_path") is not None:
+                raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
+            cfg.run.init_from = str(resolve_init_from(cfg.run.init_from, Path(cfg.run.root)))
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = default_precision(cfg.trainer.get("accelerator", "auto"))
         if self.subcommand and cfg.get("weights_only") is None:
@@ -319,13 +324,11 @@ class LatentLabCLI(LightningCLI):
         """``--run.init_from``: load a checkpoint's weights (tensors only, strict) before fitting.
 
         Unlike ``ckpt_path`` (resume), the optimizer, schedule and epoch counter start afresh.
+        The file was resolved (and checked) in ``before_instantiate_classes``.
         """
         path = self.config.fit.run.get("init_from")
         if path is None:
             return
-        if self.config.fit.get("ckpt_path") is not None:
-            raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
-        path = resolve_init_from(path, Path(self.config.fit.run.root))
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         self.model.load_state_dict(state, strict=True)
         rank_zero_info(f"Fine-tuning from the weights of {path}")

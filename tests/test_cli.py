@@ -185,7 +185,7 @@ def test_init_from_loads_weights_but_starts_afresh(experiment_args, tmp_path):
         _cli(["fit", *args, f"--run.init_from={tmp_path / 'missing.ckpt'}"])
 
 
-def test_init_from_latest_run_of_a_name(experiment_args):
+def test_init_from_latest_run_of_a_name(experiment_args, tmp_path):
     """--run.init_from=latest:<name>: the last.ckpt of that name's newest run (pipeline YAMLs)."""
     args = [*experiment_args, "--trainer.callbacks=[]", "--trainer.limit_val_batches=0"]
     _cli(["fit", *args, "--run.name=pre", "--trainer.max_epochs=1"])
@@ -194,12 +194,16 @@ def test_init_from_latest_run_of_a_name(experiment_args):
         ["fit", *args, "--run.name=tuned", "--run.init_from=latest:pre",
          "--trainer.limit_train_batches=0"]
     )  # fmt: skip
-    expected = torch.load(newer.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    last = newer.run_dir / "checkpoints" / "last.ckpt"
+    expected = torch.load(last, weights_only=True)
     assert expected["epoch"] == 1  # the second run's, not the first's
     for key, value in tuned.model.state_dict().items():
         torch.testing.assert_close(value, expected["state_dict"][key], rtol=0, atol=0, msg=key)
+    saved = OmegaConf.load(tuned.run_dir / "config.yaml")
+    assert saved.run.init_from == str(last)  # the run records which file it started from
     with pytest.raises(FileNotFoundError, match="make experiment NAME=absent"):
-        _cli(["fit", *args, "--run.init_from=latest:absent"])
+        _cli(["fit", *args, "--run.name=orphan", "--run.init_from=latest:absent"])
+    assert not (tmp_path / "runs" / "orphan").exists()  # refused at setup, before a run folder
 
 
 def test_bf16_mixed_run_end_to_end(experiment_args, tmp_path):
