@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from callbacks.cam_boxes import available_threads
-from callbacks.maxboxacc import LogWSOLMetrics
-from callbacks.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2
+from callbacks.wsol.boxes import available_threads
+from callbacks.wsol.callback import LogWSOLMetrics
+from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2
 
 
 def straightforward_box_hits(

@@ -14,8 +14,8 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 
 from callbacks._logging import log_images
-from callbacks.cam_boxes import boxes_from_scoremap
-from callbacks.functional import normalize_cams
+from callbacks.wsol.boxes import boxes_from_scoremap
+from callbacks.wsol.functional import normalize_cams
 
 _MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 _STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]

@@ -23,7 +23,7 @@ tail whose steps can wreck the classifier (measured in tests/methods/test_minmax
 
 ``validation_step`` / ``test_step`` return ``cams`` (B, h, w) of the GT class at feature
 resolution, ``boxes`` (and ``masks`` when the batch has ``mask``), ``logits`` and ``target``, for
-``callbacks.maxboxacc.LogWSOLMetrics``.
+``callbacks.wsol.callback.LogWSOLMetrics``.
 """
 
 from __future__ import annotations

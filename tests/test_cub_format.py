@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from callbacks.cam_boxes import box_iou
+from callbacks.wsol.boxes import box_iou
 from datamodules.cub import CUBDataModule
 from datamodules.formats.cub import (
     CUBTable,

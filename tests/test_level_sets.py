@@ -9,8 +9,8 @@ import torch
 from scipy import ndimage as ndi
 
 from benchmarks.bench_maxboxacc import make_cams
-from callbacks import cam_boxes
-from callbacks.cam_boxes import (
+from callbacks.wsol import boxes as cam_boxes
+from callbacks.wsol.boxes import (
     _integer_levels,
     _pad_boxes,
     box_iou,
@@ -18,9 +18,9 @@ from callbacks.cam_boxes import (
     max_box_ious,
     max_box_ious_per_rule,
 )
-from callbacks.cam_boxes import scoremaps_to_uint8 as to_uint8
-from callbacks.functional import normalize_cams, resize_bands, resize_taps
-from callbacks.level_sets import GAVE_UP, OK, analyse
+from callbacks.wsol.boxes import scoremaps_to_uint8 as to_uint8
+from callbacks.wsol.functional import normalize_cams, resize_bands, resize_taps
+from callbacks.wsol.level_sets import GAVE_UP, OK, analyse
 
 EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -14,14 +14,14 @@ from benchmarks.bench_maxboxacc import (
     straightforward_normalize,
 )
 from benchmarks.bench_maxboxacc import run as run_benchmark
-from callbacks.cam_boxes import (
+from callbacks.wsol.boxes import (
     box_iou,
     boxes_from_scoremap,
     max_box_ious,
     max_box_ious_per_rule,
 )
-from callbacks.functional import max_box_accuracy, normalize_cams, pixel_average_precision
-from callbacks.metrics import (
+from callbacks.wsol.functional import max_box_accuracy, normalize_cams, pixel_average_precision
+from callbacks.wsol.metrics import (
     LocalizationAccuracy,
     MaxBoxAccuracy,
     MaxBoxAccuracyV2,
@@ -266,7 +266,7 @@ def test_official_variant_is_strict_and_exclusive():
 
 def test_callback_logs_all_metrics():
     from callbacks.cam_overlay import overlay_panel
-    from callbacks.maxboxacc import LogWSOLMetrics
+    from callbacks.wsol.callback import LogWSOLMetrics
 
     class Module:
         device = torch.device("cpu")
@@ -310,7 +310,7 @@ def test_callback_logs_all_metrics():
 
 @pytest.mark.parametrize("variant", ["wsol", "minmaxcam_official"])
 def test_callback_shared_pass_equals_separate_metrics(variant):
-    from callbacks.maxboxacc import LogWSOLMetrics
+    from callbacks.wsol.callback import LogWSOLMetrics
 
     cams, boxes = make_cams(12, 14, seed=7, kind="blob")
     cams = torch.from_numpy(cams)

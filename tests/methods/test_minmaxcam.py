@@ -12,7 +12,7 @@ import torch
 import torchvision
 from lightning import Callback, Trainer, seed_everything
 
-from callbacks.maxboxacc import LogWSOLMetrics
+from callbacks.wsol.callback import LogWSOLMetrics
 from datamodules.cub import CUBDataModule
 from datamodules.synthetic.birds import make_synthetic_cub
 from experiments.cli import LatentLabCLI

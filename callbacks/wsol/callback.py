@@ -16,7 +16,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
-from callbacks.metrics import (
+from callbacks.wsol.metrics import (
     LocalizationAccuracy,
     MaxBoxAccuracy,
     MaxBoxAccuracyV2,

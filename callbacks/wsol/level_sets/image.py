@@ -9,9 +9,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from callbacks.level_sets.boxes import best_iou
-from callbacks.level_sets.components import level_components
-from callbacks.level_sets.holes import level_holes
+from callbacks.wsol.level_sets.boxes import best_iou
+from callbacks.wsol.level_sets.components import level_components
+from callbacks.wsol.level_sets.holes import level_holes
 
 
 @numba.njit(cache=True, nogil=True)

@@ -4,7 +4,7 @@ Definitions follow clovaai/wsolevaluation (Choe et al., CVPR 2020), ``evaluation
 recorded in ``shared/specs/minmaxcam.md``: thresholds ``np.arange(0, 1, interval)``; CAMs resized
 bicubically and min-max normalized; a hit when the best box IoU reaches ``delta / 100``; the best
 threshold per IoU level; PxAP from score histograms. The box extraction itself (``uint8`` cut,
-``cv2.findContours``, largest or all contours) is in ``callbacks/cam_boxes.py``. No code was
+``cv2.findContours``, largest or all contours) is in ``callbacks/wsol/boxes.py``. No code was
 copied from that repository.
 """
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.cam_boxes import max_box_ious
+from callbacks.wsol.boxes import max_box_ious
 
 
 def cam_thresholds(interval: float = 0.01) -> np.ndarray:

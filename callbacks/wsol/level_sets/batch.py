@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from callbacks.level_sets.image import image_ious, workspace
-from callbacks.level_sets.maps import GAVE_UP, OK, prepare
+from callbacks.wsol.level_sets.image import image_ious, workspace
+from callbacks.wsol.level_sets.maps import GAVE_UP, OK, prepare
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,7 +1,7 @@
 """WSOL localization metrics torchmetrics lacks: MaxBoxAcc, MaxBoxAccV2, PxAP, Top-k Loc.
 
 Definitions are those of clovaai/wsolevaluation (Choe et al., CVPR 2020), recorded in
-``shared/specs/minmaxcam.md``; the math is in ``callbacks/functional.py``. Every state is an
+``shared/specs/minmaxcam.md``; the math is in ``callbacks/wsol/functional.py``. Every state is an
 additive count with ``dist_reduce_fx="sum"``, so the metrics are exact under DDP and
 ``merge_state``. ``update`` takes raw CAMs (B, h, w) at any resolution: they are resized
 bicubically to ``image_size`` and min-max normalized on their device, as [WSOL] ``inference.py``.
@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from callbacks.cam_boxes import max_box_ious_per_rule
-from callbacks.functional import (
+from callbacks.wsol.boxes import max_box_ious_per_rule
+from callbacks.wsol.functional import (
     _pxap_compute,
     _pxap_update,
     cam_thresholds,

@@ -8,7 +8,7 @@ min(x + w, W - 1), min(y + h, H - 1))``. No code was copied from that repository
 
 Speed. The straightforward evaluation runs ``cv2.findContours`` on the whole map 100 times per
 image. Here every threshold of a map is answered from one analysis of its level sets
-(``callbacks/level_sets/``: the components and holes of all cuts from a few passes over the
+(``callbacks/wsol/level_sets/``: the components and holes of all cuts from a few passes over the
 pixels), with images spread over threads. The few (image, threshold) pairs that analysis leaves
 open (two components of equal area for MaxBoxAcc, maps with very many local maxima) go through
 ``cv2.findContours``. Results equal the straightforward implementation exactly (tested).
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from callbacks.level_sets import GAVE_UP, NAN, OUT_OF_RANGE, analyse
+from callbacks.wsol.level_sets import GAVE_UP, NAN, OUT_OF_RANGE, analyse
 
 
 def scoremaps_to_uint8(maps: Tensor) -> Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from callbacks.level_sets.boxes import best_iou
-from callbacks.level_sets.segments import regions, row_segments
+from callbacks.wsol.level_sets.boxes import best_iou
+from callbacks.wsol.level_sets.segments import regions, row_segments
 
 
 @numba.njit(cache=True, nogil=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from callbacks.level_sets.boxes import best_iou
+from callbacks.wsol.level_sets.boxes import best_iou
 
 
 @numba.njit(cache=True, nogil=True)

@@ -45,8 +45,8 @@ Modules: ``segments`` (row segments, regions), ``components``, ``holes``, ``imag
 IoUs from both), ``maps`` (score maps from CAMs), ``batch`` (``analyse``: a batch on threads).
 """
 
-from callbacks.level_sets.batch import analyse
-from callbacks.level_sets.image import image_ious, workspace
-from callbacks.level_sets.maps import GAVE_UP, NAN, OK, OUT_OF_RANGE
+from callbacks.wsol.level_sets.batch import analyse
+from callbacks.wsol.level_sets.image import image_ious, workspace
+from callbacks.wsol.level_sets.maps import GAVE_UP, NAN, OK, OUT_OF_RANGE
 
 __all__ = ["GAVE_UP", "NAN", "OK", "OUT_OF_RANGE", "analyse", "image_ious", "workspace"]
