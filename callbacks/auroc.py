@@ -30,8 +30,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.utilities import dim_zero_cat
 
-from callbacks._logging import local_log_dir, log_images
-from callbacks.panels import attribute_bar_chart, resolve_attribute_names
+from callbacks.panels import attribute_bar_chart, local_log_dir, log_images, resolve_attribute_names
 
 __all__ = ["LogAUROC", "per_attribute_auroc"]
 

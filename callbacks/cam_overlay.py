@@ -4,7 +4,7 @@ Works with any module that has ``cams(images, labels) -> (B, h, w)`` (feature-re
 the given classes) and a val loader whose batches carry ``image`` (ImageNet-normalized), ``label``
 and ``boxes``. The red box is the largest-contour box at ``cam_threshold`` (by default the
 threshold that maximized MaxBoxAcc in the last val epoch when a ``LogWSOLMetrics`` callback runs,
-else 0.5). Logged as ``val/cam_overlay`` through ``callbacks._logging.log_images``.
+else 0.5). Logged as ``val/cam_overlay`` through ``callbacks.panels.log_images``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from callbacks._logging import log_images
+from callbacks.panels import log_images
 from callbacks.wsol.boxes import boxes_from_scoremap
 from callbacks.wsol.functional import normalize_cams
 

@@ -17,8 +17,13 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
-from callbacks._logging import figure_to_image, local_log_dir, log_images
-from callbacks.panels import resolve_attribute_names
+from callbacks.panels import (
+    figure_to_image,
+    local_log_dir,
+    log_images,
+    new_figure,
+    resolve_attribute_names,
+)
 from datamodules.formats.celeba import write_attribute_table
 
 
@@ -161,12 +166,8 @@ def positive_rate_chart(
     names: list[str], rate: torch.Tensor, prevalence: torch.Tensor | None, label: str
 ) -> Image.Image:
     """Grouped bars: predicted positive rate per attribute next to the training prevalence."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(names) + 2.0), 4.5))
+    fig = new_figure(max(6.0, 0.3 * len(names) + 2.0), 4.5)
+    ax = fig.subplots()
     x = torch.arange(len(names), dtype=torch.float64)
     ax.bar((x - 0.2).tolist(), rate.tolist(), width=0.4, label=f"{label} predicted")
     if prevalence is not None and not all(math.isnan(v) for v in prevalence.tolist()):

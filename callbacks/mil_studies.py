@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from callbacks._logging import figure_to_image, log_images
+from callbacks.panels import figure_to_image, log_images, new_figure
 
 
 def mean_cluster_purity(assignments: np.ndarray, labels: np.ndarray) -> float:
@@ -138,11 +138,11 @@ class LogMILStudies(Callback):
             pl_module.log(key, value, rank_zero_only=True)
 
     def _log_tsne(self, trainer, pl_module, features, digits) -> None:
-        import matplotlib.pyplot as plt
         from sklearn.manifold import TSNE
 
         points = TSNE(2, random_state=self.seed, init="pca").fit_transform(features)
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig = new_figure(5, 5)
+        ax = fig.subplots()
         scatter = ax.scatter(points[:, 0], points[:, 1], c=digits, cmap="tab10", s=4)
         ax.legend(*scatter.legend_elements(), fontsize=6, title="digit")
         ax.set_title("t-SNE of singleton-set features")
@@ -151,7 +151,6 @@ class LogMILStudies(Callback):
             log_images(trainer, "test/tsne_trajectories", [self._trajectories(trainer, pl_module)])
 
     def _trajectories(self, trainer, pl_module):
-        import matplotlib.pyplot as plt
         from sklearn.manifold import TSNE
 
         dataset = trainer.datamodule.splits["test"]
@@ -160,7 +159,8 @@ class LogMILStudies(Callback):
         points = TSNE(
             2, random_state=self.seed, init="pca", perplexity=min(30.0, sum(map(len, states)) - 1.0)
         ).fit_transform(torch.cat(states).numpy())
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig = new_figure(5, 5)
+        ax = fig.subplots()
         start = 0
         for item, state in zip(items, states, strict=True):
             path = points[start : start + len(state)]

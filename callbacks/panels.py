@@ -1,26 +1,108 @@
-"""Image panels and per-attribute plots, logged to every logger that can take them.
+"""The one plotting helper: figures, image grids and charts, logged to every logger that can.
 
-- ``attribute_bar_chart``: one bar per attribute (AUROC Fig. 3, prevalence Fig. 2, class weights,
-  thresholds of the face-attribute paper); NaN values are drawn as grey hatched "undefined" bars.
-- ``captioned_grid``: a matplotlib grid of images, each with a caption underneath.
-- ``LogAttributePanel``: on validation epoch end, runs the module on the first validation batch
-  (cached once) and logs the images captioned with their true and predicted positive attributes.
+Every figure starts in ``new_figure`` (a matplotlib ``Figure``, no pyplot state) and ends in
+``figure_to_image``; ``log_images`` sends images to each logger that takes them (duck-typed: a
+logger with ``log_image``, as W&B, gets them with captions; one whose ``experiment`` has
+``add_image``, as TensorBoard, one by one) and writes the first as a PNG in the run folder, so a
+CSV-only run keeps it too.
+
+- ``attribute_bar_chart``: one bar per attribute or class; NaN values are grey hatched
+  "undefined" bars.
+- ``captioned_grid``: a grid of images, each with a caption underneath.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from callbacks._logging import figure_to_image, log_images, tensor_to_image
+__all__ = [
+    "LogAttributePanel",
+    "attribute_bar_chart",
+    "captioned_grid",
+    "figure_to_image",
+    "local_log_dir",
+    "log_images",
+    "new_figure",
+    "tensor_to_image",
+]
 
-__all__ = ["LogAttributePanel", "attribute_bar_chart", "captioned_grid"]
+
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib figure of ``width`` x ``height`` inches, outside pyplot's global state.
+
+    Every plot of the suite starts here and ends in ``figure_to_image``: no figure is left open
+    and nothing depends on the backend.
+    """
+    return Figure(figsize=(width, height))
+
+
+def figure_to_image(fig: Figure) -> Image.Image:
+    """Render a matplotlib figure to a PIL RGB image."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def tensor_to_image(image: torch.Tensor) -> Image.Image:
+    """(C, H, W) float in [0, 1] -> PIL RGB image."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().byte().cpu()
+    if array.shape[0] == 1:
+        array = array.expand(3, -1, -1)
+    return Image.fromarray(array.permute(1, 2, 0).numpy())
+
+
+def log_images(
+    trainer: Trainer,
+    key: str,
+    images: Sequence[Image.Image | torch.Tensor],
+    captions: Sequence[str] | None = None,
+) -> Path | None:
+    """Log ``images`` under ``key`` to every capable logger; save the first as PNG in the log dir.
+
+    Returns the path of the PNG written (``<log_dir>/media/<key>_step<N>.png``), or None when the
+    trainer has no logger. Safe to call from rank zero alone.
+    """
+    pil = [tensor_to_image(im) if isinstance(im, torch.Tensor) else im for im in images]
+    step = trainer.global_step
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            kwargs = {"caption": list(captions)} if captions is not None else {}
+            logger.log_image(key=key, images=pil, step=step, **kwargs)
+        elif hasattr(getattr(logger, "experiment", None), "add_image"):
+            for i, im in enumerate(pil):
+                array = np.asarray(im).transpose(2, 0, 1)
+                logger.experiment.add_image(f"{key}/{i}", array, global_step=step)
+    log_dir = local_log_dir(trainer)
+    if log_dir is None or not pil:
+        return None
+    out = Path(log_dir) / "media" / f"{key.replace('/', '_')}_step{step}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pil[0].save(out)
+    return out
+
+
+def local_log_dir(trainer: Trainer) -> Path | None:
+    """The first logger's folder, read without a collective call.
+
+    ``trainer.log_dir`` broadcasts from rank zero, so it hangs when only rank zero asks (as
+    rank-zero-only callbacks do). With no logger there is no folder: nothing is written to the cwd.
+    """
+    if not trainer.loggers:
+        return None
+    logger = trainer.loggers[0]
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+    return Path(folder) if folder is not None else None
 
 
 def attribute_bar_chart(
@@ -49,7 +131,7 @@ def attribute_bar_chart(
         raise ValueError(f"got {len(names)} names but {len(values)} values")
     values = [float(v) for v in values]
     ylim = ylim or _default_ylim(values)
-    fig = Figure(figsize=(max(6.0, 0.28 * len(names) + 2.0), 4.5))
+    fig = new_figure(max(6.0, 0.28 * len(names) + 2.0), 4.5)
     ax = fig.subplots()
     for i, v in enumerate(values):
         if math.isfinite(v):
@@ -111,7 +193,7 @@ def captioned_grid(
     wrapped = [_wrap(caption) for caption in captions]
     lines = max(text.count("\n") + 1 for text in wrapped)
     image_h, caption_h = 2.4, 0.12 * lines + 0.1  # inches
-    fig = Figure(figsize=(2.6 * ncols, (image_h + caption_h) * nrows))
+    fig = new_figure(2.6 * ncols, (image_h + caption_h) * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     fig.subplots_adjust(hspace=caption_h / image_h, wspace=0.08)
     for ax in axes.flat:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from lightning import Callback, LightningModule, Trainer
 
-from callbacks._logging import figure_to_image, log_images
+from callbacks.panels import figure_to_image, log_images, new_figure
 from lightning_modules.components.feature_stats import dispersion
 
 
@@ -68,14 +68,15 @@ class LogRegionFeatures(Callback):
 
 def tsne_figure(masked: torch.Tensor, full: torch.Tensor, labels: torch.Tensor, seed: int):
     """One t-SNE of both sets: f as dots, f^o as crosses, one colour per class (Fig. 5.6)."""
-    import matplotlib.pyplot as plt
+    import matplotlib
     from sklearn.manifold import TSNE
 
     both = torch.cat([masked, full]).numpy()
     perplexity = min(30.0, (len(both) - 1) / 3)
     points = TSNE(2, random_state=seed, init="pca", perplexity=perplexity).fit_transform(both)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    colours = plt.get_cmap("tab10")
+    fig = new_figure(5, 5)
+    ax = fig.subplots()
+    colours = matplotlib.colormaps["tab10"]
     n = len(masked)
     for i, c in enumerate(labels.unique().tolist()):
         rows = (labels == c).numpy()
