@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
+from wsol_reference import make_cams
 
-from benchmarks.bench_maxboxacc import make_cams
 from callbacks.wsol import boxes as cam_boxes
 from callbacks.wsol.boxes import (
     _integer_levels,
