@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from callbacks.wsol.level_sets import GAVE_UP, NAN, OUT_OF_RANGE, analyse
+from callbacks.wsol.level_sets.boxes import best_box_iou, pairwise_ious
 
 
 def scoremaps_to_uint8(maps: Tensor) -> Tensor:
@@ -45,20 +46,16 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = True) ->
     """IoU of every pair of (x0, y0, x1, y1) boxes, (..., n, 4) x (..., m, 4) -> (..., n, m).
 
     ``inclusive`` counts pixels (width ``x1 - x0 + 1``) as [WSOL]; a zero denominator gives 0.
+    The one IoU of the package (``level_sets.boxes.iou``), over all pairs.
     """
-    a = np.asarray(boxes_a, dtype=np.float64)[..., :, None, :]
-    b = np.asarray(boxes_b, dtype=np.float64)[..., None, :, :]
-    one = 1.0 if inclusive else 0.0
-    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
-    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
-    width = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, 0)
-    height = np.maximum(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, 0
-    )
-    inter = width * height
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    a = np.asarray(boxes_a, dtype=np.float64)
+    b = np.asarray(boxes_b, dtype=np.float64)
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])).reshape(-1, *a.shape[-2:])
+    b = np.ascontiguousarray(np.broadcast_to(b, lead + b.shape[-2:])).reshape(-1, *b.shape[-2:])
+    out = np.empty((a.shape[0], a.shape[1], b.shape[1]))
+    pairwise_ious(a, b, 1.0 if inclusive else 0.0, out)
+    return out.reshape(lead + out.shape[1:])
 
 
 def contour_boxes(mask: np.ndarray, multi_contour: bool, offset=(0, 0), size=None) -> np.ndarray:
@@ -75,6 +72,11 @@ def contour_boxes(mask: np.ndarray, multi_contour: bool, offset=(0, 0), size=Non
     """
     width, height = size if size is not None else (mask.shape[1], mask.shape[0])
     contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=offset)[-2]
+    return _boxes_of(contours, multi_contour, width, height)
+
+
+def _boxes_of(contours, multi_contour: bool, width: int, height: int) -> np.ndarray:
+    """(n, 4) [WSOL] boxes of cv2 ``contours`` (all, or the largest); ``[[0, 0, 0, 0]]`` if none."""
     if len(contours) == 0:
         return np.zeros((1, 4), dtype=np.int64)
     if not multi_contour:
@@ -202,37 +204,16 @@ def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules) -> np.ndarray:
     columns that ``rules`` ask for are filled (the other stays 0).
     """
     height, width = s8.shape[-2:]
-    gt_lists = [np.asarray(g).reshape(-1, 4).tolist() for g in gt_boxes]
+    gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
+    one = 1 if inclusive else 0
     out = np.zeros((len(pairs), 2))
     for i, (b, k) in enumerate(pairs):
         mask = (s8[b] > levels[b, k]).view(np.uint8)
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-        if len(contours) == 0:
-            out[i] = max(_scalar_iou((0, 0, 0, 0), g, inclusive) for g in gt_lists[b])
-            continue
-        largest = max(contours, key=cv2.contourArea) if not all(rules) else None
-        for contour in contours if any(rules) else [largest]:
-            x, y, w, h = cv2.boundingRect(contour)
-            box = (x, y, min(x + w, width - 1), min(y + h, height - 1))
-            iou = max(_scalar_iou(box, g, inclusive) for g in gt_lists[b])
-            out[i, 1] = max(out[i, 1], iou)
-            if contour is largest:
-                out[i, 0] = iou
+        for multi in set(rules):
+            boxes = _boxes_of(contours, multi, width, height)
+            out[i, int(multi)] = best_box_iou(boxes, gts[b], one)
     return out
-
-
-def _scalar_iou(a, b, inclusive: bool) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes given as Python numbers (the per-contour hot loop)."""
-    one = 1 if inclusive else 0
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]) + one, 0) * max(
-        min(a[3], b[3]) - max(a[1], b[1]) + one, 0
-    )
-    union = (
-        (a[2] - a[0] + one) * (a[3] - a[1] + one)
-        + (b[2] - b[0] + one) * (b[3] - b[1] + one)
-        - inter
-    )
-    return inter / union if union > 0 else 0.0
 
 
 def _pad_boxes(gt_boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
