@@ -20,7 +20,7 @@ from callbacks.wsol.boxes import (
 )
 from callbacks.wsol.boxes import scoremaps_to_uint8 as to_uint8
 from callbacks.wsol.functional import normalize_cams, resize_bands, resize_taps
-from callbacks.wsol.level_sets import GAVE_UP, OK, analyse
+from callbacks.wsol.level_sets import OK, TO_CV2, analyse
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -93,8 +93,9 @@ def _reference(s8: np.ndarray, levels: np.ndarray, boxes, inclusive: bool = True
     for b, (scoremap, gt) in enumerate(zip(s8, boxes, strict=True)):
         for k, level in enumerate(levels[b]):
             mask = ((scoremap > level) * 255).astype(np.uint8)
-            for rule in (0, 1):
-                out[b, rule, k] = box_iou(contour_boxes(mask, bool(rule)), gt, inclusive).max()
+            for multi_contour in (False, True):
+                boxes_k = contour_boxes(mask, multi_contour)
+                out[b, int(multi_contour), k] = box_iou(boxes_k, gt, inclusive).max()
     return out
 
 
@@ -161,6 +162,8 @@ def _maps(kind: str) -> np.ndarray:
 
 
 KINDS = ["blob", "random", "structured", "binary", "pixel_noise", "thin"]
+# (inclusive, multi_contour): MaxBoxAcc alone floods holes only where boxes don't decide
+CASES = ((True, (False, True)), (False, (False, True)), (True, (False,)))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -172,15 +175,18 @@ def test_analysis_equals_cv2_per_level(kind):
         thresholds = np.arange(0, 1, 0.01)
         boxes = _gt(len(maps), *maps.shape[1:], seed=1)
         gt, num_gt = _pad_boxes(boxes)
-        for inclusive, every in ((True, True), (False, True), (True, False)):
-            # without ``every`` (MaxBoxAcc alone) holes are flooded only where boxes don't decide
-            out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, every=every)
+        for inclusive, multi_contour in (
+            (True, (False, True)),
+            (False, (False, True)),
+            (True, (False,)),
+        ):
+            out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, multi_contour)
             found_s8, levels, ious, undecided, status = out
             np.testing.assert_array_equal(found_s8, s8)
             np.testing.assert_array_equal(levels, _integer_levels(torch.from_numpy(s8), thresholds))
             assert (status == OK).all()
             expected = _reference(s8, levels, boxes, inclusive)
-            if every:
+            if True in multi_contour:
                 np.testing.assert_array_equal(ious[:, 1], expected[:, 1])
             np.testing.assert_array_equal(ious[:, 0][~undecided], expected[:, 0][~undecided])
         if kind == "blob":
@@ -188,7 +194,7 @@ def test_analysis_equals_cv2_per_level(kind):
 
 
 @pytest.mark.parametrize("kind", ["structured", "binary"])
-def test_max_box_ious_with_every_fallback(kind, monkeypatch):
+def test_max_box_ious_through_both_fallbacks(kind, monkeypatch):
     """End to end, with maps given up for too many extrema and undecided levels, still cv2's."""
     maps = torch.as_tensor(_maps(kind))
     boxes = _gt(len(maps), *maps.shape[1:], seed=2)
@@ -199,14 +205,14 @@ def test_max_box_ious_with_every_fallback(kind, monkeypatch):
 
     def few_regions(*args, **kwargs):
         out = real(*args, **kwargs, max_regions=3)
-        given_up.append(out[-1] == GAVE_UP)
+        given_up.append(out.status == TO_CV2)
         return out
 
     for patch in (real, few_regions):
         monkeypatch.setattr(cam_boxes, "analyse", patch)
-        for rule in (0, 1):
-            ious = max_box_ious(maps, boxes, thresholds, bool(rule), workers=2)
-            np.testing.assert_array_equal(ious, expected[:, rule])
+        for multi_contour in (False, True):
+            ious = max_box_ious(maps, boxes, thresholds, multi_contour, workers=2)
+            np.testing.assert_array_equal(ious, expected[:, int(multi_contour)])
     assert all(g.any() for g in given_up)
 
 
@@ -252,9 +258,9 @@ def test_cams_resized_in_the_analysis_match_normalize_cams(shape, size):
     s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps)[0]
     np.testing.assert_array_equal(s8, to_uint8(maps).numpy())
     assert not s8[4:].any()
-    for rules in ((False,), (True,), (False, True)):
-        raw = max_box_ious_per_rule(cams, boxes, thresholds, rules, taps=taps)
-        reference = max_box_ious_per_rule(maps, boxes, thresholds, rules)
+    for multi_contour in ((False,), (True,), (False, True)):
+        raw = max_box_ious_per_rule(cams, boxes, thresholds, multi_contour, taps=taps)
+        reference = max_box_ious_per_rule(maps, boxes, thresholds, multi_contour)
         np.testing.assert_array_equal(np.stack(raw), np.stack(reference))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from callbacks.wsol.level_sets import GAVE_UP, NAN, OUT_OF_RANGE, analyse
+from callbacks.wsol.level_sets import ALL, LARGEST, NAN, OUT_OF_RANGE, TO_CV2, analyse
 from callbacks.wsol.level_sets.boxes import best_box_iou, pairwise_ious
 
 
@@ -124,64 +124,66 @@ def max_box_ious(
         maps: (B, H, W) score maps in [0, 1] (normalized CAMs), on any device.
         gt_boxes: B arrays (n_i, 4) of (x0, y0, x1, y1) inclusive GT boxes in map pixels.
         thresholds: (T,) CAM thresholds in [0, 1).
-        multi_contour: All contours (MaxBoxAccV2) instead of the largest (MaxBoxAcc).
+        multi_contour: The contour rule: all contours (MaxBoxAccV2) instead of the largest
+            (MaxBoxAcc).
         inclusive: Inclusive-pixel IoU ([WSOL]); False for the thesis author's variant.
         workers: Threads sharing the images (``None``: one per available CPU core, up to 8).
 
     Returns:
         (B, T) float64 IoUs.
     """
-    rules = (multi_contour,)
-    return max_box_ious_per_rule(maps, gt_boxes, thresholds, rules, inclusive, workers)[0]
+    rule = (multi_contour,)
+    return max_box_ious_per_rule(maps, gt_boxes, thresholds, rule, inclusive, workers)[0]
 
 
 def max_box_ious_per_rule(
     maps: Tensor,
     gt_boxes: list[np.ndarray],
     thresholds: np.ndarray,
-    rules: tuple[bool, ...] = (False, True),
+    multi_contour: tuple[bool, ...] = (False, True),
     inclusive: bool = True,
     workers: int | None = None,
     taps: tuple[np.ndarray, ...] | None = None,
 ) -> list[np.ndarray]:
-    """``max_box_ious`` for several contour rules (``multi_contour`` values) from one analysis.
+    """``max_box_ious`` for several values of the contour rule ``multi_contour``, one analysis.
 
     MaxBoxAcc and MaxBoxAccV2 of the same maps share the level-set analysis; this runs it once.
-    Arguments as ``max_box_ious``; returns one (B, T) array per rule. With ``taps`` (the resize:
-    ``functional.resize_taps`` of the rows + ``resize_bands`` of the columns), ``maps`` are raw
-    (B, h, w) CAMs, resized and min-max normalized as ``normalize_cams`` on the CPU, in the
-    threads of the analysis. Raises ``ValueError`` on NaN or out-of-range maps and on an image
-    without GT box.
+    Arguments as ``max_box_ious``; returns one (B, T) array per ``multi_contour`` value. With
+    ``taps`` (the resize: ``functional.resize_taps`` of the rows + ``resize_bands`` of the
+    columns), ``maps`` are raw (B, h, w) CAMs, resized and min-max normalized as
+    ``normalize_cams`` on the CPU, in the threads of the analysis. Raises ``ValueError`` on NaN
+    or out-of-range maps and on an image without GT box.
     """
     images = torch.as_tensor(maps).detach().double().cpu().numpy()
-    return _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers)
+    return _box_ious(images, taps, gt_boxes, thresholds, multi_contour, inclusive, workers)
 
 
-def _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers) -> list[np.ndarray]:
+def _box_ious(
+    images, taps, gt_boxes, thresholds, multi_contour, inclusive, workers
+) -> list[np.ndarray]:
     """The level-set analysis (``level_sets.analyse``), then cv2 for what it left open."""
     if len(gt_boxes) != len(images):
         raise ValueError(f"got {len(gt_boxes)} box sets for {len(images)} maps")
     gt, num_gt = _pad_boxes(gt_boxes)
-    largest = not all(rules)
     threads = available_threads(workers)
     s8, levels, found, undecided, status = analyse(
-        images, thresholds, gt, num_gt, inclusive, largest, taps, threads, every=any(rules)
+        images, thresholds, gt, num_gt, inclusive, multi_contour, taps, threads
     )
     if (status == NAN).any():
         raise ValueError("score map contains NaN")
     if (status == OUT_OF_RANGE).any():
         raise ValueError("score maps must lie in [0, 1]")
     # what the analysis left open goes through cv2: whole maps, or single levels
-    whole = status == GAVE_UP
+    whole = status == TO_CV2
     pairs = [(b, k) for b in np.flatnonzero(whole) for k in range(levels.shape[1])]
-    if largest:
+    if False in multi_contour:
         pairs += [tuple(p) for p in np.argwhere(undecided & ~whole[:, None])]
     if pairs:
-        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules)
+        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs, multi_contour)
         rows, cols = np.array(pairs).T
-        found[rows, 0, cols] = contour[:, 0]
-        found[rows[whole[rows]], 1, cols[whole[rows]]] = contour[whole[rows], 1]
-    return [found[:, int(multi)].copy() for multi in rules]
+        found[rows, LARGEST, cols] = contour[:, LARGEST]
+        found[rows[whole[rows]], ALL, cols[whole[rows]]] = contour[whole[rows], ALL]
+    return [found[:, int(multi)].copy() for multi in multi_contour]
 
 
 def available_threads(workers: int | None) -> int:
@@ -197,11 +199,11 @@ def available_threads(workers: int | None) -> int:
     return max(1, min(cores or 1, 8))
 
 
-def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules) -> np.ndarray:
+def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, multi_contour) -> np.ndarray:
     """(P, 2) best IoU of the largest contour's box and of any contour's box for each pair.
 
     The straightforward ``cv2.findContours`` of each (image, level) pair's foreground; only the
-    columns that ``rules`` ask for are filled (the other stays 0).
+    columns of the ``multi_contour`` values asked for are filled (the other stays 0).
     """
     height, width = s8.shape[-2:]
     gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
@@ -210,7 +212,7 @@ def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules) -> np.ndarray:
     for i, (b, k) in enumerate(pairs):
         mask = (s8[b] > levels[b, k]).view(np.uint8)
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-        for multi in set(rules):
+        for multi in set(multi_contour):
             boxes = _boxes_of(contours, multi, width, height)
             out[i, int(multi)] = best_box_iou(boxes, gts[b], one)
     return out
