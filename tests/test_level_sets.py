@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -20,7 +27,7 @@ from callbacks.wsol.boxes import (
 )
 from callbacks.wsol.boxes import scoremaps_to_uint8 as to_uint8
 from callbacks.wsol.functional import normalize_cams, resize_bands, resize_taps
-from callbacks.wsol.level_sets import OK, TO_CV2, analyse
+from callbacks.wsol.level_sets import ALL, LARGEST, OK, TO_CV2, analyse
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -175,11 +182,7 @@ def test_analysis_equals_cv2_per_level(kind):
         thresholds = np.arange(0, 1, 0.01)
         boxes = _gt(len(maps), *maps.shape[1:], seed=1)
         gt, num_gt = _pad_boxes(boxes)
-        for inclusive, multi_contour in (
-            (True, (False, True)),
-            (False, (False, True)),
-            (True, (False,)),
-        ):
+        for inclusive, multi_contour in CASES:
             out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, multi_contour)
             found_s8, levels, ious, undecided, status = out
             np.testing.assert_array_equal(found_s8, s8)
@@ -187,8 +190,9 @@ def test_analysis_equals_cv2_per_level(kind):
             assert (status == OK).all()
             expected = _reference(s8, levels, boxes, inclusive)
             if True in multi_contour:
-                np.testing.assert_array_equal(ious[:, 1], expected[:, 1])
-            np.testing.assert_array_equal(ious[:, 0][~undecided], expected[:, 0][~undecided])
+                np.testing.assert_array_equal(ious[:, ALL], expected[:, ALL])
+            decided = ~undecided
+            np.testing.assert_array_equal(ious[:, LARGEST][decided], expected[:, LARGEST][decided])
         if kind == "blob":
             assert undecided.mean() < 0.01  # cv2 is rarely needed on object-like CAMs
 
@@ -272,3 +276,89 @@ def test_bad_maps_are_refused():
         max_box_ious(torch.full((1, 4, 4), 1.5), boxes, np.arange(0, 1, 0.1), True)
     with pytest.raises(ValueError, match="box sets"):
         max_box_ious(torch.zeros((2, 4, 4)), boxes, np.arange(0, 1, 0.1), True)
+
+
+# Run in a fresh interpreter with numba's bounds checking on (it must be set before numba
+# compiles). Its cache lives apart from the normal one (whose code has no checks), in a folder
+# named by a hash of the analysis' sources: numba keys its cache on each function's own file,
+# so a cache kept across edits could run a caller with an old, unchecked callee.
+_BOUNDS_CHECKED = """
+import sys
+import numba
+import numpy as np
+from callbacks.wsol.level_sets import analyse
+
+
+@numba.njit
+def _past_the_end(a):
+    return a[a.size]
+
+
+try:
+    _past_the_end(np.zeros(1))
+except IndexError:
+    pass
+else:
+    sys.exit("bounds checking is off")
+data = np.load(sys.argv[1])
+out = {}
+for i in range(int(data["count"])):
+    maps, gt, num_gt = data[f"maps{i}"], data[f"gt{i}"], data[f"num_gt{i}"]
+    for j, multi_contour in enumerate(((False, True), (False,))):
+        found = analyse(maps, np.arange(0, 1, 0.01), gt, num_gt, True, multi_contour,
+                        max_regions=1 << 30)
+        for name in ("ious", "undecided", "status"):
+            out[f"{name}{i}_{j}"] = getattr(found, name)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def _bounds_checked_env() -> dict:
+    """The environment of the bounds-checked run: checks on, its own cache."""
+    sources = sorted((Path(__file__).parents[1] / "callbacks/wsol/level_sets").glob("*.py"))
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    cache = Path(__file__).parent / "__pycache__" / "numba-boundscheck"
+    for old in cache.glob("*"):
+        if old.name != digest:
+            shutil.rmtree(old, ignore_errors=True)
+    return dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache / digest))
+
+
+def test_analysis_under_bounds_checking(tmp_path):
+    """Small maps of every family through the analysis with numba's bounds checks: a buffer
+    sized too small raises IndexError instead of writing past its end; results still cv2's."""
+    rng = np.random.default_rng(12)
+    cases = [
+        rng.random((3, 24, 24)),  # pixel noise: many regions, holes, edges
+        np.stack([ndi.gaussian_filter(m, 2.0) for m in rng.random((3, 32, 32))]),
+        normalize_cams(torch.from_numpy(rng.random((3, 5, 5))), (40, 40)).numpy(),
+        _structured(3, 5, size=40),
+        _binary(3, 6, size=24),
+        *[m[None] for m in _maps("thin")],
+    ]
+    cases = [m / m.max(axis=(1, 2), keepdims=True) for m in cases]
+    arrays, boxes = {"count": len(cases)}, []
+    for i, maps in enumerate(cases):
+        boxes.append(_gt(len(maps), *maps.shape[1:], seed=i))
+        arrays[f"maps{i}"] = maps
+        arrays[f"gt{i}"], arrays[f"num_gt{i}"] = _pad_boxes(boxes[-1])
+    np.savez(tmp_path / "in.npz", **arrays)
+    run = subprocess.run(
+        [sys.executable, "-c", _BOUNDS_CHECKED, str(tmp_path / "in.npz"), str(tmp_path / "out")],
+        cwd=Path(__file__).parents[1],
+        env=_bounds_checked_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = np.load(tmp_path / "out.npz")
+    for i, maps in enumerate(cases):
+        s8 = to_uint8(torch.from_numpy(maps))
+        levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
+        expected = _reference(s8.numpy(), levels, boxes[i])
+        for j in (0, 1):
+            assert (found[f"status{i}_{j}"] == OK).all()
+            ious, decided = found[f"ious{i}_{j}"], ~found[f"undecided{i}_{j}"]
+            if j == 0:
+                np.testing.assert_array_equal(ious[:, ALL], expected[:, ALL])
+            np.testing.assert_array_equal(ious[:, LARGEST][decided], expected[:, LARGEST][decided])
