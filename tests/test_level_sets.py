@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
-from wsol_reference import make_cams
+from wsol_reference import FAMILIES, make_cams, map_family, straightforward_ious
 
 from callbacks.wsol import boxes as cam_boxes
 from callbacks.wsol.boxes import (
@@ -28,6 +28,7 @@ from callbacks.wsol.boxes import (
 from callbacks.wsol.boxes import scoremaps_to_uint8 as to_uint8
 from callbacks.wsol.functional import normalize_cams, resize_bands, resize_taps
 from callbacks.wsol.level_sets import ALL, LARGEST, OK, TO_CV2, analyse
+from callbacks.wsol.level_sets.choice import MIN_REGIONS, cut_boundary
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -184,7 +185,8 @@ def test_analysis_equals_cv2_per_level(kind):
         gt, num_gt = _pad_boxes(boxes)
         for inclusive, multi_contour in CASES:
             out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, multi_contour)
-            found_s8, levels, ious, undecided, status = out
+            found_s8, levels, ious, undecided = out.s8, out.levels, out.ious, out.undecided
+            status = out.status
             np.testing.assert_array_equal(found_s8, s8)
             np.testing.assert_array_equal(levels, _integer_levels(torch.from_numpy(s8), thresholds))
             assert (status == OK).all()
@@ -198,26 +200,91 @@ def test_analysis_equals_cv2_per_level(kind):
 
 
 @pytest.mark.parametrize("kind", ["structured", "binary"])
-def test_max_box_ious_through_both_fallbacks(kind, monkeypatch):
-    """End to end, with maps given up for too many extrema and undecided levels, still cv2's."""
+def test_every_method_and_both_fallbacks(kind, monkeypatch):
+    """Each method, with the maps above a cap of local maxima left to cv2 and the others
+    analysed (their undecided levels through cv2): all equal cv2's."""
     maps = torch.as_tensor(_maps(kind))
     boxes = _gt(len(maps), *maps.shape[1:], seed=2)
     thresholds = np.arange(0, 1, 0.01)
     s8 = to_uint8(maps)
     expected = _reference(s8.numpy(), _integer_levels(s8, thresholds).numpy(), boxes)
-    real, given_up = cam_boxes.analyse, []
+    regions = analyse(maps.numpy(), thresholds, *_pad_boxes(boxes)).regions
+    cap, real, statuses = int(np.median(regions)), cam_boxes.analyse, {}
 
-    def few_regions(*args, **kwargs):
-        out = real(*args, **kwargs, max_regions=3)
-        given_up.append(out.status == TO_CV2)
+    def capped(*args):
+        out = real(*args, max_regions=cap)
+        statuses[args[-1]] = out.status  # by method
         return out
 
-    for patch in (real, few_regions):
-        monkeypatch.setattr(cam_boxes, "analyse", patch)
+    monkeypatch.setattr(cam_boxes, "analyse", capped)
+    for method in ("level_sets", "cv2", "auto"):
         for multi_contour in (False, True):
-            ious = max_box_ious(maps, boxes, thresholds, multi_contour, workers=2)
+            ious = max_box_ious(maps, boxes, thresholds, multi_contour, workers=2, method=method)
             np.testing.assert_array_equal(ious, expected[:, int(multi_contour)])
-    assert all(g.any() for g in given_up)
+    assert (statuses["cv2"] == TO_CV2).all()
+    for method in ("level_sets", "auto"):  # few regions: auto analyses all it may
+        np.testing.assert_array_equal(statuses[method] == TO_CV2, regions > cap)
+    assert 0 < (regions > cap).sum() < len(maps)
+
+
+def test_auto_chooses_cv2_where_the_analysis_does_not_pay(monkeypatch):
+    """Smooth maps are analysed, the same with a little noise (many float maxima, short uint8
+    boundaries) go to cv2, pixel noise (many of both) is analysed; the IoUs stay [WSOL]'s."""
+    smooth, boxes = map_family("blobs", 2, seed=4)
+    noisy, _ = map_family("noisy_blobs", 2, seed=4)
+    maps = np.concatenate([smooth, noisy])
+    real, statuses = cam_boxes.analyse, []
+
+    def recording(*args):
+        out = real(*args)
+        statuses.append(out.status)
+        return out
+
+    monkeypatch.setattr(cam_boxes, "analyse", recording)
+    thresholds = np.arange(0, 1, 0.01)
+    found = max_box_ious_per_rule(torch.from_numpy(maps), boxes * 2, thresholds, method="auto")
+    np.testing.assert_array_equal(
+        np.stack(found), straightforward_ious(maps, boxes * 2, [False, True])
+    )
+    assert statuses[0].tolist() == [OK, OK, TO_CV2, TO_CV2]
+    pixel_noise, gt = map_family("pixel_noise", 1, seed=4)
+    analysed = analyse(pixel_noise, thresholds, *_pad_boxes(gt), method="auto")
+    assert analysed.status[0] == OK and analysed.regions[0] > MIN_REGIONS
+
+
+def test_cut_boundary_is_the_mean_boundary_of_the_cuts():
+    """Summed over all 256 cuts ``s8 > L``, the separated 4-neighbour pairs, over max(s8)."""
+    s8 = to_uint8(torch.from_numpy(_structured(1, 8, size=30)))[0].numpy()
+    separated = 0
+    for level in range(256):
+        cut = s8 > level
+        separated += (cut[:, 1:] != cut[:, :-1]).sum() + (cut[1:] != cut[:-1]).sum()
+    assert cut_boundary(s8) == pytest.approx(separated / s8.max(), rel=1e-12)
+    assert cut_boundary(np.zeros((4, 4), dtype=np.uint8)) == 0.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_methods_equal_the_reference_loop_on_map_families(family):
+    """``level_sets``, ``cv2`` and ``auto`` equal [WSOL]'s loop, written literally, per level."""
+    maps, boxes = map_family(family, 2, seed=3, size=64)
+    reference = straightforward_ious(maps, boxes, [False, True])
+    thresholds = np.arange(0, 1, 0.01)
+    for method in ("level_sets", "cv2", "auto"):
+        found = max_box_ious_per_rule(
+            torch.from_numpy(maps), boxes, thresholds, (False, True), workers=2, method=method
+        )
+        np.testing.assert_array_equal(np.stack(found), np.stack(reference))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        max_box_ious(
+            torch.zeros((1, 4, 4)),
+            [np.array([[0, 0, 3, 3]])],
+            np.arange(0, 1, 0.1),
+            True,
+            method="fast",
+        )
 
 
 def test_equal_areas_are_decided_by_cv2():
@@ -228,7 +295,7 @@ def test_equal_areas_are_decided_by_cv2():
     s8 = to_uint8(maps)
     levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
     boxes = [np.array([[40, 24, 56, 40]])]  # around the right blob only
-    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), *_pad_boxes(boxes))[3]
+    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), *_pad_boxes(boxes)).undecided
     assert undecided.sum() > 10
     ious = max_box_ious(maps, boxes, np.arange(0, 1, 0.01), False)
     np.testing.assert_array_equal(ious, _reference(s8.numpy(), levels, boxes)[:, 0])
@@ -259,7 +326,7 @@ def test_cams_resized_in_the_analysis_match_normalize_cams(shape, size):
     boxes = _gt(6, *size, seed=4)
     thresholds = np.arange(0, 1, 0.01)
     gt, num_gt = _pad_boxes(boxes)
-    s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps)[0]
+    s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps).s8
     np.testing.assert_array_equal(s8, to_uint8(maps).numpy())
     assert not s8[4:].any()
     for multi_contour in ((False,), (True,), (False, True)):
@@ -276,6 +343,8 @@ def test_bad_maps_are_refused():
         max_box_ious(torch.full((1, 4, 4), 1.5), boxes, np.arange(0, 1, 0.1), True)
     with pytest.raises(ValueError, match="box sets"):
         max_box_ious(torch.zeros((2, 4, 4)), boxes, np.arange(0, 1, 0.1), True)
+    with pytest.raises(ValueError, match="method"):
+        max_box_ious(torch.zeros((1, 4, 4)), boxes, np.arange(0, 1, 0.1), True, method="fast")
 
 
 # Run in a fresh interpreter with numba's bounds checking on (it must be set before numba

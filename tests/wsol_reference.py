@@ -114,7 +114,15 @@ def make_cams(num: int, feature: int, seed: int, kind: str) -> tuple[np.ndarray,
     return cams.astype(np.float32), boxes
 
 
-FAMILIES = ("upsampled7", "upsampled14", "upsampled28", "blurred", "pixel_noise", "blobs")
+FAMILIES = (
+    "upsampled7",
+    "upsampled14",
+    "upsampled28",
+    "blurred",
+    "pixel_noise",
+    "blobs",
+    "noisy_blobs",
+)
 
 
 def map_family(
@@ -125,7 +133,8 @@ def map_family(
     ``upsampled<g>``: uniform noise on a g x g grid, resized as [WSOL] (``straightforward_
     normalize``), like CAMs of a stride-32, 16 or 8 network; ``blurred``: pixel noise under a
     Gaussian blur of 4 px; ``pixel_noise``: independent uniform pixels; ``blobs``: ``make_cams``'
-    object-like CAMs (one to three Gaussian parts) on a 14 px grid, resized the same way.
+    object-like CAMs (one to three Gaussian parts) on a 14 px grid, resized the same way;
+    ``noisy_blobs``: those plus uniform pixel noise of 2 % of their range (a few uint8 steps).
     """
     rng = np.random.default_rng(seed)
     if family.startswith("upsampled"):
@@ -138,9 +147,12 @@ def map_family(
         maps = (maps - low) / (high - low)
     elif family == "pixel_noise":
         maps = rng.random((num, size, size))
-    elif family == "blobs":
+    elif family in ("blobs", "noisy_blobs"):
         cams, _ = make_cams(num, 14, seed, "blob")
         maps = np.stack([straightforward_normalize(c, size) for c in cams])
+        if family == "noisy_blobs":
+            maps = maps + 0.02 * rng.random(maps.shape)
+            maps = maps / maps.max(axis=(1, 2), keepdims=True)
     else:
         raise ValueError(f"unknown map family {family!r}; known: {', '.join(FAMILIES)}")
     boxes = []

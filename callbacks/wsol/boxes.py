@@ -9,14 +9,19 @@ min(x + w, W - 1), min(y + h, H - 1))``. No code was copied from that repository
 Speed. The straightforward evaluation runs ``cv2.findContours`` on the whole map 100 times per
 image. Here every threshold of a map is answered from one analysis of its level sets
 (``callbacks/wsol/level_sets/``: the components and holes of all cuts from a few passes over the
-pixels), with images spread over threads. The few (image, threshold) pairs that analysis leaves
-open (two components of equal area for MaxBoxAcc, maps with very many local maxima) go through
-``cv2.findContours``. Results equal the straightforward implementation exactly (tested).
+pixels), with images spread over threads. ``method`` chooses the path: ``"level_sets"`` analyses
+every map; ``"cv2"`` is the plain path, ``cv2.findContours`` per map and threshold, for every
+map; ``"auto"`` (the default) analyses the maps where that pays and leaves the others to cv2
+(``level_sets.choice``: many local maxima of the float map with short uint8 cut boundaries,
+as small noise on a smooth map). The few (image, threshold) pairs the analysis leaves open (two
+components of equal area for MaxBoxAcc) go through ``cv2.findContours`` too. All three equal
+the straightforward implementation exactly (tested).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -24,7 +29,9 @@ import torch
 from torch import Tensor
 
 from callbacks.wsol.level_sets import ALL, LARGEST, NAN, OUT_OF_RANGE, TO_CV2, analyse
-from callbacks.wsol.level_sets.boxes import best_box_iou, pairwise_ious
+from callbacks.wsol.level_sets.boxes import contour_ious, pairwise_ious
+
+Method = Literal["auto", "level_sets", "cv2"]
 
 
 def scoremaps_to_uint8(maps: Tensor) -> Tensor:
@@ -117,6 +124,7 @@ def max_box_ious(
     multi_contour: bool,
     inclusive: bool = True,
     workers: int | None = None,
+    method: Method = "auto",
 ) -> np.ndarray:
     """Best IoU with any GT box of the box(es) estimated at every CAM threshold.
 
@@ -128,12 +136,18 @@ def max_box_ious(
             (MaxBoxAcc).
         inclusive: Inclusive-pixel IoU ([WSOL]); False for the thesis author's variant.
         workers: Threads sharing the images (``None``: one per available CPU core, up to 8).
+        method: ``"level_sets"`` analyses every map's level sets; ``"cv2"`` runs
+            ``cv2.findContours`` per map and threshold (the plain path); ``"auto"`` analyses
+            the maps where that pays and leaves the others to cv2 (``level_sets.choice``).
+            The results are the same.
 
     Returns:
         (B, T) float64 IoUs.
     """
     rule = (multi_contour,)
-    return max_box_ious_per_rule(maps, gt_boxes, thresholds, rule, inclusive, workers)[0]
+    return max_box_ious_per_rule(
+        maps, gt_boxes, thresholds, rule, inclusive, workers, method=method
+    )[0]
 
 
 def max_box_ious_per_rule(
@@ -144,6 +158,7 @@ def max_box_ious_per_rule(
     inclusive: bool = True,
     workers: int | None = None,
     taps: tuple[np.ndarray, ...] | None = None,
+    method: Method = "auto",
 ) -> list[np.ndarray]:
     """``max_box_ious`` for several values of the contour rule ``multi_contour``, one analysis.
 
@@ -155,20 +170,19 @@ def max_box_ious_per_rule(
     or out-of-range maps and on an image without GT box.
     """
     images = torch.as_tensor(maps).detach().double().cpu().numpy()
-    return _box_ious(images, taps, gt_boxes, thresholds, multi_contour, inclusive, workers)
-
-
-def _box_ious(
-    images, taps, gt_boxes, thresholds, multi_contour, inclusive, workers
-) -> list[np.ndarray]:
-    """The level-set analysis (``level_sets.analyse``), then cv2 for what it left open."""
     if len(gt_boxes) != len(images):
         raise ValueError(f"got {len(gt_boxes)} box sets for {len(images)} maps")
     gt, num_gt = _pad_boxes(gt_boxes)
     threads = available_threads(workers)
-    s8, levels, found, undecided, status = analyse(
-        images, thresholds, gt, num_gt, inclusive, multi_contour, taps, threads
+    analysis = analyse(
+        images, thresholds, gt, num_gt, inclusive, multi_contour, taps, threads, method
     )
+    return _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive)
+
+
+def _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive) -> list[np.ndarray]:
+    """The ``Analysis``'s IoUs, with what it left to cv2 (whole maps, single levels) filled in."""
+    s8, levels, found, status = analysis.s8, analysis.levels, analysis.ious, analysis.status
     if (status == NAN).any():
         raise ValueError("score map contains NaN")
     if (status == OUT_OF_RANGE).any():
@@ -177,9 +191,9 @@ def _box_ious(
     whole = status == TO_CV2
     pairs = [(b, k) for b in np.flatnonzero(whole) for k in range(levels.shape[1])]
     if False in multi_contour:
-        pairs += [tuple(p) for p in np.argwhere(undecided & ~whole[:, None])]
+        pairs += [tuple(p) for p in np.argwhere(analysis.undecided & ~whole[:, None])]
     if pairs:
-        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs, multi_contour)
+        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs)
         rows, cols = np.array(pairs).T
         found[rows, LARGEST, cols] = contour[:, LARGEST]
         found[rows[whole[rows]], ALL, cols[whole[rows]]] = contour[whole[rows], ALL]
@@ -199,22 +213,24 @@ def available_threads(workers: int | None) -> int:
     return max(1, min(cores or 1, 8))
 
 
-def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, multi_contour) -> np.ndarray:
+def _contour_ious(s8, levels, gt_boxes, inclusive, pairs) -> np.ndarray:
     """(P, 2) best IoU of the largest contour's box and of any contour's box for each pair.
 
-    The straightforward ``cv2.findContours`` of each (image, level) pair's foreground; only the
-    columns of the ``multi_contour`` values asked for are filled (the other stays 0).
+    The plain path: ``cv2.findContours`` of each (image, level) pair's foreground, the boxes
+    and areas of its contours read in one pass (``level_sets.boxes.contour_ious``).
     """
     height, width = s8.shape[-2:]
     gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
     one = 1 if inclusive else 0
     out = np.zeros((len(pairs), 2))
+    no_points = np.zeros((0, 2), dtype=np.int32)
+    levels = levels.tolist()
     for i, (b, k) in enumerate(pairs):
-        mask = (s8[b] > levels[b, k]).view(np.uint8)
+        mask = cv2.threshold(s8[b], levels[b][k], 255, cv2.THRESH_BINARY)[1]  # s8 > level
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-        for multi in set(multi_contour):
-            boxes = _boxes_of(contours, multi, width, height)
-            out[i, int(multi)] = best_box_iou(boxes, gts[b], one)
+        points = np.concatenate(contours).reshape(-1, 2) if contours else no_points
+        ends = np.cumsum(np.fromiter(map(len, contours), np.int64, len(contours)))
+        out[i] = contour_ious(points, ends, width, height, gts[b], one)
     return out
 
 

@@ -15,6 +15,9 @@ from callbacks.wsol.level_sets.image import image_ious
 from callbacks.wsol.level_sets.maps import OK, TO_CV2, prepare
 from callbacks.wsol.level_sets.workspace import workspace
 
+AUTO, LEVEL_SETS, CV2 = 0, 1, 2
+METHODS = {"auto": AUTO, "level_sets": LEVEL_SETS, "cv2": CV2}  # the methods, as numba sees them
+
 Analysis = namedtuple(
     "Analysis",
     [
@@ -23,6 +26,7 @@ Analysis = namedtuple(
         "ious",  # (B, 2, T) best GT IoU, rows LARGEST and ALL (``image.py``)
         "undecided",  # (B, T) levels whose largest contour is left to cv2.findContours
         "status",  # (B,) OK, NAN, OUT_OF_RANGE or TO_CV2 (``maps.py``)
+        "regions",  # (B,) local maxima of each analysed map (-1: not analysed)
     ],
 )
 
@@ -38,12 +42,25 @@ Buffers = namedtuple(
 
 @numba.njit(cache=True, nogil=True)
 def image_range(
-    images, raw, taps, taus, gt, num_gt, inclusive, scored, max_regions, first, last, out, buffers
+    images,
+    raw,
+    taps,
+    taus,
+    gt,
+    num_gt,
+    inclusive,
+    scored,
+    method,
+    max_regions,
+    first,
+    last,
+    out,
+    buffers,
 ):
     """Prepare and analyse images first..last-1 into the ``Analysis`` ``out`` (releases the GIL).
 
-    ``buffers``: this thread's own ``Buffers``. With ``max_regions`` 0 the maps are only
-    prepared and every one is left to cv2.
+    ``buffers``: this thread's own ``Buffers``; ``method``: ``AUTO``, ``LEVEL_SETS`` or ``CV2``
+    (the maps are only prepared, every one is left to cv2).
     """
     for b in range(first, last):
         out.status[b] = prepare(images[b], raw, taps, buffers.u, buffers.rows, out.s8[b])
@@ -52,7 +69,10 @@ def image_range(
         peak = np.float64(out.s8[b].max())
         for k in range(taus.size):
             out.levels[b, k] = np.int64(np.floor(taus[k] * peak))  # int(tau * max(s8)), [WSOL]
-        done = max_regions > 0 and image_ious(
+        if method == CV2:
+            out.status[b] = TO_CV2
+            continue
+        out.regions[b] = image_ious(
             buffers.u,
             out.s8[b],
             out.levels[b],
@@ -60,12 +80,13 @@ def image_range(
             num_gt[b],
             inclusive,
             scored,
+            method == AUTO,
             max_regions,
             out.ious[b],
             out.undecided[b],
             buffers.work,
         )
-        out.status[b] = OK if done else TO_CV2
+        out.status[b] = OK if out.regions[b] >= 0 else TO_CV2
 
 
 class _Threads:
@@ -111,7 +132,8 @@ def analyse(
     multi_contour: tuple[bool, ...] = (False, True),
     taps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
-    max_regions: int = 4096,
+    method: str = "level_sets",
+    max_regions: int = 2**31 - 1,
 ) -> Analysis:
     """Box IoUs at every threshold of a batch, runs of images on ``threads`` threads.
 
@@ -125,13 +147,16 @@ def analyse(
         taps: the resize (``functional.resize_taps`` of the rows, ``resize_bands`` of the
             columns): (row sources (H, k), row weights (H, k), first outputs (w,), band weights
             (w, n)).
-        max_regions: Maps with more local maxima than this are left to cv2 (status
-            ``TO_CV2``), as is every map with 0.
+        method: ``"level_sets"`` analyses every map, ``"auto"`` those where it pays
+            (``choice.pays_to_analyse``), ``"cv2"`` none; the others get status ``TO_CV2``.
+        max_regions: Maps with more local maxima than this are left to cv2 too.
 
     Returns:
         The ``Analysis``: s8, levels, IoUs (B, 2, T) (largest contour, any contour), undecided
         levels and a status per image.
     """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
     num = len(images)
     if taps is not None:
         height, width = len(taps[0]), int(taps[2][-1] + taps[3].shape[1])
@@ -143,6 +168,7 @@ def analyse(
         np.zeros((num, 2, len(thresholds))),
         np.zeros((num, len(thresholds)), dtype=np.bool_),
         np.zeros(num, dtype=np.int64),
+        np.full(num, -1, dtype=np.int64),
     )
     if num == 0:
         return out
@@ -160,6 +186,7 @@ def analyse(
         np.ascontiguousarray(num_gt, dtype=np.int64),
         inclusive,
         np.array([False in multi_contour, True in multi_contour]),  # scored[int(multi_contour)]
+        METHODS[method],
         max_regions,
     )
 

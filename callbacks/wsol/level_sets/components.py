@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from callbacks.wsol.level_sets.boxes import best_iou
+from callbacks.wsol.level_sets.choice import pays_to_analyse
 from callbacks.wsol.level_sets.segments import regions, row_segments
 from callbacks.wsol.level_sets.workspace import EDGE_A, EDGE_B, EDGE_LEVEL, max_edges
 
@@ -142,12 +143,14 @@ def level_components_table(num_levels):
 
 
 @numba.njit(cache=True, nogil=True)
-def level_components(u, s8, levels, areas, cap, gt, num_gt, one, table, work):
+def level_components(u, s8, levels, areas, auto, cap, gt, num_gt, one, table, work):
     """Components of ``s8 > L`` (8-connected) at every level L of the ascending ``levels``.
 
     Fills the ``LevelComponents`` ``table``; the areas and bounds only with ``areas``. Boxes are
-    [WSOL]'s, ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``. Returns False when there
-    are more than ``cap`` regions. ``work``: a ``Workspace``.
+    [WSOL]'s, ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``. Returns the number of
+    regions (local maxima), or -1 (nothing done) when there are more than ``cap`` or, with
+    ``auto``, when the analysis would not pay (``choice.pays_to_analyse``). ``work``: a
+    ``Workspace``.
     """
     num_segments = row_segments(u, work.seg_start, work.seg_top, work.row_first)
     num_regions = regions(
@@ -160,14 +163,14 @@ def level_components(u, s8, levels, areas, cap, gt, num_gt, one, table, work):
         work.seg_parent,
         cap,
     )
-    if num_regions < 0:
-        return False
+    if num_regions < 0 or (auto and not pays_to_analyse(s8, num_regions)):
+        return -1
     edges = work.edges[: 3 * max_edges(num_segments)].reshape(-1, 3)
     found, num_edges = _scan_regions(s8, levels, areas, num_regions, edges, work)
     box, area2 = _level_tables(found, levels, areas)
     edges = edges[:num_edges]
     _sweep_levels(found.peak, edges, box, area2, levels, areas, s8.shape, gt, num_gt, one, table)
-    return True
+    return num_regions
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,7 +18,9 @@ LARGEST, ALL = 0, 1
 
 
 @numba.njit(cache=True, nogil=True)
-def image_ious(u, s8, levels, gt, num_gt, inclusive, scored, max_regions, ious, undecided, work):
+def image_ious(
+    u, s8, levels, gt, num_gt, inclusive, scored, auto, max_regions, ious, undecided, work
+):
     """Best GT IoU of the largest contour's box (``ious[LARGEST]``) and any contour's (``ALL``).
 
     The largest contour is the component of largest filled area, which lies between its quad
@@ -34,16 +36,24 @@ def image_ious(u, s8, levels, gt, num_gt, inclusive, scored, max_regions, ious, 
         inclusive: Count box pixels inclusively ([WSOL]).
         scored: (2,) bool, which values of ``multi_contour`` to score (``scored[LARGEST]``,
             ``scored[ALL]``); the rows of ``ious`` not scored are not meaningful.
-        max_regions: Give up (return False) on maps with more local maxima than this.
+        auto: Leave the map to cv2 (return -1) where the analysis would not pay
+            (``choice.pays_to_analyse``).
+        max_regions: Leave maps with more local maxima than this to cv2 (return -1).
         ious: (2, T) float64 output.
         undecided: (T,) bool output: levels whose largest contour needs ``cv2.findContours``.
         work: a ``Workspace`` for (H, W) maps.
+
+    Returns:
+        The number of regions (local maxima of ``u``), or -1 for a map left to cv2.
     """
     one = 1 if inclusive else 0
     areas = scored[LARGEST]
     components = level_components_table(levels.size)
-    if not level_components(u, s8, levels, areas, max_regions, gt, num_gt, one, components, work):
-        return False
+    num_regions = level_components(
+        u, s8, levels, areas, auto, max_regions, gt, num_gt, one, components, work
+    )
+    if num_regions < 0:
+        return -1
     # levels whose largest contour is known without holes
     boxed = (components.count <= 1) | (components.largest_area > components.others_bound)
     holes = level_holes_table(levels.size)
@@ -60,4 +70,4 @@ def image_ious(u, s8, levels, gt, num_gt, inclusive, scored, max_regions, ious, 
             # filled areas (doubled) lie in [quad area, quad area + 2 * quads around holes]
             bound = components.second_area[k] + 2 * holes.quads[k]
             undecided[k] = components.largest_area[k] <= bound
-    return True
+    return num_regions
