@@ -181,7 +181,10 @@ def max_box_ious_per_rule(
 
 
 def _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive) -> list[np.ndarray]:
-    """The ``Analysis``'s IoUs, with what it left to cv2 (whole maps, single levels) filled in."""
+    """The ``Analysis``'s IoUs, with what it left to cv2 (whole maps, single levels) filled in.
+
+    One thread: most of cv2's time goes to making the contour arrays, under the GIL.
+    """
     s8, levels, found, status = analysis.s8, analysis.levels, analysis.ious, analysis.status
     if (status == NAN).any():
         raise ValueError("score map contains NaN")
@@ -193,7 +196,8 @@ def _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive) -> list[np.nd
     if False in multi_contour:
         pairs += [tuple(p) for p in np.argwhere(analysis.undecided & ~whole[:, None])]
     if pairs:
-        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs)
+        gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
+        contour = _contour_ious(s8, levels.tolist(), gts, inclusive, pairs)
         rows, cols = np.array(pairs).T
         found[rows, LARGEST, cols] = contour[:, LARGEST]
         found[rows[whole[rows]], ALL, cols[whole[rows]]] = contour[whole[rows], ALL]
@@ -213,18 +217,17 @@ def available_threads(workers: int | None) -> int:
     return max(1, min(cores or 1, 8))
 
 
-def _contour_ious(s8, levels, gt_boxes, inclusive, pairs) -> np.ndarray:
+def _contour_ious(s8, levels, gts, inclusive, pairs) -> np.ndarray:
     """(P, 2) best IoU of the largest contour's box and of any contour's box for each pair.
 
     The plain path: ``cv2.findContours`` of each (image, level) pair's foreground, the boxes
     and areas of its contours read in one pass (``level_sets.boxes.contour_ious``).
+    ``levels``: lists of each image's levels; ``gts``: (n_i, 4) int64 GT boxes of each image.
     """
     height, width = s8.shape[-2:]
-    gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
     one = 1 if inclusive else 0
     out = np.zeros((len(pairs), 2))
     no_points = np.zeros((0, 2), dtype=np.int32)
-    levels = levels.tolist()
     for i, (b, k) in enumerate(pairs):
         mask = cv2.threshold(s8[b], levels[b][k], 255, cv2.THRESH_BINARY)[1]  # s8 > level
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
