@@ -12,10 +12,10 @@ image. Here every threshold of a map is answered from one analysis of its level 
 pixels), with images spread over threads. ``method`` chooses the path: ``"level_sets"`` analyses
 every map; ``"cv2"`` is the plain path, ``cv2.findContours`` per map and threshold, for every
 map; ``"auto"`` (the default) analyses the maps where that pays and leaves the others to cv2
-(``level_sets.choice``: many local maxima of the float map with short uint8 cut boundaries,
-as small noise on a smooth map). The few (image, threshold) pairs the analysis leaves open (two
-components of equal area for MaxBoxAcc) go through ``cv2.findContours`` too. All three equal
-the straightforward implementation exactly (tested).
+(``level_sets.choice``: not where the float map has many row segments but its uint8 cuts short
+boundaries, as a few uint8 steps of noise on a smooth map). The few (image, threshold) pairs
+the analysis leaves open (two components of equal area for MaxBoxAcc) go through
+``cv2.findContours`` too. All three equal the straightforward implementation exactly (tested).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """``method="auto"``: analyse a map's level sets only where that beats ``cv2.findContours``.
 
-The analysis costs about in proportion to the regions (local maxima of the float map); the
-plain path, ``cv2.findContours`` at every threshold, to the length of the cuts' boundaries. A
-map with few regions is analysed; one with many only while its cuts are long for its number of
-regions (pixel noise: both large, the analysis pays). Where the float map has many more local
-maxima than its uint8 cuts have boundary (small noise on a smooth map), the analysis costs more
-than cv2, which then does the map. ``benchmarks/bench_maxboxacc.py`` reports both paths on
-several map families, by which the two constants are set.
+The analysis costs about in proportion to the rise-then-fall row segments of the float map
+(the first thing it counts, before its regions); the plain path, ``cv2.findContours`` at every
+threshold, to the length of the cuts' boundaries. A map with few segments is analysed; one with
+many only while its cuts are long for its number of segments (pixel noise: both large, the
+analysis pays). Where the float map has many more segments than its uint8 cuts have boundary
+(noise of a few uint8 steps on a smooth map), the analysis costs more than cv2, which then does
+the map. The two constants come from timing both paths, one thread each, per 224 px map on
+smooth, upsampled, blurred and pixel-noise maps with noise of 0 to 30 % added;
+``benchmarks/bench_maxboxacc.py`` reports both paths on several map families.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-MIN_REGIONS = 1024  # maps with at most this many regions are always analysed
-BOUNDARY_PER_REGION = 1.5  # beyond, analysed while the mean cut boundary is this per region
+MIN_SEGMENTS = 4096  # maps with at most this many row segments are always analysed
+BOUNDARY_PER_SEGMENT = 0.15  # beyond, analysed while the mean cut boundary is this per segment
 
 
 @numba.njit(cache=True, nogil=True)
@@ -40,8 +42,8 @@ def cut_boundary(s8):
 
 
 @numba.njit(cache=True, nogil=True)
-def pays_to_analyse(s8, num_regions):
-    """Whether the analysis of a map with ``num_regions`` regions beats cv2 (``auto``)."""
-    if num_regions <= MIN_REGIONS:
+def pays_to_analyse(s8, num_segments):
+    """Whether the analysis of a map cut into ``num_segments`` row segments beats cv2."""
+    if num_segments <= MIN_SEGMENTS:
         return True
-    return cut_boundary(s8) >= BOUNDARY_PER_REGION * num_regions
+    return cut_boundary(s8) >= BOUNDARY_PER_SEGMENT * num_segments

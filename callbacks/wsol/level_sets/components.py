@@ -153,6 +153,8 @@ def level_components(u, s8, levels, areas, auto, cap, gt, num_gt, one, table, wo
     ``Workspace``.
     """
     num_segments = row_segments(u, work.seg_start, work.seg_top, work.row_first)
+    if auto and not pays_to_analyse(s8, num_segments):
+        return -1
     num_regions = regions(
         u,
         work.seg_start,
@@ -163,7 +165,7 @@ def level_components(u, s8, levels, areas, auto, cap, gt, num_gt, one, table, wo
         work.seg_parent,
         cap,
     )
-    if num_regions < 0 or (auto and not pays_to_analyse(s8, num_regions)):
+    if num_regions < 0:
         return -1
     edges = work.edges[: 3 * max_edges(num_segments)].reshape(-1, 3)
     found, num_edges = _scan_regions(s8, levels, areas, num_regions, edges, work)
