@@ -35,41 +35,11 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
 
-from lightning_modules.components.cam_backbones import build_cam_backbone
-from lightning_modules.components.feature_stats import dispersion
+from lightning_modules.components.cams import minmax_normalize
+from lightning_modules.minmaxcam.backbones import build_cam_backbone
+from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
-__all__ = ["MinMaxCAM", "common_region_loss", "dispersion", "full_region_loss"]
-
-
-def common_region_loss(features: Tensor, group_size: int, reduction: str = "mean") -> Tensor:
-    """CRR (Eq. 5.2): distance between the masked features of images of the same class.
-
-    Args:
-        features: (N * m, K) with rows ``[i*m, (i+1)*m)`` from one class.
-        group_size: m.
-        reduction: ``mean`` (squared error averaged over K, the author's MSE) or ``sum`` (squared
-            L2 norm, the thesis). Averaged over the unordered pairs of a group, then over groups.
-    """
-    groups = features.view(-1, group_size, features.shape[-1])  # (N, m, K)
-    diff = groups[:, :, None, :] - groups[:, None, :, :]  # (N, m, m, K)
-    per_pair = diff.pow(2).mean(-1) if reduction == "mean" else diff.pow(2).sum(-1)
-    upper = torch.triu(
-        torch.ones(group_size, group_size, dtype=torch.bool, device=features.device), 1
-    )
-    return per_pair[:, upper].mean()
-
-
-def full_region_loss(masked: Tensor, full: Tensor, reduction: str = "mean") -> Tensor:
-    """FRR (Eq. 5.3): distance between masked and unmasked features, averaged over images."""
-    squared = (masked - full).pow(2)
-    return squared.mean() if reduction == "mean" else squared.sum(-1).mean()
-
-
-def minmax_normalize(maps: Tensor, eps: float = 1e-8) -> Tensor:
-    """Per-map (CAM - min) / (max - min + eps) of (B, h, w) maps."""
-    flat = maps.flatten(1)
-    low, high = flat.min(1).values, flat.max(1).values
-    return (maps - low[:, None, None]) / (high - low + eps)[:, None, None]
+__all__ = ["MinMaxCAM"]
 
 
 class MinMaxCAM(LightningModule):
