@@ -332,11 +332,12 @@ def test_callback_logs_all_metrics():
         "boxes": boxes,
         "masks": masks,
         "logits": torch.eye(2),
-        "target": torch.arange(2),
+        "label": torch.arange(2),
     }
     callback, module = LogWSOLMetrics(image_size=64), Module()
-    callback._update(module, outputs)
-    callback._log(module, "val")
+    metrics = callback.make_metrics("val")
+    callback.update(metrics, outputs, None, module)
+    callback.report("val", metrics, None, module)
     expected = {
         "val/maxboxacc",
         "val/maxboxacc_v2",
@@ -346,7 +347,8 @@ def test_callback_logs_all_metrics():
     }
     assert expected <= set(module.logged)
     assert module.logged["val/maxboxacc"] == 100.0  # image 1: the full box is the GT at tau = 0
-    assert callback.best_threshold is not None
+    assert module.logged["val/maxboxacc_threshold"] == 0.0  # both hit at the first threshold
+    assert callback.last == {k: v for k, v in module.logged.items() if k.startswith("val/")}
     panel = overlay_panel(torch.zeros(3, 64, 64), cams[0], boxes[0, 0], (5, 5, 30, 30))
     assert panel.shape == (3, 64, 64)
     assert panel[:, 12, 35].tolist() == [0.0, 1.0, 0.0]  # green GT edge
@@ -364,19 +366,19 @@ def test_callback_shared_pass_equals_separate_metrics(variant):
     boxes = [torch.from_numpy(b) for b in boxes]
     logits, target = torch.randn(12, 5, generator=torch.Generator().manual_seed(0)), torch.ones(12)
     target = target.long()
-    callback = LogWSOLMetrics(variant=variant, workers=2)
-    callback.update_boxes(cams, boxes, logits, target)
+    shared = LogWSOLMetrics(variant=variant, workers=2).make_metrics("val")
+    shared.update_boxes(cams, boxes, logits, target)
     separate = {
         "maxboxacc": MaxBoxAccuracy(variant=variant),
         "maxboxacc_v2": MaxBoxAccuracyV2(variant=variant),
     }
     for name, metric in separate.items():
         metric.update(cams, boxes)
-        assert torch.equal(callback.metrics[name].hits, metric.hits), name
+        assert torch.equal(getattr(shared, name).hits, metric.hits), name
     loc = LocalizationAccuracy()
     loc.update(cams, boxes, logits, target)
-    assert torch.equal(callback.metrics["loc"].hits, loc.hits)
-    assert callback.metrics["loc"].hits[0].amax() >= 6  # the CAM-box half is found
+    assert torch.equal(shared.loc.hits, loc.hits)
+    assert shared.loc.hits[0].amax() >= 6  # the CAM-box half is found
 
 
 def test_benchmark_runs_and_agrees():

@@ -21,9 +21,10 @@ L2 norm of fc.weight's Stage II gradient. H_m is invariant to the scale of fc.we
 gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||; its norm has a heavy
 tail whose steps can wreck the classifier (measured in tests/methods/test_minmaxcam.py).
 
-``validation_step`` / ``test_step`` return ``cams`` (B, h, w) of the GT class at feature
-resolution, ``boxes`` (and ``masks`` when the batch has ``mask``), ``logits`` and ``target``, for
-``callbacks.wsol.callback.LogWSOLMetrics``.
+``validation_step`` / ``test_step`` return (``callbacks.keys``) ``CAMS`` (B, h, w) of the GT
+class at feature resolution, ``BOXES`` (and ``MASKS`` when the batch has ``mask``), ``LOGITS``
+and the class indices ``LABEL``, for ``callbacks.wsol.callback.LogWSOLMetrics`` and
+``callbacks.cam_overlay.LogCAMOverlay``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
 
+from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from lightning_modules.components.cams import minmax_normalize
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
@@ -69,6 +71,8 @@ class MinMaxCAM(LightningModule):
             unsupported with ``16-mixed`` precision, whose loss scaling would make the threshold
             meaningless; use ``bf16-mixed`` or fp32.
     """
+
+    evaluation_outputs = (CAMS, BOXES, MASKS, LOGITS, LABEL)
 
     def __init__(
         self,
@@ -108,7 +112,7 @@ class MinMaxCAM(LightningModule):
 
     @torch.no_grad()
     def cams(self, images: Tensor, labels: Tensor) -> Tensor:
-        """Feature-resolution CAMs of ``labels`` for (B, 3, H, W) images (for panels)."""
+        """Feature-resolution CAMs (B, h, w) of ``labels`` for (B, 3, H, W) images."""
         return self.cam(self.backbone(images), labels)
 
     @torch.no_grad()
@@ -201,11 +205,11 @@ class MinMaxCAM(LightningModule):
         logits = self.fc(features.mean((2, 3)))
         accuracy = (logits.argmax(1) == labels).float().mean()
         self.log(f"{stage}/accuracy", accuracy, on_epoch=True, batch_size=len(labels))
-        out = {"cams": self.cam(features, labels).float(), "logits": logits, "target": labels}
+        out = {CAMS: self.cam(features, labels).float(), LOGITS: logits, LABEL: labels}
         if "boxes" in batch:
-            out["boxes"] = batch["boxes"]
+            out[BOXES] = batch["boxes"]
         if "mask" in batch:
-            out["masks"] = batch["mask"]
+            out[MASKS] = batch["mask"]
         return out
 
     def on_train_epoch_end(self) -> None:
