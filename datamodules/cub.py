@@ -113,6 +113,11 @@ class CUBDataModule(LightningDataModule):
         self._num_classes: int | None = None
 
     @property
+    def samples_per_class(self) -> int:
+        """m: images of each class in a training batch, in consecutive rows."""
+        return self.hparams.samples_per_class
+
+    @property
     def image_mean(self) -> tuple[float, float, float]:
         """Per-channel mean subtracted from [0, 1] images (ImageNet's; panels use it to undo it)."""
         return NORMALIZATIONS["imagenet"][0]

@@ -182,6 +182,8 @@ def test_datamodule(birds, tmp_path):
     )
     data.setup("fit")
     assert data.num_classes == 20
+    assert data.samples_per_class == 3 and data.image_mean == NORMALIZATIONS["imagenet"][0]
+    assert data.image_std == NORMALIZATIONS["imagenet"][1]
     batch = next(iter(data.train_dataloader()))
     assert batch["image"].shape == (12, 3, 64, 64) and "boxes" not in batch  # weak supervision
     assert (batch["label"].view(4, 3) == batch["label"].view(4, 3)[:, :1]).all()

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from lightning_modules.components.cams import minmax_normalize
+from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
@@ -54,7 +55,8 @@ class MinMaxCAM(LightningModule):
         weights_path: Local ImageNet weights of the torchvision backbone; None = random init.
         crr_weight: λ1, Eq. 5.5 (VGG16: 1; ResNet-50 / MobileNetV2: 10).
         frr_weight: λ2, Eq. 5.5 (VGG16: 10; ResNet-50 / MobileNetV2: 1).
-        samples_per_class: m; batches must be ordered class by class in groups of m.
+        samples_per_class: m; batches must be ordered class by class in groups of m (checked
+            against the DataModule's ``samples_per_class`` at setup, with ``num_classes``).
         lr: Learning rate of the backbone (1e-4); fc and VGG conv6 use ``head_lr_factor`` x lr.
         head_lr_factor: 10 ([OFF]).
         momentum: SGD momentum (0.9, Nesterov).
@@ -184,6 +186,14 @@ class MinMaxCAM(LightningModule):
         reduction = self.hparams.reduction
         crr = common_region_loss(masked, self.hparams.samples_per_class, reduction)
         return crr, full_region_loss(masked, full, reduction)
+
+    def setup(self, stage: str) -> None:
+        """Check the DataModule: its ``num_classes``, and its ``samples_per_class`` when Stage II
+        runs (Stage II groups the rows of a batch by m)."""
+        expected = {"num_classes": self.hparams.num_classes}
+        if self.hparams.crr_weight or self.hparams.frr_weight:
+            expected["samples_per_class"] = self.hparams.samples_per_class
+        check_datamodule(self, expected)
 
     def on_fit_start(self) -> None:
         precision = self.trainer.precision

@@ -203,6 +203,44 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(loaded.state_dict()[key], value)
 
 
+class _NoTraining(MinMaxCAM):
+    def training_step(self, batch, batch_idx):
+        raise AssertionError("the data check belongs in setup, before the first batch")
+
+
+@pytest.mark.parametrize(
+    ("module_args", "data_m", "error"),
+    [
+        ({"num_classes": 5}, 2, "num_classes=5 but CUBDataModule has 4"),
+        ({"samples_per_class": 2}, 4, "samples_per_class=2 but CUBDataModule has 4"),
+        ({"samples_per_class": 2, "crr_weight": 0.0, "frr_weight": 0.0}, 4, None),  # CAM: no m
+    ],
+)
+def test_setup_checks_the_datamodule(tmp_path, module_args, data_m, error):
+    root = make_synthetic_cub(tmp_path, 4, (8, 1, 1), (40, 48), 0, "under_mid")
+    data = CUBDataModule(
+        root=str(root),
+        image_size=32,
+        resize_size=36,
+        classes_per_batch=2,
+        samples_per_class=data_m,
+        num_workers=0,
+    )
+    kwargs = {"backbone": "tiny", "width": 4, "num_classes": 4, "samples_per_class": data_m}
+    module = _NoTraining(**(kwargs | module_args))
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    if error is None:
+        with pytest.raises(AssertionError, match="before the first batch"):  # setup passed
+            trainer.fit(module, datamodule=data)
+    else:
+        with pytest.raises(ValueError, match=error):
+            trainer.fit(module, datamodule=data)
+
+
 def test_synthetic_comparison_yamls_chain_through_init_from(tmp_path):
     """The CPU comparison as experiments: each step starts from the newest run of the one before.
 
