@@ -19,7 +19,7 @@ groups; Stage II uses ``zero_grad(set_to_none=True)`` so momentum and weight dec
 feature maps instead of the input); ``stage_two_max_norm`` (off by default, not in [OFF]) clips the
 L2 norm of fc.weight's Stage II gradient. H_m is invariant to the scale of fc.weight[c], so that
 gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||; its norm has a heavy
-tail whose steps can wreck the classifier (measured in tests/methods/test_minmaxcam.py).
+tail whose steps can wreck the classifier (docs/results/minmaxcam.md).
 
 ``validation_step`` / ``test_step`` return (``callbacks.keys``) ``CAMS`` (B, h, w) of the GT
 class at feature resolution, ``BOXES`` (and ``MASKS`` when the batch has ``mask``), ``LOGITS``
