@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from lightning import LightningDataModule, LightningModule, Trainer
 from recording import RecordingLogger
 from torch.utils.data import DataLoader
@@ -11,6 +16,7 @@ from torch.utils.data import DataLoader
 from callbacks.cam_overlay import LogCAMOverlay
 from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from callbacks.wsol.callback import LogWSOLMetrics
+from callbacks.wsol.metrics import WSOLMetrics
 
 SIZE = 32
 GT = torch.tensor([[8, 8, 23, 23]])  # the object: a 16 x 16 square
@@ -174,3 +180,54 @@ def test_overlay_without_a_threshold_fails(tmp_path):
     overlay = LogCAMOverlay(every_n_epochs=1, mean=[0.0] * 3, std=[1.0] * 3)
     with pytest.raises(ValueError, match="'val/maxboxacc_threshold'"):
         _trainer(tmp_path, [overlay]).validate(_Localizer(), dataloaders=_loader(), verbose=False)
+
+
+def _localization_batch(num: int = 12, size: int = 56) -> dict[str, torch.Tensor]:
+    """Blob CAMs (14 x 14), GT boxes near the blobs, masks, logits and labels; seeded."""
+    generator = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(14.0), torch.arange(14.0), indexing="ij")
+    centre = 2 + 10 * torch.rand(num, 2, 1, 1, generator=generator)
+    spread = 2 + 6 * torch.rand(num, 1, 1, generator=generator)
+    cams = torch.exp(-((xx - centre[:, 0]) ** 2 + (yy - centre[:, 1]) ** 2) / spread)
+    cams = cams + 0.2 * torch.rand(num, 14, 14, generator=generator)
+    scale = size / 14
+    half = (spread.flatten() * scale).long()
+    x, y = (centre[:, 0, 0, 0] * scale).long(), (centre[:, 1, 0, 0] * scale).long()
+    boxes = torch.stack([x - half, y - half, x + half, y + half], 1).clamp(0, size - 1)
+    masks = torch.zeros(num, size, size, dtype=torch.long)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        masks[i, y0 : y1 + 1, x0 : x1 + 1] = 1
+    logits = torch.randn(num, 5, generator=generator)
+    labels = torch.randint(0, 5, (num,), generator=generator)
+    return {"cams": cams, "boxes": boxes[:, None], "masks": masks, "logits": logits,
+            "labels": labels}  # fmt: skip
+
+
+def _metrics_of_a_part(rank: int, world: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    torch.set_num_threads(1)
+    batch = _localization_batch()
+    metrics = WSOLMetrics(image_size=(56, 56), workers=1)
+    metrics.update(**{k: v[rank::world] for k, v in batch.items()})
+    values = metrics.compute()
+    with open(f"{out}.{rank}", "w") as file:
+        json.dump(values, file)
+    dist.destroy_process_group()
+
+
+def test_every_logged_value_is_global_under_ddp(tmp_path):
+    """Two gloo processes, each with half the images, log what one process logs on all of them."""
+    whole = WSOLMetrics(image_size=(56, 56), workers=1)
+    whole.update(**_localization_batch())
+    expected = whole.compute()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "values")
+    mp.spawn(_metrics_of_a_part, args=(2, port, out), nprocs=2)
+    parts = [json.loads((tmp_path / f"values.{rank}").read_text()) for rank in range(2)]
+    assert parts[0] == parts[1] == pytest.approx(expected, abs=1e-12)
+    alone = WSOLMetrics(image_size=(56, 56), workers=1)
+    alone.update(**{k: v[0::2] for k, v in _localization_batch().items()})
+    assert alone.compute() != expected  # one half alone would log other values

@@ -138,8 +138,8 @@ def cam_box_ious(
 
     Resizes and normalizes the CAMs (on their device when it is a GPU, else in the threads of
     the box analysis), cuts them as [WSOL] and runs one box analysis for all ``rules``. Every
-    metric of this package gets its boxes here: this is the one call into
-    ``callbacks/wsol/boxes.py``.
+    ``Metric`` of ``callbacks/wsol/metrics.py`` gets its boxes here: the one place that calls
+    the box analysis of raw CAMs.
     """
     boxes = as_box_arrays(boxes, len(cams))
     if cams.is_cuda:

@@ -330,12 +330,15 @@ class WSOLMetrics(nn.Module):
         """
         values: dict[str, float] = {}
         if "boxes" in self.seen:
-            values["maxboxacc"] = float(self.maxboxacc.compute())
-            values["maxboxacc_threshold"] = float(self.maxboxacc.best_thresholds()[0])
-            v2 = self.maxboxacc_v2
-            values["maxboxacc_v2"] = float(v2.compute())
-            for delta, acc in zip(v2.iou_thresholds, v2.per_iou().tolist(), strict=True):
-                values[f"maxboxacc_v2@{int(delta)}"] = acc
+            v1, v2 = self.maxboxacc, self.maxboxacc_v2
+            # the per-level values and the threshold from the summed states too (under DDP)
+            with v1.sync_context(), v2.sync_context():
+                values["maxboxacc"] = float(v1.per_iou().mean())  # = v1.compute()
+                values["maxboxacc_threshold"] = float(v1.best_thresholds()[0])
+                per_iou = v2.per_iou()
+                values["maxboxacc_v2"] = float(per_iou.mean())
+                for delta, acc in zip(v2.iou_thresholds, per_iou.tolist(), strict=True):
+                    values[f"maxboxacc_v2@{int(delta)}"] = acc
         if "loc" in self.seen:
             loc = self.loc.compute()
             values.update({f"{k}_loc": float(v) for k, v in loc.items() if k != "threshold"})
