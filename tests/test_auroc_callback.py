@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.auroc import LogAUROC, per_attribute_auroc
-from callbacks.panels import LogAttributePanel
+from lightning_modules.face_attributes.attribute_panel import LogAttributePanel
 
 NAMES = ["Tied", "Saturated", "Weak", "Ranked", "NoPositive", "NoNegative"]
 UNDEFINED = ["NoPositive", "NoNegative"]
