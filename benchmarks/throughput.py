@@ -80,7 +80,7 @@ def training_rate(
         accelerator=accelerator,
         devices=1,
         precision=precision,
-        max_epochs=-1,
+        max_epochs=10_000,  # finite, for schedules sized by estimated_stepping_batches
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
