@@ -20,7 +20,7 @@ from lightning import LightningModule
 from torchmetrics.classification import MultilabelHammingDistance
 
 from callbacks import keys
-from lightning_modules.components.backbones import create_timm_classifier
+from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.losses import attribute_bce, attribute_weights
 from lightning_modules.components.thresholds import (
@@ -81,8 +81,12 @@ class FaceAttributeClassifier(LightningModule):
             raise ValueError(
                 f"{len(attribute_names)} attribute_names for {num_attributes} attributes"
             )
-        self.model = create_timm_classifier(
-            model_name, num_attributes, weights_file, pretrained, model_kwargs
+        self.model = create_backbone(
+            model_name,
+            num_classes=num_attributes,
+            weights_file=weights_file,
+            pretrained=pretrained,
+            model_kwargs=model_kwargs,
         )
         self.attribute_names = list(attribute_names) if attribute_names else None
         self.register_buffer("class_weights", torch.ones(num_attributes))

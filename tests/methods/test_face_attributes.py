@@ -1,6 +1,5 @@
-"""face_attributes (Le & Lee): class weights, weighted BCE, threshold search, backbone weights,
-checkpoint round trip, learning and FFHQ labelling on the synthetic faces (spec assertions 1-5).
-"""
+"""face_attributes (Le & Lee): class weights, weighted BCE, threshold search, checkpoint round
+trip, learning and FFHQ labelling on the synthetic faces (spec assertions 1-5)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.components.backbones import create_timm_classifier, pretrained_normalization
 from lightning_modules.components.losses import (
     attribute_bce,
     class_balance_weights,
@@ -19,7 +17,6 @@ from lightning_modules.components.losses import (
     weighted_bce,
 )
 from lightning_modules.components.thresholds import search_thresholds, threshold_grid
-from lightning_modules.components.weights import load_local_weights
 
 TINY_NET = {"channels": [8, 16, 32, 64], "stem_width": 8}
 SMALL_NET = {"channels": [16, 32, 64, 128], "stem_width": 16}
@@ -113,37 +110,6 @@ def test_threshold_search_against_brute_force_and_ties():
     # all-negative column, scores <= 0.5: every tau above 0.5 is perfect; ties -> smallest, 0.51
     t, h = search_thresholds(torch.tensor([[0.5], [0.1]]), torch.zeros(2, 1), grid)
     assert t.item() == pytest.approx(0.51) and h.item() == 0.0
-
-
-# --- backbones and local weights ------------------------------------------------------------------
-
-
-def test_backbone_local_weights_roundtrip(tmp_path):
-    from safetensors.torch import save_file
-
-    source = create_timm_classifier("resnet10t", 1000, model_kwargs=TINY_NET)
-    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
-    torch.save(source.state_dict(), tmp_path / "w.pth")
-    for name in ("w.safetensors", "w.pth"):
-        model = create_timm_classifier("resnet10t", 7, str(tmp_path / name), model_kwargs=TINY_NET)
-        assert model.get_classifier().out_features == 7
-        assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
-    assert pretrained_normalization(model) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def test_backbone_weight_errors_are_clear(tmp_path):
-    with pytest.raises(ValueError, match=r"seresnext101_32x4d.*weights_file"):
-        create_timm_classifier("seresnext101_32x4d", 40, pretrained=True)
-    state = create_timm_classifier("resnet10t", 10, model_kwargs=TINY_NET).state_dict()
-    state["extra.weight"] = torch.zeros(1)
-    del state["conv1.0.weight"]
-    torch.save(state, tmp_path / "bad.pth")
-    model = create_timm_classifier("resnet10t", 10, model_kwargs=TINY_NET)
-    with pytest.raises(ValueError, match=r"1 missing key\(s\): conv1.0.weight.*extra.weight"):
-        load_local_weights(model, tmp_path / "bad.pth", drop_prefixes=("fc.",))
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
-        load_local_weights(model, tmp_path / "nowhere.pth")
 
 
 # --- module: setup, learning on the synthetic faces, FFHQ labels, checkpoint round trip -----------
