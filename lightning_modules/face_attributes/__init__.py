@@ -2,7 +2,9 @@
 
 - ``module``: ``FaceAttributeClassifier``;
 - ``attribute_panel``: ``LogAttributePanel``, images captioned with true and predicted attributes;
-- ``label_writer``: ``WriteAttributeLabels``, soft and hard labels of an unlabelled set (FFHQ).
+- ``label_writer``: ``WriteAttributeLabels``, soft and hard labels of an unlabelled set (FFHQ);
+- ``losses``: the class-weighted BCE (eqs. 1-6); ``thresholds``: the per-attribute threshold
+  search.
 """
 
 from lightning_modules.face_attributes.module import FaceAttributeClassifier

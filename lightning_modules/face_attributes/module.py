@@ -22,8 +22,8 @@ from torchmetrics.classification import MultilabelHammingDistance
 from callbacks import keys
 from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.data_checks import check_datamodule
-from lightning_modules.components.losses import attribute_bce, attribute_weights
-from lightning_modules.components.thresholds import (
+from lightning_modules.face_attributes.losses import attribute_bce, attribute_weights
+from lightning_modules.face_attributes.thresholds import (
     hamming_per_label,
     search_thresholds,
     threshold_grid,

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.components.losses import (
+from lightning_modules.face_attributes.losses import (
     attribute_bce,
     class_balance_weights,
     positive_weights,
     weighted_bce,
 )
-from lightning_modules.components.thresholds import search_thresholds, threshold_grid
+from lightning_modules.face_attributes.thresholds import search_thresholds, threshold_grid
 
 TINY_NET = {"channels": [8, 16, 32, 64], "stem_width": 8}
 SMALL_NET = {"channels": [16, 32, 64, 128], "stem_width": 16}
