@@ -106,10 +106,11 @@ class LatentLabCLI(LightningCLI):
             "resume": (bool, False, "continue the latest run of this name from its last.ckpt"),
             "evaluate": (bool, False, "after fit: test the best (or last) checkpoint, predict"),
             "init_from": (
-                str | None,
+                str | list[InitFrom] | None,
                 None,
-                "fit: start from a checkpoint's weights (fine-tuning); latest:<name> is the "
-                "last.ckpt of that name's newest run",
+                "fit: start from a checkpoint's weights (fine-tuning; latest:<name> is the "
+                "last.ckpt of that name's newest run), or from parts of checkpoints: a list of "
+                "{checkpoint, source: submodule there, target: submodule here}",
             ),
         }
         for key, (kind, default, text) in run.items():
