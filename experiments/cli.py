@@ -145,7 +145,8 @@ class LatentLabCLI(LightningCLI):
             root = Path(cfg.run.root)
             self.run_dir = choose_run_dir(root, cfg.run.name, cfg.run.resume, self.environ)
             if cfg.run.resume:
-                fine_tune = self._resume(cfg)
+                self._resume(cfg)
+                fine_tune = False  # the weights come from last.ckpt
             cfg.trainer.default_root_dir = str(self.run_dir)
             cfg.checkpoint.dirpath = str(self.run_dir / "checkpoints")
             # last.ckpt every epoch, for resuming. A monitored ModelCheckpoint writes `last` only
@@ -158,26 +159,22 @@ class LatentLabCLI(LightningCLI):
                 cfg.run.init_from, Path(cfg.run.root)
             )
 
-    def _resume(self, cfg: Namespace) -> bool:
-        """Continue ``self.run_dir`` from its last.ckpt; return False (no init_from to load)."""
+    def _resume(self, cfg: Namespace) -> None:
+        """Continue ``self.run_dir`` from its last.ckpt. ``run.init_from`` is not loaded again;
+        ``config.yaml`` keeps the record of the files the run started from."""
         assert self.run_dir is not None
         if self.subcommand == "fit" or cfg.get("ckpt_path") is None:
             cfg.ckpt_path = str(self.run_dir / "checkpoints" / "last.ckpt")
         if self.subcommand == "fit":
             ckpt = torch.load(cfg.ckpt_path, map_location="cpu", mmap=True, weights_only=True)
             self._resume_epoch = int(ckpt["epoch"])
-        if cfg.run.get("init_from") is not None:  # the weights come from last.ckpt
-            saved = self.run_dir / "config.yaml"
-            record = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
-            recorded = (record.get("run") or {}).get("init_from")
-            if recorded is not None:  # keep the record of what the run started from
-                cfg.run.init_from = (
-                    recorded
-                    if isinstance(recorded, str)
-                    else [Namespace(**part) for part in recorded]
-                )
+        saved = self.run_dir / "config.yaml"
+        if cfg.run.get("init_from") is not None and saved.is_file():
+            recorded = (yaml.safe_load(saved.read_text()).get("run") or {}).get("init_from")
+            if isinstance(recorded, list):
+                recorded = [Namespace(**part) for part in recorded]
+            cfg.run.init_from = recorded
         rank_zero_info(f"Resuming {self.run_dir} from {cfg.ckpt_path}")
-        return False
 
     # ---------------------------------------------------------------- building
     def instantiate_classes(self) -> None:
