@@ -52,7 +52,8 @@ class MinMaxCAM(LightningModule):
         backbone: ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``mobilenet_v1`` (Table 5.3) or
             ``tiny`` (CPU tests).
         num_classes: C (200 for CUB).
-        weights_path: Local ImageNet weights of the torchvision backbone; None = random init.
+        weights_file: Local ImageNet weights of the library backbone (torchvision, or timm for
+            ``mobilenet_v1``); None = random init.
         crr_weight: λ1, Eq. 5.5 (VGG16: 1; ResNet-50 / MobileNetV2: 10).
         frr_weight: λ2, Eq. 5.5 (VGG16: 10; ResNet-50 / MobileNetV2: 1).
         samples_per_class: m; batches must be ordered class by class in groups of m (checked
@@ -80,7 +81,7 @@ class MinMaxCAM(LightningModule):
         self,
         backbone: Literal["vgg16", "resnet50", "mobilenet_v2", "mobilenet_v1", "tiny"] = "vgg16",
         num_classes: int = 200,
-        weights_path: str | None = None,
+        weights_file: str | None = None,
         crr_weight: float = 1.0,
         frr_weight: float = 10.0,
         samples_per_class: int = 5,
@@ -101,8 +102,8 @@ class MinMaxCAM(LightningModule):
             raise ValueError(f"stage_two_max_norm must be positive or None: {stage_two_max_norm}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.backbone = build_cam_backbone(backbone, weights_path, width)
-        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
+        self.backbone = build_cam_backbone(backbone, weights_file, width)
+        self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) -> class logits (B, C)."""

@@ -178,7 +178,7 @@ def test_backbones(name, reference, channels, side, drop, tmp_path):
     original = reference(weights=None)
     path = tmp_path / f"{name}.pt"
     torch.save(original.state_dict(), path)
-    model = build_cam_backbone(name, weights_path=path).eval()
+    model = build_cam_backbone(name, weights_file=path).eval()
     ours = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("conv6.")}
     theirs = {k: v.shape for k, v in original.state_dict().items() if not k.startswith(drop)}
     assert ours == theirs  # stride surgery renames nothing
