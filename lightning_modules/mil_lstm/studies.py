@@ -141,6 +141,15 @@ class LogMILStudies(EvaluationCallback):
         self._generator = torch.Generator()
         self._trajectories: list[tuple[torch.Tensor, float]] = []
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        needs = ["predict"] + (["instance_embedding"] if self.cluster_k > 0 or self.tsne else [])
+        missing = [f"{type(pl_module).__name__}.{n}" for n in needs if not hasattr(pl_module, n)]
+        if (self.cluster_k > 0 or self.tsne) and not hasattr(trainer.datamodule, "instances"):
+            missing.append(f"{type(trainer.datamodule).__name__}.instances")
+        if missing:
+            raise ValueError(f"LogMILStudies needs {missing} (see lightning_modules/mil_lstm)")
+
     def make_metrics(self, stage: str) -> _OrderCounts:
         self._generator.manual_seed(self.seed)
         self._trajectories = []

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lightning import Trainer, seed_everything
+from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import CSVLogger
 
 from datamodules.mnist_bags import MNISTBagsDataModule, make_bags
@@ -226,6 +227,10 @@ def test_checkpoint_round_trip_and_studies_callback(twin_root, tmp_path):
     )
     metrics = tester.test(loaded, datamodule=datamodule, verbose=False)[0]
     assert 0 <= metrics["test/order_error"] <= 100 and 0 < metrics["test/cluster_score"] <= 100
+    with pytest.raises(ValueError, match=r"LogMILStudies needs \['BoringModel.predict'"):
+        Trainer(accelerator="cpu", callbacks=[studies], logger=False).test(
+            BoringModel(), datamodule=datamodule, verbose=False
+        )
     media = list(Path(tester.log_dir).glob("media/*.png"))
     assert {p.name.split("_step")[0] for p in media} == {
         "test_tsne_instances",
