@@ -24,7 +24,7 @@ DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),
 	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
-.PHONY: help install experiment smoke table report test test-all lint format data bench clean check-name
+.PHONY: help install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
 
 help: ## Show this help
 	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
@@ -79,6 +79,9 @@ bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselin
 	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "No benchmarks/bench_*.py"; exit 1; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit $$?; done
+
+bench-gpu: install ## Every GPU measurement in one call (<= 8 min): runs/bench_gpu/gpu_bench.md [ARGS=]
+	$(PY) -m benchmarks.gpu $(ARGS)
 
 clean: ## Remove caches and build files (keeps .venv, runs/ and data/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
