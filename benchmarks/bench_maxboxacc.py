@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from callbacks.wsol.boxes import available_threads
-from callbacks.wsol.callback import LogWSOLMetrics
-from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2
+from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2, WSOLMetrics
 
 
 def straightforward_box_hits(
@@ -137,12 +136,12 @@ def run(
     """
     cams, boxes = make_cams(num_images, 14, seed=0, kind=kind)
     start = time.perf_counter()
-    for metric in (MaxBoxAccuracy(), MaxBoxAccuracyV2(), LogWSOLMetrics()):
-        update = metric.update_boxes if isinstance(metric, LogWSOLMetrics) else metric.update
+    for metric in (MaxBoxAccuracy(), MaxBoxAccuracyV2(), WSOLMetrics()):
+        update = metric.update_boxes if isinstance(metric, WSOLMetrics) else metric.update
         update(torch.from_numpy(cams[:2]).to(device), boxes[:2])
     results = {"warmup_s": time.perf_counter() - start}
     metrics = {"v1": MaxBoxAccuracy(workers=workers), "v2": MaxBoxAccuracyV2(workers=workers)}
-    shared = LogWSOLMetrics(workers=workers)
+    shared = WSOLMetrics(workers=workers)
     slow_hits = {name: 0 for name in metrics}
     seconds = dict.fromkeys(["v1_straightforward", "v1_batched", "v2_straightforward"], 0.0)
     seconds.update(
@@ -179,7 +178,7 @@ def run(
     results.update({f"{key}_s": value for key, value in seconds.items()})
     for name, metric in metrics.items():
         results[f"{name}_equal"] = float(np.array_equal(slow_hits[name], metric.hits.cpu().numpy()))
-    fast = [shared.metrics[key].hits.cpu().numpy() for key in ("maxboxacc", "maxboxacc_v2")]
+    fast = [getattr(shared, key).hits.cpu().numpy() for key in ("maxboxacc", "maxboxacc_v2")]
     results["v1v2_equal"] = float(
         all(np.array_equal(a, b) for a, b in zip(fast, slow_hits.values(), strict=True))
         and all(np.array_equal(a, b) for a, b in zip(fast, shared_hits, strict=True))

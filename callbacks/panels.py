@@ -29,6 +29,7 @@ __all__ = [
     "attribute_bar_chart",
     "captioned_grid",
     "figure_to_image",
+    "image_normalization",
     "local_log_dir",
     "log_images",
     "new_figure",
@@ -89,6 +90,23 @@ def log_images(
     out.parent.mkdir(parents=True, exist_ok=True)
     pil[0].save(out)
     return out
+
+
+def image_normalization(
+    trainer: Trainer, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(C, 1, 1) mean and std the images were normalized with, to undo it for drawing.
+
+    The given ``mean`` and ``std``, else ``trainer.datamodule.image_mean`` / ``image_std``;
+    None when neither is known (the caller decides whether that is an error).
+    """
+    if mean is None or std is None:
+        datamodule = getattr(trainer, "datamodule", None)
+        mean = getattr(datamodule, "image_mean", None)
+        std = getattr(datamodule, "image_std", None)
+    if mean is None or std is None:
+        return None
+    return tuple(torch.as_tensor(v, dtype=torch.float32)[:, None, None] for v in (mean, std))
 
 
 def local_log_dir(trainer: Trainer) -> Path | None:

@@ -7,7 +7,12 @@ from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
 from callbacks.base import is_evaluation_epoch
-from callbacks.panels import captioned_grid, log_images, resolve_attribute_names
+from callbacks.panels import (
+    captioned_grid,
+    image_normalization,
+    log_images,
+    resolve_attribute_names,
+)
 
 
 class LogAttributePanel(Callback):
@@ -125,13 +130,8 @@ class LogAttributePanel(Callback):
         return ", ".join(items[:k]) + more
 
     def _denormalise(self, trainer: Trainer, images: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean, self.std
-        if mean is None:
-            datamodule = getattr(trainer, "datamodule", None)
-            mean = getattr(datamodule, "image_mean", None)
-            std = getattr(datamodule, "image_std", None)
-        if mean is None or std is None:
+        stats = image_normalization(trainer, self.mean, self.std)
+        if stats is None:
             return images.float().clamp(0, 1)
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (images.float() * std_t + mean_t).clamp(0, 1)
+        mean, std = stats
+        return (images.float() * std + mean).clamp(0, 1)
