@@ -18,9 +18,8 @@ import matplotlib
 import numpy as np
 import torch
 from lightning import LightningModule, Trainer
-from torch import nn
 
-from callbacks.base import EvaluationCallback
+from callbacks.base import EvaluationCallback, FirstBatch
 from callbacks.keys import BOXES, CAMS, LABEL
 from callbacks.panels import image_normalization, log_images
 from callbacks.wsol.boxes import boxes_from_scoremap
@@ -45,14 +44,6 @@ def overlay_panel(image: torch.Tensor, cam: torch.Tensor, gt: torch.Tensor, box)
             panel[c, y0, x0 : x1 + 1] = panel[c, y1, x0 : x1 + 1] = value
             panel[c, y0 : y1 + 1, x0] = panel[c, y0 : y1 + 1, x1] = value
     return panel.clamp(0, 1)
-
-
-class _FirstBatch(nn.Module):
-    """One stage's holder: the first ``num_images`` images, CAMs, boxes and labels, on the CPU."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batch: dict[str, torch.Tensor] | None = None
 
 
 class LogCAMOverlay(EvaluationCallback):
@@ -106,32 +97,34 @@ class LogCAMOverlay(EvaluationCallback):
             )
         return stats
 
-    def make_metrics(self, stage: str) -> _FirstBatch:
-        return _FirstBatch()
+    def make_metrics(self, stage: str) -> FirstBatch:
+        return FirstBatch(self.num_images)
 
     def update(
-        self, metrics: _FirstBatch, outputs: Mapping[str, Any], batch: Any, pl_module
+        self, metrics: FirstBatch, outputs: Mapping[str, Any], batch: Any, pl_module
     ) -> None:
-        if metrics.batch is not None:
+        if metrics.values is not None:
             return
         if not isinstance(batch, Mapping) or "image" not in batch:
             raise ValueError("LogCAMOverlay needs dict batches with the normalized 'image'")
         n = self.num_images
-        metrics.batch = {
-            "image": batch["image"][:n].detach().float().cpu(),
-            "cams": outputs[CAMS][:n].detach().float().cpu(),
-            "boxes": torch.stack(  # the first GT box of each image; any box form
-                [torch.as_tensor(b).detach().cpu().reshape(-1, 4)[0] for b in outputs[BOXES][:n]]
-            ),
-            "label": outputs[LABEL][:n].detach().cpu(),
-        }
+        metrics.keep(
+            {
+                "image": batch["image"].float(),
+                "cams": outputs[CAMS].float(),
+                "boxes": torch.stack(  # the first GT box of each image; any box form
+                    [torch.as_tensor(b).cpu().reshape(-1, 4)[0] for b in outputs[BOXES][:n]]
+                ),
+                "label": outputs[LABEL],
+            }
+        )
 
     def report(
-        self, stage: str, metrics: _FirstBatch, trainer: Trainer, pl_module: LightningModule
+        self, stage: str, metrics: FirstBatch, trainer: Trainer, pl_module: LightningModule
     ) -> None:
-        if not trainer.is_global_zero or metrics.batch is None:
+        if not trainer.is_global_zero or metrics.values is None:
             return
-        batch = metrics.batch
+        batch = metrics.values
         tau = self.threshold(stage, trainer)
         mean, std = self.normalization(trainer)
         maps = normalize_cams(batch["cams"], tuple(batch["image"].shape[-2:]))

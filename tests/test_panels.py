@@ -55,7 +55,7 @@ class Predictor(LightningModule):
         return self(batch["image"]).mean()
 
     def validation_step(self, batch, batch_idx):
-        return None
+        return {"logits": self(batch["image"]), "target": batch["attributes"]}
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
-from lightning import Callback, LightningModule, Trainer
+from lightning import LightningModule, Trainer
 from PIL import Image
 
-from callbacks.base import is_evaluation_epoch
+from callbacks import keys
+from callbacks.base import EvaluationCallback, FirstBatch
 from callbacks.panels import (
     captioned_grid,
     image_normalization,
@@ -15,20 +18,21 @@ from callbacks.panels import (
 )
 
 
-class LogAttributePanel(Callback):
+class LogAttributePanel(EvaluationCallback):
     """Logs the first validation images captioned with true vs predicted positive attributes.
 
-    The first validation batch (``batch["image"]``, ``batch["attributes"]``) is cached once; at the
-    end of every ``every_n_epochs``-th validation epoch the module's ``forward`` (which must return
-    logits (B, L)) is run on it in eval mode under ``no_grad``. Each caption has two lines,
-    ``T:`` (true positives of the label) and ``P:`` (predicted, sigmoid >= threshold); a ``*`` marks
-    an error: a true attribute that was missed, or a predicted one that is not in the label.
-    Logged under ``val/attribute_panel``. Nothing is logged when the trainer has no logger.
-    ``last_captions`` keeps the captions of the latest panel.
+    Draws from what the first validation step of an evaluated epoch returned (``LOGITS`` and
+    ``TARGET``, ``callbacks/keys.py``) and the ``image`` of its batch: the module ran in eval mode
+    under ``no_grad``, and an unshuffled validation loader shows the same images every time. Each
+    caption has two lines, ``T:`` (true positives of the label) and ``P:`` (predicted, sigmoid >=
+    threshold); a ``*`` marks an error: a true attribute that was missed, or a predicted one that
+    is not in the label. Logged under ``val/attribute_panel`` on rank zero, at the epochs of the
+    suite's epoch rule. Nothing is logged when the trainer has no logger. ``last_captions`` keeps
+    the captions of the latest panel.
 
     Args:
         num_images: Images in the panel (at most the first validation batch size).
-        every_n_epochs: Log every n validation epochs.
+        every_n_epochs: Log after every n-th validation epoch (and after the last).
         max_attributes_in_caption: Names shown per caption line; the rest become "+k more".
         threshold: Probability threshold for a predicted positive.
         mean: Per-channel mean used to normalise the images (to undo it); default:
@@ -36,6 +40,8 @@ class LogAttributePanel(Callback):
         std: Per-channel std, as ``mean``.
         attribute_names: Names of the L attributes; default ``trainer.datamodule.attribute_names``.
     """
+
+    required_keys = (keys.LOGITS, keys.TARGET)
 
     def __init__(
         self,
@@ -47,66 +53,49 @@ class LogAttributePanel(Callback):
         std: list[float] | None = None,
         attribute_names: list[str] | None = None,
     ) -> None:
-        super().__init__()
-        if num_images < 1 or every_n_epochs < 1 or max_attributes_in_caption < 1:
-            raise ValueError(
-                "num_images, every_n_epochs and max_attributes_in_caption must be >= 1"
-            )
+        super().__init__(["val"], every_n_epochs)
+        if num_images < 1 or max_attributes_in_caption < 1:
+            raise ValueError("num_images and max_attributes_in_caption must be >= 1")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
         self.num_images = num_images
-        self.every_n_epochs = every_n_epochs
         self.max_attributes_in_caption = max_attributes_in_caption
         self.threshold = threshold
         self.mean, self.std = mean, std
         self.attribute_names = attribute_names
         self.last_captions: list[str] = []
-        self._batch: dict[str, torch.Tensor] | None = None
 
-    def on_validation_batch_start(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._batch is not None or batch_idx != 0 or dataloader_idx != 0:
-            return
-        if not isinstance(batch, dict) or "image" not in batch or "attributes" not in batch:
-            raise ValueError("LogAttributePanel needs dict batches with 'image' and 'attributes'")
-        n = self.num_images
-        self._batch = {k: batch[k][:n].detach().cpu().clone() for k in ("image", "attributes")}
+    def make_metrics(self, stage: str) -> FirstBatch:
+        return FirstBatch(self.num_images)
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or self._batch is None or not trainer.loggers:
+    def update(self, metrics: FirstBatch, outputs, batch, pl_module: LightningModule) -> None:
+        if metrics.values is not None:
             return
-        if not is_evaluation_epoch(trainer, self.every_n_epochs):
-            return
-        if not trainer.is_global_zero:
+        if not isinstance(batch, Mapping) or "image" not in batch:
+            raise ValueError("LogAttributePanel needs dict batches with 'image'")
+        logits, target = outputs[keys.LOGITS], outputs[keys.TARGET]
+        if logits.shape != target.shape:
+            raise ValueError(
+                f"LogAttributePanel: logits {tuple(logits.shape)} and target "
+                f"{tuple(target.shape)} differ"
+            )
+        metrics.keep({"image": batch["image"], "logits": logits.float(), "target": target})
+
+    def report(self, stage: str, metrics: FirstBatch, trainer: Trainer, pl_module) -> None:
+        if metrics.values is None or not trainer.loggers or not trainer.is_global_zero:
             return
         caption = (
             f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
             f"(p >= {self.threshold}); * marks an error"
         )
-        log_images(trainer, "val/attribute_panel", [self.render(trainer, pl_module)], [caption])
+        log_images(trainer, "val/attribute_panel", [self.render(trainer, metrics)], [caption])
 
-    def render(self, trainer: Trainer, pl_module: LightningModule) -> Image.Image:
-        """Run the module on the cached batch and draw the captioned grid."""
-        if self._batch is None:
-            raise RuntimeError("no validation batch cached yet")
-        images, target = self._batch["image"], self._batch["attributes"] > 0.5
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            logits = pl_module(images.to(pl_module.device)).float().cpu()
-        pl_module.train(was_training)
-        if logits.shape != target.shape:
-            raise ValueError(
-                f"forward returned {tuple(logits.shape)}, attributes are {tuple(target.shape)}"
-            )
+    def render(self, trainer: Trainer, metrics: FirstBatch) -> Image.Image:
+        """Draw the captioned grid of the kept images, targets and logits."""
+        images, logits = metrics.values["image"], metrics.values["logits"]
+        target = metrics.values["target"] > 0.5
         names = resolve_attribute_names(trainer, self.attribute_names, target.shape[1])
         predicted = logits.sigmoid() >= self.threshold
         captions = [self._caption(names, t, p) for t, p in zip(target, predicted, strict=True)]
