@@ -11,6 +11,10 @@ NAME ?= face_attributes/synthetic
 ARGS ?=
 RESUME ?=
 DATASET ?=
+TABLE ?=
+SEEDS ?= 1 2 3 4 5
+JOBS ?= 1
+METHOD ?=
 MARKERS := not slow and not gpu and not needs_weights
 PYTEST_ARGS ?=
 
@@ -20,7 +24,7 @@ DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),
 	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
-.PHONY: help install experiment smoke test test-all lint format data bench clean check-name
+.PHONY: help install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
 
 help: ## Show this help
 	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
@@ -43,6 +47,14 @@ experiment: install check-name ## Fit, test, predict NAME (default face_attribut
 
 smoke: install check-name ## One batch of fit, val, test and predict of NAME, no logs or checkpoints
 	$(PY) -m experiments run $(CONFIGS) --trainer.fast_dev_run=true --trainer.logger=false $(ARGS)
+
+table: install ## Run TABLE=<method>/<table> over SEEDS (resumable; JOBS= ARGS= overrides) and write runs/<method>/tables/<table>.md
+	@test -n "$(TABLE)" || { echo "Set TABLE, e.g. TABLE=mil_lstm/table71 (experiments/<TABLE>.py)"; exit 2; }
+	$(PY) -m experiments.tables run $(TABLE) --seeds $(SEEDS) --jobs $(JOBS) -- $(ARGS)
+
+report: install ## Copy runs/<METHOD>/tables/*.md (written by make table) into docs/results/<METHOD>.md
+	@test -n "$(METHOD)" || { echo "Set METHOD, e.g. METHOD=mil_lstm"; exit 2; }
+	$(PY) -m experiments.tables report $(METHOD)
 
 test: install ## Fast CPU tests (not slow, gpu or needs_weights); the README's test command
 	@$(PY) -m pytest -m "$(MARKERS)" $(PYTEST_ARGS); rc=$$?; \
@@ -67,6 +79,9 @@ bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselin
 	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "No benchmarks/bench_*.py"; exit 1; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit $$?; done
+
+bench-gpu: install ## Every GPU measurement in one call (<= 8 min): runs/bench_gpu/gpu_bench.md [ARGS=]
+	$(PY) -m benchmarks.gpu $(ARGS)
 
 clean: ## Remove caches and build files (keeps .venv, runs/ and data/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

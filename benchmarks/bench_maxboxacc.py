@@ -13,7 +13,7 @@ alike), each result checked equal to the loop's:
   the inputs of ``auto``'s choice (``callbacks/wsol/level_sets/choice.py``: median row
   segments and mean cut boundary) and the share of maps it analysed;
 - the metrics (``--num-images`` blob CAMs, 14 px -> 224 px): ``MaxBoxAccuracy``,
-  ``MaxBoxAccuracyV2`` and both through ``LogWSOLMetrics``, resize and normalization included,
+  ``MaxBoxAccuracyV2`` and both through ``WSOLMetrics``, resize and normalization included,
   against the loop with ``cv2.resize``.
 
 Run: ``python -m benchmarks.bench_maxboxacc`` (``--maps 48 --num-images 5794`` for the CUB
@@ -47,11 +47,10 @@ from wsol_reference import (  # noqa: E402
 )
 
 from callbacks.wsol.boxes import _pad_boxes, available_threads, max_box_ious_per_rule  # noqa: E402
-from callbacks.wsol.callback import LogWSOLMetrics  # noqa: E402
 from callbacks.wsol.level_sets import TO_CV2, analyse, workspace  # noqa: E402
 from callbacks.wsol.level_sets.choice import cut_boundary  # noqa: E402
 from callbacks.wsol.level_sets.segments import row_segments  # noqa: E402
-from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2  # noqa: E402
+from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2, WSOLMetrics  # noqa: E402
 
 
 def run(
@@ -65,7 +64,7 @@ def run(
     """Time both implementations on the same maps; return the seconds and the speed-ups.
 
     ``v1`` and ``v2`` time each metric alone (``MaxBoxAccuracy`` / ``MaxBoxAccuracyV2.update``);
-    ``v1v2`` times the ``LogWSOLMetrics`` path, both metrics from one box analysis, against the
+    ``v1v2`` times the ``WSOLMetrics`` path, both metrics from one box analysis, against the
     two straightforward runs (as [WSOL] evaluates them, one run per metric), ``v1v2_shared``
     against one straightforward run that scores both rules on the same contours. The maps go
     by in chunks of ``chunk`` images, each timed with every implementation in turn, so that a
@@ -75,12 +74,12 @@ def run(
     """
     cams, boxes = make_cams(num_images, 14, seed=0, kind=kind)
     start = time.perf_counter()
-    for metric in (MaxBoxAccuracy(), MaxBoxAccuracyV2(), LogWSOLMetrics()):
-        update = metric.update_boxes if isinstance(metric, LogWSOLMetrics) else metric.update
+    for metric in (MaxBoxAccuracy(), MaxBoxAccuracyV2(), WSOLMetrics()):
+        update = metric.update_boxes if isinstance(metric, WSOLMetrics) else metric.update
         update(torch.from_numpy(cams[:2]).to(device), boxes[:2])
     results = {"warmup_s": time.perf_counter() - start}
     metrics = {"v1": MaxBoxAccuracy(workers=workers), "v2": MaxBoxAccuracyV2(workers=workers)}
-    shared = LogWSOLMetrics(workers=workers)
+    shared = WSOLMetrics(workers=workers)
     slow_hits = {name: 0 for name in metrics}
     seconds = dict.fromkeys(["v1_straightforward", "v1_batched", "v2_straightforward"], 0.0)
     seconds.update(
@@ -117,7 +116,7 @@ def run(
     results.update({f"{key}_s": value for key, value in seconds.items()})
     for name, metric in metrics.items():
         results[f"{name}_equal"] = float(np.array_equal(slow_hits[name], metric.hits.cpu().numpy()))
-    fast = [shared.metrics[key].hits.cpu().numpy() for key in ("maxboxacc", "maxboxacc_v2")]
+    fast = [getattr(shared, key).hits.cpu().numpy() for key in ("maxboxacc", "maxboxacc_v2")]
     results["v1v2_equal"] = float(
         all(np.array_equal(a, b) for a, b in zip(fast, slow_hits.values(), strict=True))
         and all(np.array_equal(a, b) for a, b in zip(fast, shared_hits, strict=True))

@@ -15,66 +15,17 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from lightning import Callback, Trainer
 
+from benchmarks.throughput import training_rate
 from datamodules.cub import CUBDataModule
 from datamodules.synthetic.birds import make_synthetic_cub
 from lightning_modules.minmaxcam import MinMaxCAM
 
 # (λ1, λ2) of thesis Table 5.1 per backbone; the tiny CPU backbone takes ResNet's
 LOSS_WEIGHTS = {"vgg16": (1.0, 10.0), "resnet50": (10.0, 1.0), "mobilenet_v2": (10.0, 1.0)}
-
-
-class _Clock(Callback):
-    """Wall time and images of the training batches after the first ``warmup``.
-
-    Batches are counted across epochs (``batch_idx`` restarts every epoch); CUDA is synchronized
-    at both ends so that queued kernels are inside the measured time.
-    """
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.batches, self.images = warmup, 0, 0
-        self.start = self.end = 0.0
-
-    @staticmethod
-    def _now() -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.batches == self.warmup:
-            self.start = self._now()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.batches >= self.warmup:
-            self.images += len(batch["label"])
-            self.end = self._now()
-        self.batches += 1
-
-    @property
-    def rate(self) -> float:
-        """Images per second over the timed batches."""
-        if self.images == 0:
-            raise RuntimeError(f"no batch after the {self.warmup} warm-up batches was timed")
-        return self.images / (self.end - self.start)
-
-
-class _StopAfter(Callback):
-    """Stop fitting after ``batches`` training batches (``max_steps`` would count both stages'
-    optimizer steps, which differ between CAM and MinMaxCAM)."""
-
-    def __init__(self, batches: int) -> None:
-        self.batches, self.seen = batches, 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seen += 1
-        if self.seen >= self.batches:
-            trainer.should_stop = True
 
 
 def throughput(
@@ -107,21 +58,7 @@ def throughput(
         crr_weight=crr,
         frr_weight=frr,
     )
-    clock = _Clock(warmup)
-    trainer = Trainer(
-        accelerator=accelerator,
-        devices=1,
-        precision=precision,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[clock, _StopAfter(steps + warmup)],
-    )
-    trainer.fit(model, datamodule=data)
-    return clock.rate
+    return training_rate(model, data, precision, steps, warmup, accelerator)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """Per-attribute and macro AUROC of multi-label logits, logged at the end of val/test epochs.
 
-Consumes the dict returned by any module's ``validation_step`` / ``test_step``: ``logits`` (B, L)
-and ``target`` (B, L) in {0, 1}. Scores and targets are accumulated in a torchmetrics ``Metric``
-with ``"cat"`` states, so under DDP every process computes the AUROC of the whole evaluated set.
+Consumes the dict returned by any module's ``validation_step`` / ``test_step``: ``LOGITS`` (B, L)
+and ``TARGET`` (B, L) in {0, 1} (``callbacks/keys.py``). Scores and targets are accumulated in a
+torchmetrics ``Metric`` with ``"cat"`` states, so under DDP every process computes the AUROC of
+the whole evaluated set.
 
 AUROC definition: the exact (unbinned) trapezoidal area under the ROC curve with tied scores
 forming one step, i.e. ``sklearn.metrics.roc_auc_score`` per column. It is computed with
@@ -23,14 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning import Callback, LightningModule, Trainer
+from lightning import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.utilities import dim_zero_cat
 
-from callbacks.panels import attribute_bar_chart, local_log_dir, log_images, resolve_attribute_names
+from callbacks import keys
+from callbacks.base import EvaluationCallback
+from callbacks.panels import (
+    attribute_bar_chart,
+    local_log_dir,
+    log_images,
+    resolve_attribute_names,
+)
 
 __all__ = ["LogAUROC", "per_attribute_auroc"]
 
@@ -83,111 +91,61 @@ def per_attribute_auroc(scores: Tensor, target: Tensor) -> tuple[Tensor, Tensor,
     return auroc, positives.cpu(), negatives.cpu()
 
 
-class LogAUROC(Callback):
+class LogAUROC(EvaluationCallback):
     """Logs ``{stage}/auroc/<name>`` per attribute, ``{stage}/auroc_macro`` and
     ``{stage}/auroc_num_defined`` at the end of each validation/test epoch.
 
-    Values go through ``pl_module.log`` (every logger sees them, ``ModelCheckpoint`` can monitor
-    ``val/auroc_macro``). Undefined attributes (a single class in the evaluated set) are left out
-    of the logs and of the macro mean and are named in a warning. With a logger attached, also
-    writes ``<log_dir>/auroc_<stage>_epoch<N>.csv`` (attribute, auroc, positives, negatives) and
-    logs the per-attribute bar chart with the macro mean line (paper Fig. 3) as
-    ``{stage}/auroc_per_attribute``. The sanity-check pass is skipped. All dataloaders of a stage
-    are pooled. ``last[stage]`` holds the latest ``{name: auroc or NaN}``.
+    Consumes the step outputs ``LOGITS`` (B, L) and ``TARGET`` (B, L) in {0, 1}
+    (``callbacks/keys.py``). Values go through ``pl_module.log`` (every logger sees them,
+    ``ModelCheckpoint`` can monitor ``val/auroc_macro``). Undefined attributes (a single class in
+    the evaluated set) are left out of the logs and of the macro mean and are named in a warning.
+    With a logger attached, rank zero also writes ``<log_dir>/auroc_<stage>_epoch<N>.csv``
+    (attribute, auroc, positives, negatives) and logs the per-attribute bar chart with the macro
+    mean line (paper Fig. 3) as ``{stage}/auroc_per_attribute``. Stage routing, the sanity check
+    and the epoch rule are those of ``callbacks.base.EvaluationCallback``. All dataloaders of a
+    stage are pooled. ``last[stage]`` holds the latest ``{name: auroc or NaN}``.
 
     Args:
         attribute_names: Names of the L columns; default ``trainer.datamodule.attribute_names``,
             else ``attr_0, attr_1, ...``.
         stages: Stages to evaluate, any of ``"val"`` and ``"test"``.
+        every_n_epochs: Evaluate validation after every n-th epoch (and the last).
         plot: Log the per-attribute bar chart.
         csv: Write the per-attribute CSV file.
         sort_bars: Sort the bar chart by AUROC instead of keeping the attribute order.
     """
 
+    required_keys = (keys.LOGITS, keys.TARGET)
+
     def __init__(
         self,
         attribute_names: list[str] | None = None,
         stages: list[str] | None = None,
+        every_n_epochs: int = 1,
         plot: bool = True,
         csv: bool = True,
         sort_bars: bool = False,
     ) -> None:
-        super().__init__()
-        stages = ["val", "test"] if stages is None else list(stages)
-        unknown = set(stages) - {"val", "test"}
-        if unknown:
-            raise ValueError(f"LogAUROC stages must be 'val' or 'test', got {sorted(unknown)}")
+        super().__init__(stages, every_n_epochs)
         self.attribute_names = attribute_names
-        self.stages = stages
         self.plot = plot
         self.csv = csv
         self.sort_bars = sort_bars
         self.last: dict[str, dict[str, float]] = {}
-        self._metrics: dict[str, _ScoresAndTargets] = {}
 
-    # --- accumulate -------------------------------------------------------------------------
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start("val", pl_module)
+    def make_metrics(self, stage: str) -> _ScoresAndTargets:
+        return _ScoresAndTargets()
 
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start("test", pl_module)
+    def update(self, metrics, outputs, batch, pl_module: LightningModule) -> None:
+        metrics.update(outputs[keys.LOGITS], outputs[keys.TARGET])
 
-    def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs,
-        batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not trainer.sanity_checking:
-            self._update("val", outputs)
-
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs,
-        batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update("test", outputs)
-
-    # --- compute and log --------------------------------------------------------------------
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._finish("val", trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish("test", trainer, pl_module)
-
-    def _start(self, stage: str, pl_module: LightningModule) -> None:
-        if stage in self.stages:
-            self._metrics[stage] = _ScoresAndTargets().to(pl_module.device)
-
-    def _update(self, stage: str, outputs: Any) -> None:
-        if stage not in self.stages:
-            return
-        if not isinstance(outputs, dict) or "logits" not in outputs or "target" not in outputs:
-            got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
-            raise ValueError(
-                f"LogAUROC needs {stage} steps to return a dict with 'logits' and "
-                f"'target' (B, L); got {got}"
-            )
-        self._metrics[stage].update(outputs["logits"], outputs["target"])
-
-    def _finish(self, stage: str, trainer: Trainer, pl_module: LightningModule) -> None:
-        if stage not in self.stages or stage not in self._metrics:
-            return
-        metric = self._metrics.pop(stage)
-        if not metric.update_called:
+    def report(self, stage: str, metrics, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not metrics.update_called:
             # under DDP the distributed sampler gives every rank as many batches, so all ranks
             # take this branch together and no collective is left unmatched
             rank_zero_warn(f"LogAUROC: no {stage} batches were evaluated; nothing logged")
             return
-        scores, target = metric.compute()  # gathered from every process under DDP
+        scores, target = metrics.compute()  # gathered from every process under DDP
         auroc, positives, negatives = per_attribute_auroc(scores, target)
         names = resolve_attribute_names(trainer, self.attribute_names, auroc.numel())
         self.last[stage] = dict(zip(names, auroc.tolist(), strict=True))

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 from torch import nn
 
@@ -160,6 +161,29 @@ class EvaluationCallback(Callback):
         metrics = self.metrics.pop(stage, None)
         if metrics is not None:
             self.report(stage, metrics, trainer, pl_module)
+
+
+class FirstBatch(nn.Module):
+    """A panel's holder for one stage: the first rows of the first batch, kept on the CPU.
+
+    Panels draw from what the first step of an evaluation returned (the module already ran in
+    eval mode, so nothing is computed twice); ``keep`` stores only the first call's values.
+    """
+
+    def __init__(self, num_images: int) -> None:
+        super().__init__()
+        self.num_images = num_images
+        self.values: dict[str, Any] | None = None
+
+    def keep(self, values: Mapping[str, Any]) -> None:
+        """Store the first ``num_images`` rows of each value (tensors detached, on the CPU)."""
+        if self.values is not None:
+            return
+        n = self.num_images
+        self.values = {
+            k: v[:n].detach().cpu() if isinstance(v, torch.Tensor) else list(v[:n])
+            for k, v in values.items()
+        }
 
 
 def is_evaluation_epoch(trainer: Trainer, every_n_epochs: int) -> bool:

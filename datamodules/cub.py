@@ -113,6 +113,21 @@ class CUBDataModule(LightningDataModule):
         self._num_classes: int | None = None
 
     @property
+    def samples_per_class(self) -> int:
+        """m: images of each class in a training batch, in consecutive rows."""
+        return self.hparams.samples_per_class
+
+    @property
+    def image_mean(self) -> tuple[float, float, float]:
+        """Per-channel mean subtracted from [0, 1] images (ImageNet's; panels use it to undo it)."""
+        return NORMALIZATIONS["imagenet"][0]
+
+    @property
+    def image_std(self) -> tuple[float, float, float]:
+        """Per-channel std dividing [0, 1] images (ImageNet's)."""
+        return NORMALIZATIONS["imagenet"][1]
+
+    @property
     def num_classes(self) -> int:
         """Number of classes (max label + 1 of the training split), known after ``setup``."""
         if self._num_classes is None:
@@ -149,7 +164,7 @@ class CUBDataModule(LightningDataModule):
         return folder / "masks" if self.hparams.with_masks else None
 
     def _transforms(self):
-        mean, std = NORMALIZATIONS["imagenet"]
+        mean, std = self.image_mean, self.image_std
         size, resize = self.hparams.image_size, self.hparams.resize_size
         to_float, normalize = v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)
         augment = [v2.RandomHorizontalFlip()]

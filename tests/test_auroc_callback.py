@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.auroc import LogAUROC, per_attribute_auroc
-from callbacks.panels import LogAttributePanel
+from lightning_modules.face_attributes.attribute_panel import LogAttributePanel
 
 NAMES = ["Tied", "Saturated", "Weak", "Ranked", "NoPositive", "NoNegative"]
 UNDEFINED = ["NoPositive", "NoNegative"]
@@ -230,13 +230,28 @@ class BadTarget(FixedLogits):
 
 
 @pytest.mark.parametrize(
-    ("module", "match"), [(BadOutputs, "'logits' and 'target'"), (BadTarget, "only hold 0 and 1")]
+    ("module", "match"),
+    [(BadOutputs, r"outputs \['logits', 'target'\]"), (BadTarget, "only hold 0 and 1")],
 )
 def test_bad_step_outputs_raise(tmp_path, module, match):
     logits, target = make_data()
     trainer = make_trainer(tmp_path, [LogAUROC()])
     with pytest.raises(ValueError, match=match):
         trainer.validate(module(), loader(logits, target), verbose=False)
+
+
+class DeclaresLogitsOnly(FixedLogits):
+    evaluation_outputs = ("logits",)
+
+    def validation_step(self, batch, batch_idx):
+        raise AssertionError("the key check must stop the run before the first step")
+
+
+def test_declared_outputs_without_target_raise_at_setup(tmp_path):
+    logits, target = make_data()
+    trainer = make_trainer(tmp_path, [LogAUROC()])
+    with pytest.raises(ValueError, match=r"\['target'\].*evaluation_outputs lists only"):
+        trainer.validate(DeclaresLogitsOnly(), loader(logits, target), verbose=False)
 
 
 def test_wrong_number_of_names_raises(tmp_path):

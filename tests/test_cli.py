@@ -18,15 +18,15 @@ from lightning import Callback
 from omegaconf import OmegaConf
 
 from experiments.__main__ import main
-from experiments.cli import (
+from experiments.cli import LatentLabCLI
+from experiments.run_dirs import (
     RUN_DIR_ENV,
-    WANDB_ID_FILE,
-    LatentLabCLI,
+    choose_run_dir,
     latest_run_dir,
     new_run_dir,
     run_name_from_configs,
-    wandb_has_credentials,
 )
+from experiments.wandb_setup import WANDB_ID_FILE, wandb_has_credentials
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "face_attributes/synthetic_tiny"
@@ -229,6 +229,42 @@ def test_smoke_run_writes_nothing(experiment_args, tmp_path):
     temporary.rmdir()
 
 
+def test_nested_datamodules_record_their_own_hparams(experiment_args):
+    """The label-transfer datamodule nests CelebA and FFHQ ones: Lightning's CLI hparams (the whole
+    data config, to rebuild it from a checkpoint) go to the outer one only."""
+    cli = _cli([*experiment_args, "--trainer.fast_dev_run=true"], run=False)
+    outer, source = cli.datamodule.hparams, cli.datamodule.source.hparams
+    assert outer["_class_path"] == "datamodules.label_transfer.LabelTransferDataModule"
+    assert "_class_path" not in source and "source" not in source
+    assert source["batch_size"] == 8 and source["root"].endswith("celeba")
+    assert cli.model.hparams["_class_path"].startswith("lightning_modules.")
+
+
+def test_trainer_callbacks_and_their_order(experiment_args):
+    """The experiment's callbacks, then RNG states, the monitored checkpoint before last.ckpt's
+    (the first one is the Trainer's `checkpoint_callback`, the best for `run`), NaN guard, and
+    the config saver; no ModelCheckpoint when checkpointing is off."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import SaveConfigCallback
+
+    from callbacks.auroc import LogAUROC
+    from callbacks.nan_guard import NaNGuard
+    from callbacks.rng_state import RNGStateCheckpoint
+
+    cli = _cli(experiment_args, run=False)
+    assert cli.environ[RUN_DIR_ENV] == str(cli.run_dir)  # for DDP children, once it exists
+    kinds = [type(c) for c in cli.trainer.callbacks]
+    assert kinds[0] is LogAUROC and RNGStateCheckpoint in kinds
+    assert NaNGuard in kinds and SaveConfigCallback in kinds
+    first, last = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert cli.trainer.checkpoint_callback is first and first.monitor == "val/hamming"
+    assert (last.monitor, last.filename, Path(last.dirpath)) == (
+        None, "last", cli.run_dir / "checkpoints"
+    )  # fmt: skip
+    off = _cli([*experiment_args, "--trainer.enable_checkpointing=false"], run=False)
+    assert not any(isinstance(c, ModelCheckpoint) for c in off.trainer.callbacks)
+
+
 def test_wandb_goes_offline_without_credentials(experiment_args, tmp_path, caplog):
     netrc = tmp_path / "netrc"
     netrc.write_text("machine example.org login x password y\n")
@@ -269,6 +305,14 @@ def test_run_names_and_folders(tmp_path):
         (run / "checkpoints").mkdir()
         (run / "checkpoints" / "last.ckpt").touch()
     assert latest_run_dir(tmp_path, "m/d") == second
+    # choosing touches nothing; a DDP child (or a cluster script) names its folder in RUN_DIR_ENV
+    chosen = choose_run_dir(tmp_path, "m/d", resume=False, environ={})
+    assert chosen.parent == tmp_path / "m/d" and not chosen.exists()
+    parent = tmp_path / "m/d" / "from_parent"
+    child = {RUN_DIR_ENV: str(parent)}
+    assert choose_run_dir(tmp_path, "m/d", resume=False, environ=child) == parent
+    assert choose_run_dir(tmp_path, "m/other", resume=False, environ=child).name != "from_parent"
+    assert choose_run_dir(tmp_path, "m/d", resume=True, environ=child) == second
 
 
 def _fake_trainer(metrics: dict) -> object:

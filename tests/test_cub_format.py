@@ -66,6 +66,18 @@ def test_resize_box_golden():
     assert resize_box((1, 2, 4, 3), (10, 20), (35, 10)) == (3, 1, 14, 1)
 
 
+def test_resize_box_multiplies_before_dividing():
+    """[WSOL] scales ``x * 224 / w``; ``x * (224 / w)`` is 1 px smaller on some CUB-sized boxes."""
+    differ = [
+        (x, w) for w in range(100, 520) for x in range(w) if int(x * (224 / w)) != int(x * 224 / w)
+    ]
+    assert (55, 110) in differ  # 55 * (224 / 110) = 111.99999999999999
+    for x, w in differ:
+        expected = int(x * 224 / w)
+        assert resize_box((x, x, x, x), (w, w), (224, 224)) == (expected,) * 4, (x, w)
+    assert resize_box((55, 0, 109, 50), (110, 100), (224, 224)) == (112, 0, 221, 112)
+
+
 def test_metadata_without_final_newline(tmp_path):
     folder = tmp_path / "val"
     folder.mkdir()
@@ -182,6 +194,8 @@ def test_datamodule(birds, tmp_path):
     )
     data.setup("fit")
     assert data.num_classes == 20
+    assert data.samples_per_class == 3 and data.image_mean == NORMALIZATIONS["imagenet"][0]
+    assert data.image_std == NORMALIZATIONS["imagenet"][1]
     batch = next(iter(data.train_dataloader()))
     assert batch["image"].shape == (12, 3, 64, 64) and "boxes" not in batch  # weak supervision
     assert (batch["label"].view(4, 3) == batch["label"].view(4, 3)[:, :1]).all()

@@ -10,8 +10,7 @@ from lightning import LightningModule, Trainer
 from recording import RecordingLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.region_features import LogRegionFeatures
-from lightning_modules.components.feature_stats import dispersion
+from lightning_modules.minmaxcam.region_features import LogRegionFeatures, dispersion
 
 
 def test_dispersion_hand_values():

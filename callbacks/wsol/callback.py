@@ -1,134 +1,100 @@
 """Log the WSOL localization metrics of any module that returns CAMs from val/test steps.
 
-Consumes the dict returned by ``validation_step`` / ``test_step``: ``cams`` (B, h, w) raw CAMs of
-the GT class, and ``boxes`` (B, G, 4) and/or ``masks`` (B, H, W); with ``logits`` (B, C) and
-``target`` (B,) it also logs GT-known / Top-1 / Top-5 localization. MaxBoxAcc, MaxBoxAccV2 and
-Top-k Loc share one normalization and one box analysis per batch. Keys (``{stage}/{name}``):
-``maxboxacc`` (largest contour, IoU 0.5), ``maxboxacc_v2`` (all contours, mean of IoU 0.3/0.5/0.7)
-with ``maxboxacc_v2@30|50|70``, ``pxap``, ``gt_known_loc``, ``top1_loc``, ``top5_loc``. The metric
-states are sums, so the numbers are exact under DDP.
+Consumes the step outputs (``callbacks.keys``): ``CAMS`` (B, h, w) raw CAMs of the GT class, and
+``BOXES`` (B, G, 4) and/or ``MASKS`` (B, H, W); with ``top_k_loc`` also ``LOGITS`` (B, C) and
+``LABEL`` (B,) for GT-known / Top-1 / Top-5 localization. MaxBoxAcc, MaxBoxAccV2 and Top-k Loc
+share one normalization and one box analysis per batch (``callbacks.wsol.metrics.WSOLMetrics``).
+Keys (``{stage}/{name}``): ``maxboxacc`` (largest contour, IoU 0.5) and its best CAM threshold
+``maxboxacc_threshold``, ``maxboxacc_v2`` (all contours, mean of IoU 0.3/0.5/0.7) with
+``maxboxacc_v2@30|50|70``, ``pxap``, ``gt_known_loc``, ``top1_loc``, ``top5_loc`` and
+``loc_threshold``. The metric states are sums, so the numbers are exact under DDP.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from lightning import Callback, LightningModule, Trainer
-from torch import Tensor, nn
+from lightning import LightningModule, Trainer
 
-from callbacks.wsol.metrics import (
-    LocalizationAccuracy,
-    MaxBoxAccuracy,
-    MaxBoxAccuracyV2,
-    PixelAveragePrecision,
-    cam_box_ious,
-)
+from callbacks.base import EvaluationCallback, declared_outputs
+from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
+from callbacks.wsol.metrics import Variant, WSOLMetrics
 
 
-class LogWSOLMetrics(Callback):
+class LogWSOLMetrics(EvaluationCallback):
     """MaxBoxAcc, MaxBoxAccV2, PxAP and Top-k Loc at the end of every val/test epoch.
+
+    The module must return ``CAMS`` and at least one of ``BOXES`` / ``MASKS`` (box metrics from
+    boxes, PxAP from masks), and ``LOGITS`` + ``LABEL`` when ``top_k_loc``; a module that lists
+    ``evaluation_outputs`` without them fails at setup, naming the missing keys.
 
     Args:
         image_size: Side at which CAMs are scored (224 in [WSOL]); GT boxes/masks must be at it.
         cam_curve_interval: Step of the CAM threshold grid (0.01: 100 thresholds).
-        top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``logits`` and ``target``).
+        top_k_loc: Also compute GT-known / Top-1 / Top-5 Loc (needs ``LOGITS`` and ``LABEL``).
         variant: ``wsol`` (reference) or ``minmaxcam_official`` (the thesis author's IoU rule).
         workers: Threads sharing the box analysis of a batch (``None``: one per available CPU
             core, up to 8).
+        stages: ``val`` and/or ``test`` (default both).
+        every_n_epochs: Evaluate validation after every n-th epoch (and after the last one).
     """
+
+    required_keys = (CAMS,)
 
     def __init__(
         self,
         image_size: int = 224,
         cam_curve_interval: float = 0.01,
         top_k_loc: bool = True,
-        variant: str = "wsol",
+        variant: Variant = "wsol",
         workers: int | None = None,
+        stages: list[str] | None = None,
+        every_n_epochs: int = 1,
     ) -> None:
-        size = (image_size, image_size)
-        kwargs = {"cam_curve_interval": cam_curve_interval, "image_size": size}
-        self.metrics = nn.ModuleDict(
-            {
-                "maxboxacc": MaxBoxAccuracy(variant=variant, **kwargs),
-                "maxboxacc_v2": MaxBoxAccuracyV2(variant=variant, **kwargs),
-                "pxap": PixelAveragePrecision(**kwargs),
-                "loc": LocalizationAccuracy(**kwargs),
-            }
-        )
-        self.top_k_loc = top_k_loc
-        self.size, self.variant, self.workers = size, variant, workers
-        self.seen: set[str] = set()
-        self.last: dict[str, float] = {}
-        self.best_threshold: float | None = None  # MaxBoxAcc's best CAM threshold, last epoch
+        super().__init__(stages, every_n_epochs)
+        if top_k_loc:
+            self.required_keys = (CAMS, LOGITS, LABEL)
+        self.image_size, self.cam_curve_interval = image_size, cam_curve_interval
+        self.top_k_loc, self.variant, self.workers = top_k_loc, variant, workers
+        WSOLMetrics(**self._metric_args())  # checks the arguments now, not at the first epoch
+        self.last: dict[str, float] = {}  # the values logged at the latest report
 
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ):
-        if not trainer.sanity_checking:
-            self._update(pl_module, outputs)
+    def _metric_args(self) -> dict[str, Any]:
+        return {
+            "image_size": (self.image_size, self.image_size),
+            "cam_curve_interval": self.cam_curve_interval,
+            "variant": self.variant,
+            "workers": self.workers,
+        }
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update(pl_module, outputs)
-
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._log(pl_module, "val")
-
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._log(pl_module, "test")
-
-    def _update(self, pl_module: LightningModule, outputs: Any) -> None:
-        if not isinstance(outputs, dict) or "cams" not in outputs:
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        declared = declared_outputs(pl_module)
+        if declared is not None and not declared & {BOXES, MASKS}:
             raise ValueError(
-                "LogWSOLMetrics needs validation_step/test_step to return a dict with 'cams'"
+                f"LogWSOLMetrics needs the step output {BOXES!r} or {MASKS!r} (callbacks/keys.py), "
+                f"but {type(pl_module).__name__}.evaluation_outputs lists only {sorted(declared)}"
             )
-        self.metrics.to(pl_module.device)
-        cams = outputs["cams"].detach()
-        if "boxes" in outputs:
-            labels = (outputs.get("logits"), outputs.get("target"))
-            self.update_boxes(cams, outputs["boxes"], *(labels if self.top_k_loc else ()))
-        if "masks" in outputs:
-            self.metrics["pxap"].update(cams, outputs["masks"])
-            self.seen.add("masks")
 
-    def update_boxes(
-        self, cams: Tensor, boxes: Any, logits: Tensor | None = None, target: Tensor | None = None
+    def make_metrics(self, stage: str) -> WSOLMetrics:
+        return WSOLMetrics(**self._metric_args())
+
+    def update(
+        self, metrics: WSOLMetrics, outputs: Mapping[str, Any], batch: Any, pl_module
     ) -> None:
-        """Update MaxBoxAcc, MaxBoxAccV2 and (given ``logits`` and ``target``) Top-k Loc.
+        if BOXES not in outputs and MASKS not in outputs:
+            raise ValueError(
+                f"LogWSOLMetrics needs the step output {BOXES!r} or {MASKS!r} "
+                f"(callbacks/keys.py), but the module returns {sorted(outputs)}"
+            )
+        labels = (outputs[LOGITS], outputs[LABEL]) if self.top_k_loc else (None, None)
+        metrics.update(outputs[CAMS].detach(), outputs.get(BOXES), outputs.get(MASKS), *labels)
 
-        All three share one normalization and one box analysis (``cam_box_ious``).
-        """
-        thresholds = self.metrics["maxboxacc"].thresholds
-        wsol = self.variant == "wsol"
-        largest, every = cam_box_ious(
-            cams, boxes, self.size, thresholds, (False, True), wsol, self.workers
-        )
-        self.metrics["maxboxacc"].update(cams, boxes, ious=largest)
-        self.metrics["maxboxacc_v2"].update(cams, boxes, ious=every)
-        self.seen.add("boxes")
-        if logits is not None and target is not None:
-            # Top-k Loc keeps the WSOL IoU rule in either variant
-            self.metrics["loc"].update(cams, boxes, logits, target, ious=largest if wsol else None)
-            self.seen.add("loc")
-
-    def _log(self, pl_module: LightningModule, stage: str) -> None:
-        values: dict[str, float] = {}
-        if "boxes" in self.seen:
-            values["maxboxacc"] = float(self.metrics["maxboxacc"].compute())
-            self.best_threshold = float(self.metrics["maxboxacc"].best_thresholds()[0])
-            v2 = self.metrics["maxboxacc_v2"]
-            values["maxboxacc_v2"] = float(v2.compute())
-            for delta, acc in zip(v2.iou_thresholds, v2.per_iou().tolist(), strict=True):
-                values[f"maxboxacc_v2@{int(delta)}"] = acc
-        if "loc" in self.seen:
-            loc = self.metrics["loc"].compute()
-            values.update({f"{k}_loc": float(v) for k, v in loc.items() if k != "threshold"})
-            values["loc_threshold"] = float(loc["threshold"])
-        if "masks" in self.seen:
-            values["pxap"] = float(self.metrics["pxap"].compute())
+    def report(
+        self, stage: str, metrics: WSOLMetrics, trainer: Trainer, pl_module: LightningModule
+    ) -> None:
+        values = metrics.compute()
         for name, value in values.items():
             pl_module.log(f"{stage}/{name}", value, sync_dist=False)
-        self.last = {f"{stage}/{k}": v for k, v in values.items()}
-        for metric in self.metrics.values():
-            metric.reset()
-        self.seen.clear()
+        self.last = {f"{stage}/{name}": value for name, value in values.items()}

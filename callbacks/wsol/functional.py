@@ -1,23 +1,29 @@
 """Pure-tensor math of the WSOL localization metrics (MaxBoxAcc, MaxBoxAccV2, PxAP, Top-k Loc).
 
-Definitions follow clovaai/wsolevaluation (Choe et al., CVPR 2020), ``evaluation.py``, as
-recorded in ``shared/specs/minmaxcam.md``: thresholds ``np.arange(0, 1, interval)``; CAMs resized
-bicubically and min-max normalized; a hit when the best box IoU reaches ``delta / 100``; the best
-threshold per IoU level; PxAP from score histograms. The box extraction itself (``uint8`` cut,
-``cv2.findContours``, largest or all contours) is in ``callbacks/wsol/boxes.py``. No code was
-copied from that repository.
+Definitions follow clovaai/wsolevaluation (Choe et al., CVPR 2020), ``evaluation.py``: thresholds
+``np.arange(0, 1, interval)``; CAMs resized bicubically and min-max normalized; a hit when the
+best box IoU reaches ``delta / 100``; the best threshold per IoU level; PxAP from score
+histograms. The box extraction itself (``uint8`` cut, ``cv2.findContours``, largest or all
+contours) is in ``callbacks/wsol/boxes.py``. No code was copied from that repository.
+
+In the torchmetrics shape, each metric has one ``_<metric>_update`` (a batch -> its additive
+state) and one ``_<metric>_compute`` (the summed states -> the value); the ``Metric`` classes of
+``callbacks/wsol/metrics.py`` only add the states up. ``normalize_cams`` scales maps with the
+suite's one min-max normalization (``lightning_modules/components/cams.py``).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.wsol.boxes import max_box_ious
+from callbacks.wsol.boxes import max_box_ious, max_box_ious_per_rule
+from lightning_modules.components.cams import minmax_normalize
 
 
 def cam_thresholds(interval: float = 0.01) -> np.ndarray:
@@ -51,13 +57,10 @@ def normalize_cams(
         rows = _resize_matrix(maps.shape[-2], size[0], mode, maps)
         cols = _resize_matrix(maps.shape[-1], size[1], mode, maps)
         maps = rows @ maps @ cols.T
-    else:
-        maps = maps.clone()
     low, high = torch.aminmax(maps.flatten(1), dim=1)  # NaN anywhere makes both NaN
     valid = (high > low) & ~constant
-    scale = torch.where(valid, high - low, torch.ones_like(high))
     # rounding is monotonic, so low <= x <= high gives 0 <= (x - low) / (high - low) <= 1 exactly
-    maps.sub_(low[:, None, None]).div_(scale[:, None, None])
+    maps = minmax_normalize(maps)
     maps[~valid] = 0.0
     return maps
 
@@ -108,11 +111,62 @@ def _resize_matrix(size_in: int, size_out: int, mode: str, like: Tensor) -> Tens
     return F.interpolate(eye, size=(size_out, 1), mode=mode, align_corners=False)[:, 0, :, 0].T
 
 
+def as_box_arrays(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray]:
+    """(B, 4), (B, G, 4) or a list of (n_i, 4) boxes -> list of int64 numpy arrays."""
+    if isinstance(boxes, Tensor):  # one conversion for the batch, then views of it
+        stacked = boxes.detach().cpu().long()
+        items = list(stacked.numpy() if boxes.dim() == 3 else stacked[:, None].numpy())
+    else:
+        items = [
+            b if isinstance(b, np.ndarray) else torch.as_tensor(b).detach().cpu() for b in boxes
+        ]
+    if len(items) != num:
+        raise ValueError(f"got {len(items)} box sets for {num} CAMs")
+    return [np.asarray(b, dtype=np.int64).reshape(-1, 4) for b in items]
+
+
+def cam_box_ious(
+    cams: Tensor,
+    boxes: Tensor | Sequence[Tensor],
+    image_size: tuple[int, int] | None,
+    thresholds: np.ndarray,
+    rules: tuple[bool, ...],
+    inclusive: bool = True,
+    workers: int | None = None,
+) -> list[np.ndarray]:
+    """Best box IoUs (B, T) of raw CAMs for each contour rule (``multi_contour`` value).
+
+    Resizes and normalizes the CAMs (on their device when it is a GPU, else in the threads of
+    the box analysis), cuts them as [WSOL] and runs one box analysis for all ``rules``. Every
+    ``Metric`` of ``callbacks/wsol/metrics.py`` gets its boxes here: the one place that calls
+    the box analysis of raw CAMs.
+    """
+    boxes = as_box_arrays(boxes, len(cams))
+    if cams.is_cuda:
+        maps = normalize_cams(cams, image_size)
+        return max_box_ious_per_rule(maps, boxes, thresholds, rules, inclusive, workers)
+    height, width = image_size if image_size is not None else cams.shape[-2:]
+    taps = resize_taps(cams.shape[-2], height) + resize_bands(cams.shape[-1], width)
+    return max_box_ious_per_rule(cams, boxes, thresholds, rules, inclusive, workers, taps)
+
+
 def iou_hits(ious: np.ndarray, iou_thresholds: tuple[float, ...], official: bool = False) -> Tensor:
     """(B, D, T) bool from (B, T) best IoUs: ``IoU >= delta / 100`` (``>`` when ``official``)."""
     deltas = np.asarray([d / 100 for d in iou_thresholds])[None, :, None]
     hits = ious[:, None] > deltas if official else ious[:, None] >= deltas
     return torch.from_numpy(hits)
+
+
+def _max_box_accuracy_update(
+    ious: np.ndarray, iou_thresholds: tuple[float, ...], official: bool = False
+) -> Tensor:
+    """(D, T) int64 counts of a batch's images localized at each IoU level and CAM threshold."""
+    return iou_hits(ious, iou_thresholds, official).sum(0)
+
+
+def _max_box_accuracy_compute(hits: Tensor, total: Tensor | int) -> Tensor:
+    """(D,) MaxBoxAcc in percent at each IoU level, each at its own best CAM threshold."""
+    return 100.0 * hits.double().amax(-1) / torch.as_tensor(total).double().clamp_min(1)
 
 
 def max_box_accuracy(
@@ -127,16 +181,61 @@ def max_box_accuracy(
     MaxBoxAcc is ``iou_thresholds=(50,)``; MaxBoxAccV2 is ``(30, 50, 70)`` with ``multi_contour``.
     """
     ious = max_box_ious(cams, gt_boxes, cam_thresholds(interval), multi_contour)
-    hits = iou_hits(ious, iou_thresholds).sum(0)
-    return (100.0 * hits.double().amax(-1) / len(cams)).mean()
+    hits = _max_box_accuracy_update(ious, iou_thresholds)
+    return _max_box_accuracy_compute(hits, len(cams)).mean()
+
+
+def _localization_accuracy_update(
+    ious: np.ndarray,
+    logits: Tensor,
+    labels: Tensor,
+    top_k: tuple[int, ...],
+    iou_threshold: float,
+) -> Tensor:
+    """(1 + K, T) counts per CAM threshold: GT-known hits, then hits whose class is in the top k.
+
+    ``ious`` (B, T) are the largest-contour box IoUs; ``labels`` (B,) the GT class indices.
+    """
+    box_hit = iou_hits(ious, (iou_threshold,))[:, 0]
+    scores = logits.detach()
+    ranks = (scores > scores.gather(1, labels[:, None])).sum(1).cpu()
+    rows = [box_hit] + [box_hit & (ranks < k)[:, None] for k in top_k]
+    return torch.stack([r.sum(0) for r in rows])
+
+
+def _localization_accuracy_compute(
+    hits: Tensor,
+    total: Tensor | int,
+    thresholds: np.ndarray,
+    top_k: tuple[int, ...],
+    cam_threshold: float | None = None,
+) -> dict[str, Tensor]:
+    """``gt_known``, ``top{k}`` (percent) at ``cam_threshold`` (None: the best GT-known one).
+
+    Also returns the ``threshold`` used.
+    """
+    if cam_threshold is None:
+        index = int(hits[0].argmax())
+    else:
+        index = int(np.argmin(np.abs(thresholds - cam_threshold)))
+    scale = 100.0 / torch.as_tensor(total).double().clamp_min(1)
+    out = {"gt_known": hits[0, index].double() * scale}
+    for row, k in enumerate(top_k, start=1):
+        out[f"top{k}"] = hits[row, index].double() * scale
+    out["threshold"] = torch.tensor(float(thresholds[index]), dtype=torch.float64)
+    return out
 
 
 def _pxap_update(cams: Tensor, masks: Tensor, thresholds: np.ndarray) -> tuple[Tensor, Tensor]:
     """Histograms of CAM scores at GT-positive (mask 1) and GT-negative (mask 0) pixels.
 
-    Bin edges are the thresholds then 1, 2, 3 ([WSOL] ``MaskEvaluator``); other mask values
-    (ignore regions) are left out. Runs on the maps' device.
+    ``cams`` are normalized (B, H, W) maps the size of ``masks``. Bin edges are the thresholds
+    then 1, 2, 3 ([WSOL] ``MaskEvaluator``); other mask values (ignore regions) are left out.
+    Runs on the maps' device.
     """
+    if cams.shape != masks.shape:
+        raise ValueError(f"CAMs {tuple(cams.shape)} and masks {tuple(masks.shape)} differ")
+    masks = masks.to(cams.device)
     edges = torch.as_tensor(np.append(thresholds, [1.0, 2.0, 3.0]), device=cams.device)
     scores = cams.detach().double()
     bins = (torch.bucketize(scores, edges, right=True) - 1).clamp_(0, len(edges) - 2)

@@ -1,10 +1,12 @@
 """WSOL localization metrics torchmetrics lacks: MaxBoxAcc, MaxBoxAccV2, PxAP, Top-k Loc.
 
-Definitions are those of clovaai/wsolevaluation (Choe et al., CVPR 2020), recorded in
-``shared/specs/minmaxcam.md``; the math is in ``callbacks/wsol/functional.py``. Every state is an
-additive count with ``dist_reduce_fx="sum"``, so the metrics are exact under DDP and
-``merge_state``. ``update`` takes raw CAMs (B, h, w) at any resolution: they are resized
-bicubically to ``image_size`` and min-max normalized on their device, as [WSOL] ``inference.py``.
+Definitions are those of clovaai/wsolevaluation (Choe et al., CVPR 2020); the math is in
+``callbacks/wsol/functional.py`` (one ``_update`` / ``_compute`` pair per metric), and each
+class here only adds a batch's counts to its states. Every state is an additive count with
+``dist_reduce_fx="sum"``, so the metrics are exact under DDP and ``merge_state``. ``update``
+takes raw CAMs (B, h, w) at any resolution: they are resized bicubically to ``image_size`` and
+min-max normalized on their device, as [WSOL] ``inference.py``. ``WSOLMetrics`` holds all four
+for one stage and gives MaxBoxAcc, MaxBoxAccV2 and Top-k Loc one box analysis per batch.
 """
 
 from __future__ import annotations
@@ -14,58 +16,22 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import Metric
 
-from callbacks.wsol.boxes import max_box_ious_per_rule
 from callbacks.wsol.functional import (
+    _localization_accuracy_compute,
+    _localization_accuracy_update,
+    _max_box_accuracy_compute,
+    _max_box_accuracy_update,
     _pxap_compute,
     _pxap_update,
+    cam_box_ious,
     cam_thresholds,
-    iou_hits,
     normalize_cams,
-    resize_bands,
-    resize_taps,
 )
 
 Variant = Literal["wsol", "minmaxcam_official"]
-
-
-def as_box_arrays(boxes: Tensor | Sequence[Tensor], num: int) -> list[np.ndarray]:
-    """(B, 4), (B, G, 4) or a list of (n_i, 4) boxes -> list of int64 numpy arrays."""
-    if isinstance(boxes, Tensor):  # one conversion for the batch, then views of it
-        stacked = boxes.detach().cpu().long()
-        items = list(stacked.numpy() if boxes.dim() == 3 else stacked[:, None].numpy())
-    else:
-        items = [
-            b if isinstance(b, np.ndarray) else torch.as_tensor(b).detach().cpu() for b in boxes
-        ]
-    if len(items) != num:
-        raise ValueError(f"got {len(items)} box sets for {num} CAMs")
-    return [np.asarray(b, dtype=np.int64).reshape(-1, 4) for b in items]
-
-
-def cam_box_ious(
-    cams: Tensor,
-    boxes: Tensor | Sequence[Tensor],
-    image_size: tuple[int, int] | None,
-    thresholds: np.ndarray,
-    rules: tuple[bool, ...],
-    inclusive: bool = True,
-    workers: int | None = None,
-) -> list[np.ndarray]:
-    """Best box IoUs (B, T) of raw CAMs for each contour rule (``multi_contour`` value).
-
-    Resizes and normalizes the CAMs (on their device when it is a GPU, else in the threads of
-    the box analysis), cuts them as [WSOL] and runs one box analysis for all ``rules``.
-    """
-    boxes = as_box_arrays(boxes, len(cams))
-    if cams.is_cuda:
-        maps = normalize_cams(cams, image_size)
-        return max_box_ious_per_rule(maps, boxes, thresholds, rules, inclusive, workers)
-    height, width = image_size if image_size is not None else cams.shape[-2:]
-    taps = resize_taps(cams.shape[-2], height) + resize_bands(cams.shape[-1], width)
-    return max_box_ious_per_rule(cams, boxes, thresholds, rules, inclusive, workers, taps)
 
 
 class MaxBoxAccuracy(Metric):
@@ -135,13 +101,13 @@ class MaxBoxAccuracy(Metric):
             )[0]
         elif ious.shape != (len(cams), len(self.thresholds)):
             raise ValueError(f"`ious` must be (B, T) = {(len(cams), len(self.thresholds))}")
-        hits = iou_hits(ious, self.iou_thresholds, official).sum(0)
+        hits = _max_box_accuracy_update(ious, self.iou_thresholds, official)
         self.hits += hits.to(self.hits.device)
         self.total += len(cams)
 
     def per_iou(self) -> Tensor:
         """(D,) MaxBoxAcc in percent at each IoU level (each with its own best threshold)."""
-        return 100.0 * self.hits.double().amax(-1) / self.total.double().clamp_min(1)
+        return _max_box_accuracy_compute(self.hits, self.total)
 
     def best_thresholds(self) -> Tensor:
         """(D,) the CAM threshold that maximizes the accuracy at each IoU level."""
@@ -206,10 +172,7 @@ class PixelAveragePrecision(Metric):
 
     def update(self, cams: Tensor, masks: Tensor) -> None:
         """Histogram the normalized CAM scores of object and background pixels."""
-        maps = normalize_cams(cams, self.image_size)
-        if maps.shape != masks.shape:
-            raise ValueError(f"CAMs {tuple(maps.shape)} and masks {tuple(masks.shape)} differ")
-        pos, neg = _pxap_update(maps, masks.to(maps.device), self.thresholds)
+        pos, neg = _pxap_update(normalize_cams(cams, self.image_size), masks, self.thresholds)
         self.pos_hist += pos.to(self.pos_hist.device)
         self.neg_hist += neg.to(self.neg_hist.device)
 
@@ -224,10 +187,10 @@ class LocalizationAccuracy(Metric):
     An image is GT-known correct when IoU(box of the GT-class CAM, GT) >= delta / 100, and Top-k
     correct when, in addition, the GT class is among the classifier's top k. The counts are kept
     for every CAM threshold; ``compute`` reads them at ``cam_threshold`` or, when None, at the
-    threshold that maximizes GT-known Loc (the spec's choice: tune it on val).
+    threshold that maximizes GT-known Loc (to be chosen on val).
 
     As input to ``update``: ``cams`` (B, h, w), ``boxes`` as in ``MaxBoxAccuracy``, ``logits``
-    (B, C) class scores, ``target`` (B,) GT class indices; optionally ``ious``, the (B, T)
+    (B, C) class scores, ``labels`` (B,) GT class indices; optionally ``ious``, the (B, T)
     largest-contour IoUs of ``MaxBoxAccuracy`` (variant ``wsol``) of the same CAMs.
     """
 
@@ -261,27 +224,125 @@ class LocalizationAccuracy(Metric):
         cams: Tensor,
         boxes: Tensor | Sequence[Tensor],
         logits: Tensor,
-        target: Tensor,
+        labels: Tensor,
         ious: np.ndarray | None = None,
     ) -> None:
         """Count per threshold the GT-known hits and those whose class is also in the top k."""
         if ious is None:
             ious = cam_box_ious(cams, boxes, self.image_size, self.thresholds, (False,))[0]
-        box_hit = iou_hits(ious, (self.iou_threshold,))[:, 0]
-        ranks = (logits.detach() > logits.detach().gather(1, target[:, None])).sum(1).cpu()
-        rows = [box_hit] + [box_hit & (ranks < k)[:, None] for k in self.top_k]
-        self.hits += torch.stack([r.sum(0) for r in rows]).to(self.hits.device)
+        hits = _localization_accuracy_update(ious, logits, labels, self.top_k, self.iou_threshold)
+        self.hits += hits.to(self.hits.device)
         self.total += len(cams)
 
     def compute(self) -> dict[str, Tensor]:
         """``gt_known``, ``top{k}`` accuracies (percent) and the ``threshold`` used."""
-        if self.cam_threshold is None:
-            index = int(self.hits[0].argmax())
-        else:
-            index = int(np.argmin(np.abs(self.thresholds - self.cam_threshold)))
-        scale = 100.0 / self.total.double().clamp_min(1)
-        out = {"gt_known": self.hits[0, index].double() * scale}
-        for row, k in enumerate(self.top_k, start=1):
-            out[f"top{k}"] = self.hits[row, index].double() * scale
-        out["threshold"] = torch.tensor(float(self.thresholds[index]), dtype=torch.float64)
-        return out
+        return _localization_accuracy_compute(
+            self.hits, self.total, self.thresholds, self.top_k, self.cam_threshold
+        )
+
+
+class WSOLMetrics(nn.Module):
+    """MaxBoxAcc, MaxBoxAccV2, PxAP and Top-k Loc of one stage, as ``LogWSOLMetrics`` logs them.
+
+    MaxBoxAcc, MaxBoxAccV2 and Top-k Loc share one normalization and one box analysis per batch
+    (``cam_box_ious`` for both contour rules). Every batch must carry the same of ``boxes`` and
+    ``masks``; ``compute`` reports the metrics of what was given.
+
+    Args:
+        image_size: (H, W) at which CAMs are scored; GT boxes / masks must be at it.
+        cam_curve_interval: Step of the CAM threshold grid.
+        variant: ``wsol`` or ``minmaxcam_official`` (``MaxBoxAccuracy``); Top-k Loc keeps the
+            WSOL IoU rule in either.
+        workers: Threads sharing the box analysis of a batch.
+    """
+
+    def __init__(
+        self,
+        image_size: tuple[int, int] = (224, 224),
+        cam_curve_interval: float = 0.01,
+        variant: Variant = "wsol",
+        workers: int | None = None,
+    ) -> None:
+        super().__init__()
+        size = tuple(image_size)
+        kwargs = {"cam_curve_interval": cam_curve_interval, "image_size": size}
+        self.maxboxacc = MaxBoxAccuracy(variant=variant, **kwargs)
+        self.maxboxacc_v2 = MaxBoxAccuracyV2(variant=variant, **kwargs)
+        self.pxap = PixelAveragePrecision(**kwargs)
+        self.loc = LocalizationAccuracy(**kwargs)
+        self.image_size, self.variant, self.workers = size, variant, workers
+        self.given: frozenset[str] | None = None  # what the first batch carried
+        self.seen: set[str] = set()
+
+    def update(
+        self,
+        cams: Tensor,
+        boxes: Tensor | Sequence[Tensor] | None = None,
+        masks: Tensor | None = None,
+        logits: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> None:
+        """Add one batch: box metrics from ``boxes``, PxAP from ``masks``, Top-k Loc from
+        ``boxes`` with ``logits`` (B, C) and class indices ``labels`` (B,)."""
+        given = frozenset(k for k, v in (("boxes", boxes), ("masks", masks)) if v is not None)
+        if not given:
+            raise ValueError("WSOLMetrics.update needs `boxes` or `masks` with the CAMs")
+        if self.given is None:
+            self.given = given
+        elif given != self.given:
+            raise ValueError(
+                f"a batch carries {sorted(given)} after batches with {sorted(self.given)}: "
+                "every batch of a stage must carry the same of boxes / masks"
+            )
+        if boxes is not None:
+            self.update_boxes(cams, boxes, logits, labels)
+        if masks is not None:
+            self.pxap.update(cams, masks)
+            self.seen.add("masks")
+
+    def update_boxes(
+        self,
+        cams: Tensor,
+        boxes: Tensor | Sequence[Tensor],
+        logits: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> None:
+        """Update MaxBoxAcc, MaxBoxAccV2 and (given ``logits`` and ``labels``) Top-k Loc."""
+        thresholds = self.maxboxacc.thresholds
+        wsol = self.variant == "wsol"
+        largest, every = cam_box_ious(
+            cams, boxes, self.image_size, thresholds, (False, True), wsol, self.workers
+        )
+        self.maxboxacc.update(cams, boxes, ious=largest)
+        self.maxboxacc_v2.update(cams, boxes, ious=every)
+        self.seen.add("boxes")
+        if logits is not None and labels is not None:
+            # Top-k Loc keeps the WSOL IoU rule in either variant
+            self.loc.update(cams, boxes, logits, labels, ious=largest if wsol else None)
+            self.seen.add("loc")
+
+    def compute(self) -> dict[str, float]:
+        """The values ``LogWSOLMetrics`` logs (keys without the stage prefix).
+
+        ``maxboxacc``, ``maxboxacc_threshold`` (its best CAM threshold), ``maxboxacc_v2`` and
+        ``maxboxacc_v2@30|50|70`` from boxes; ``gt_known_loc``, ``top1_loc``, ``top5_loc`` and
+        ``loc_threshold`` from boxes with logits and labels; ``pxap`` from masks.
+        """
+        values: dict[str, float] = {}
+        if "boxes" in self.seen:
+            v1, v2 = self.maxboxacc, self.maxboxacc_v2
+            # the per-level values and the threshold from the summed states too (under DDP)
+            with v1.sync_context(), v2.sync_context():
+                values["maxboxacc"] = float(v1.per_iou().mean())  # = v1.compute()
+                values["maxboxacc_threshold"] = float(v1.best_thresholds()[0])
+                per_iou = v2.per_iou()
+                values["maxboxacc_v2"] = float(per_iou.mean())
+                for delta, acc in zip(v2.iou_thresholds, per_iou.tolist(), strict=True):
+                    values[f"maxboxacc_v2@{int(delta)}"] = acc
+        if "loc" in self.seen:
+            loc = self.loc.compute()
+            values.update({f"{k}_loc": float(v) for k, v in loc.items() if k != "threshold"})
+            values["loc_threshold"] = float(loc["threshold"])
+        if "masks" in self.seen:
+            values["pxap"] = float(self.pxap.compute())
+        return values

@@ -271,8 +271,16 @@ def wsol_to_cub(
 
 
 def resize_box(box, image_size: tuple[int, int], resize_size: tuple[int, int]) -> tuple[int, ...]:
-    """Scale an (x0, y0, x1, y1) box from ``image_size`` (w, h) to ``resize_size``, truncating."""
-    ratio_x = resize_size[0] / image_size[0]
-    ratio_y = resize_size[1] / image_size[1]
+    """Scale an (x0, y0, x1, y1) box from ``image_size`` (w, h) to ``resize_size``, truncating.
+
+    As [WSOL] ``resize_bbox``: ``int(x * new_w / w)``, multiplying first; ``x * (new_w / w)``
+    rounds the ratio first and comes out 1 px smaller on some boxes (e.g. x = 55 of 110 px).
+    """
+    (width, height), (new_width, new_height) = image_size, resize_size
     x0, y0, x1, y1 = box
-    return int(x0 * ratio_x), int(y0 * ratio_y), int(x1 * ratio_x), int(y1 * ratio_y)
+    return (
+        int(x0 * new_width / width),
+        int(y0 * new_height / height),
+        int(x1 * new_width / width),
+        int(y1 * new_height / height),
+    )

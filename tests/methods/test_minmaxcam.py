@@ -16,8 +16,9 @@ from callbacks.wsol.callback import LogWSOLMetrics
 from datamodules.cub import CUBDataModule
 from datamodules.synthetic.birds import make_synthetic_cub
 from experiments.cli import LatentLabCLI
-from lightning_modules.components.cam_backbones import build_cam_backbone
-from lightning_modules.minmaxcam import MinMaxCAM, common_region_loss, full_region_loss
+from lightning_modules.minmaxcam import MinMaxCAM
+from lightning_modules.minmaxcam.backbones import build_cam_backbone
+from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
 
 def _batch(num_classes: int = 3, m: int = 4, size: int = 32, seed: int = 0) -> dict:
@@ -151,9 +152,8 @@ def test_losses():
 
 def test_frr_zero_when_mask_is_one(monkeypatch):
     module = MinMaxCAM(backbone="tiny", num_classes=5, width=4, samples_per_class=4).eval()
-    monkeypatch.setattr(
-        "lightning_modules.minmaxcam.minmax_normalize", lambda maps, eps: torch.ones_like(maps)
-    )
+    ones = lambda maps, eps: torch.ones_like(maps)  # noqa: E731
+    monkeypatch.setattr("lightning_modules.minmaxcam.module.minmax_normalize", ones)
     batch = _batch(num_classes=3, m=4)
     crr, frr = module._regularizers(batch["image"], batch["label"])
     assert frr.item() == pytest.approx(0.0, abs=1e-10) and crr.item() > 0
@@ -178,7 +178,7 @@ def test_backbones(name, reference, channels, side, drop, tmp_path):
     original = reference(weights=None)
     path = tmp_path / f"{name}.pt"
     torch.save(original.state_dict(), path)
-    model = build_cam_backbone(name, weights_path=path).eval()
+    model = build_cam_backbone(name, weights_file=path).eval()
     ours = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("conv6.")}
     theirs = {k: v.shape for k, v in original.state_dict().items() if not k.startswith(drop)}
     assert ours == theirs  # stride surgery renames nothing
@@ -201,6 +201,44 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.hparams.crr_weight == 2.0
     for key, value in module.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+
+
+class _NoTraining(MinMaxCAM):
+    def training_step(self, batch, batch_idx):
+        raise AssertionError("the data check belongs in setup, before the first batch")
+
+
+@pytest.mark.parametrize(
+    ("module_args", "data_m", "error"),
+    [
+        ({"num_classes": 5}, 2, "num_classes=5 but CUBDataModule has 4"),
+        ({"samples_per_class": 2}, 4, "samples_per_class=2 but CUBDataModule has 4"),
+        ({"samples_per_class": 2, "crr_weight": 0.0, "frr_weight": 0.0}, 4, None),  # CAM: no m
+    ],
+)
+def test_setup_checks_the_datamodule(tmp_path, module_args, data_m, error):
+    root = make_synthetic_cub(tmp_path, 4, (8, 1, 1), (40, 48), 0, "under_mid")
+    data = CUBDataModule(
+        root=str(root),
+        image_size=32,
+        resize_size=36,
+        classes_per_batch=2,
+        samples_per_class=data_m,
+        num_workers=0,
+    )
+    kwargs = {"backbone": "tiny", "width": 4, "num_classes": 4, "samples_per_class": data_m}
+    module = _NoTraining(**(kwargs | module_args))
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    if error is None:
+        with pytest.raises(AssertionError, match="before the first batch"):  # setup passed
+            trainer.fit(module, datamodule=data)
+    else:
+        with pytest.raises(ValueError, match=error):
+            trainer.fit(module, datamodule=data)
 
 
 def test_synthetic_comparison_yamls_chain_through_init_from(tmp_path):
@@ -241,41 +279,21 @@ def test_synthetic_comparison_yamls_chain_through_init_from(tmp_path):
 # The paper starts from ImageNet weights: B already has features of whole objects, and CAM
 # training leaves many of them unused. A tiny backbone trained from scratch on the twin has no
 # body features at all (the body is class-agnostic), so no re-weighting of its channels (all that
-# Stage II changes) can cover the body: a least-squares fit of CAM weights to the val GT masks
-# reached only MaxBoxAccV2 25 (CAM 23). Stand-in for ImageNet: pre-train on the ``source`` twin
+# Stage II changes) can cover the body. Stand-in for ImageNet: pre-train on the ``source`` twin
 # (class-coloured bodies, other seed and habitats), then train CAM on the ``under_mid`` twin
 # (class-agnostic bodies, boxes about 30 % of the image, a head of about 3 % of the object as the
-# only class evidence, backgrounds independent of the class: CRR's assumption, thesis 5.3.2) as the
-# shared Stage-I checkpoint; CAM and MinMaxCAM continue from it with the same seed, schedule and
-# sampler, and each keeps its epoch with the best val MaxBoxAccV2 (the spec's model selection).
-#
-# History. Sessions 5-7 used ``under_xl_small_head`` (boxes 56 % of the image) with lambda
-# (1000, 10): test V2 gains over 14 runs on two hosts -1.7 to +9.4 (mean +2.7, sd 3.2; runs
-# reproduce on one host type, not across hosts). The gain was a one-epoch spike that best-epoch
-# selection picked, at which classification had collapsed (test Top-1 Loc 15 and 39 against CAM's
-# 75-79), and on that twin a whole-image box already scores V2 56-59
-# (tests/test_cub_format.py::test_whole_image_box_baseline), about CAM's 60-63. ``under_mid``
-# gives the whole-image box V2 15. Session 8 chose lambda (100, 3) on ``under_mid`` (best-epoch
-# val V2 gain over CAM, seeds 0-3: (100, 3) +7.1, +5.9, +14.8, +0.8; (30, 3) +6.4, +3.7, +7.6,
-# +0.9; (30, 1) +5.7, +3.1, +5.1, +0.6; (100, 1) +12.9, +5.6, +4.8, -1.1) but the spike remained
-# on seeds 2-3 (seed 2: val accuracy 0.30 at the selected epoch 1, CAM 0.75).
-#
-# The cause (session 9): H_m is invariant to the scale of fc.weight[c], so the Stage II gradient
-# is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||
-# (test_stage_two_gradient_is_orthogonal_to_fc_weight_and_grows_as_it_shrinks); its norm has a
-# heavy tail: with (100, 3) unclipped, median 2.7-10.8 and maximum 37-188 over the 10 epochs
-# (seeds 0-3), and on this session's host (other Stage-I checkpoints than session 8's) the test V2
-# gains were -5.6, +6.3, +15.5, +0.9 at the best val epoch and -16.7, +4.2, -11.2, -9.1 at the
-# last. Weight decay 0 did not help (seeds 0-1: -1.9, +6.5). Clipping that gradient's norm
-# (``stage_two_max_norm``, off by default) keeps the classifier intact. Best-epoch val V2 gain over
-# CAM, seeds 0-3 (CAM val V2 41.6-51.8): clip 10 +2.4, +3.2, +4.9, +8.0 (mean +4.6); clip 5
-# +2.7, +4.5, -0.2, +4.5; clip 2 +0.6, +1.7, +3.1, +3.9; lambda (300, 9) with clip 5 +2.8, +2.1,
-# -0.2, +4.7; so clip 10. Its test V2 gains, seeds 0-5: +3.3, +5.5, +5.9, +9.5, +1.6, +3.5
-# (mean +4.9; CAM 42.5-50.8) at the best val epoch, -0.9, +4.5, +4.8, +7.7, +2.2, +3.0 at the
-# last; test Top-1 Loc 29.8, 37.8, 31.0, 24.8, 19.0, 23.6 against CAM's 23.2, 33.6, 25.6, 17.6,
-# 22.6, 24.8. The test asserts, on seeds 0-2, a V2 gain on every seed, a mean gain of 3 or more,
-# and a Top-1 Loc within 5 points of CAM's (no collapsed classifier).
-# About 18-31 min on one CPU thread (three seeds; 30.5 min in session 9).
+# only class evidence, backgrounds independent of the class: CRR's assumption, thesis 5.3.2; a
+# whole-image box scores little there, tests/test_cub_format.py::test_whole_image_box_baseline) as
+# the shared Stage-I checkpoint; CAM and MinMaxCAM continue from it with the same seed, schedule
+# and sampler, and each keeps its epoch with the best val MaxBoxAccV2 (the model selection of
+# [WSOL]). lambda (100, 3) and the Stage II gradient clip of 10 were chosen on val: H_m is
+# invariant to the scale of fc.weight[c], so the Stage II gradient is orthogonal to fc.weight[c]
+# and grows as 1 / ||fc.weight[c]||
+# (test_stage_two_gradient_is_orthogonal_to_fc_weight_and_grows_as_it_shrinks); unclipped, its
+# heavy-tailed steps can wreck the classifier. The test asserts, on seeds 0-2, a V2 gain on every
+# seed, a mean gain of 3 or more, and a Top-1 Loc within 5 points of CAM's (no collapsed
+# classifier). Measured gains, the runs that chose lambda and the clip, and run times:
+# docs/results/minmaxcam.md.
 TWIN = {"num_classes": 10, "per_class": (150, 50, 50), "size_range": (72, 96)}
 TARGET = {**TWIN, "seed": 0, "variant": "under_mid"}
 SEEDS = (0, 1, 2)
@@ -283,12 +301,12 @@ SOURCE = {**TWIN, "per_class": (150, 10, 20), "seed": 1, "variant": "source"}
 SCHEDULE = {
     "image_size": 64,
     "source_epochs": 40,  # SGD lr 0.01 on the source twin (ImageNet stand-in)
-    "stage_one_epochs": 10,  # CAM on the target twin: B lr 1e-3, fc lr 1e-2 (val: 5, 20 worse)
+    "stage_one_epochs": 10,  # CAM on the target twin: B lr 1e-3, fc lr 1e-2 (chosen on val)
     "finetune_epochs": 10,  # CAM vs MinMaxCAM: backbone lr 1e-4 (the paper's), fc lr 1e-2
 }
 # The losses use the MSE scale (mean over K = 128 channels) and a tiny backbone's GAP features are
 # small, hence weights far above the paper's (1, 10); the Stage II gradient clip of 10 (chosen on
-# val, above) is not in the paper.
+# val) is not in the paper.
 MINMAX_WEIGHTS = {"crr_weight": 100.0, "frr_weight": 3.0, "stage_two_max_norm": 10.0}
 
 

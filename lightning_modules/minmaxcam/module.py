@@ -19,11 +19,12 @@ groups; Stage II uses ``zero_grad(set_to_none=True)`` so momentum and weight dec
 feature maps instead of the input); ``stage_two_max_norm`` (off by default, not in [OFF]) clips the
 L2 norm of fc.weight's Stage II gradient. H_m is invariant to the scale of fc.weight[c], so that
 gradient is orthogonal to fc.weight[c] and grows as 1 / ||fc.weight[c]||; its norm has a heavy
-tail whose steps can wreck the classifier (measured in tests/methods/test_minmaxcam.py).
+tail whose steps can wreck the classifier (docs/results/minmaxcam.md).
 
-``validation_step`` / ``test_step`` return ``cams`` (B, h, w) of the GT class at feature
-resolution, ``boxes`` (and ``masks`` when the batch has ``mask``), ``logits`` and ``target``, for
-``callbacks.wsol.callback.LogWSOLMetrics``.
+``validation_step`` / ``test_step`` return (``callbacks.keys``) ``CAMS`` (B, h, w) of the GT
+class at feature resolution, ``BOXES`` (and ``MASKS`` when the batch has ``mask``), ``LOGITS``
+and the class indices ``LABEL``, for ``callbacks.wsol.callback.LogWSOLMetrics`` and
+``callbacks.cam_overlay.LogCAMOverlay``.
 """
 
 from __future__ import annotations
@@ -35,41 +36,13 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
 
-from lightning_modules.components.cam_backbones import build_cam_backbone
-from lightning_modules.components.feature_stats import dispersion
+from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
+from lightning_modules.components.cams import minmax_normalize
+from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.minmaxcam.backbones import build_cam_backbone
+from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
-__all__ = ["MinMaxCAM", "common_region_loss", "dispersion", "full_region_loss"]
-
-
-def common_region_loss(features: Tensor, group_size: int, reduction: str = "mean") -> Tensor:
-    """CRR (Eq. 5.2): distance between the masked features of images of the same class.
-
-    Args:
-        features: (N * m, K) with rows ``[i*m, (i+1)*m)`` from one class.
-        group_size: m.
-        reduction: ``mean`` (squared error averaged over K, the author's MSE) or ``sum`` (squared
-            L2 norm, the thesis). Averaged over the unordered pairs of a group, then over groups.
-    """
-    groups = features.view(-1, group_size, features.shape[-1])  # (N, m, K)
-    diff = groups[:, :, None, :] - groups[:, None, :, :]  # (N, m, m, K)
-    per_pair = diff.pow(2).mean(-1) if reduction == "mean" else diff.pow(2).sum(-1)
-    upper = torch.triu(
-        torch.ones(group_size, group_size, dtype=torch.bool, device=features.device), 1
-    )
-    return per_pair[:, upper].mean()
-
-
-def full_region_loss(masked: Tensor, full: Tensor, reduction: str = "mean") -> Tensor:
-    """FRR (Eq. 5.3): distance between masked and unmasked features, averaged over images."""
-    squared = (masked - full).pow(2)
-    return squared.mean() if reduction == "mean" else squared.sum(-1).mean()
-
-
-def minmax_normalize(maps: Tensor, eps: float = 1e-8) -> Tensor:
-    """Per-map (CAM - min) / (max - min + eps) of (B, h, w) maps."""
-    flat = maps.flatten(1)
-    low, high = flat.min(1).values, flat.max(1).values
-    return (maps - low[:, None, None]) / (high - low + eps)[:, None, None]
+__all__ = ["MinMaxCAM"]
 
 
 class MinMaxCAM(LightningModule):
@@ -79,10 +52,12 @@ class MinMaxCAM(LightningModule):
         backbone: ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``mobilenet_v1`` (Table 5.3) or
             ``tiny`` (CPU tests).
         num_classes: C (200 for CUB).
-        weights_path: Local ImageNet weights of the torchvision backbone; None = random init.
+        weights_file: Local ImageNet weights of the library backbone (torchvision, or timm for
+            ``mobilenet_v1``); None = random init.
         crr_weight: λ1, Eq. 5.5 (VGG16: 1; ResNet-50 / MobileNetV2: 10).
         frr_weight: λ2, Eq. 5.5 (VGG16: 10; ResNet-50 / MobileNetV2: 1).
-        samples_per_class: m; batches must be ordered class by class in groups of m.
+        samples_per_class: m; batches must be ordered class by class in groups of m (checked
+            against the DataModule's ``samples_per_class`` at setup, with ``num_classes``).
         lr: Learning rate of the backbone (1e-4); fc and VGG conv6 use ``head_lr_factor`` x lr.
         head_lr_factor: 10 ([OFF]).
         momentum: SGD momentum (0.9, Nesterov).
@@ -100,11 +75,13 @@ class MinMaxCAM(LightningModule):
             meaningless; use ``bf16-mixed`` or fp32.
     """
 
+    evaluation_outputs = (CAMS, BOXES, MASKS, LOGITS, LABEL)
+
     def __init__(
         self,
         backbone: Literal["vgg16", "resnet50", "mobilenet_v2", "mobilenet_v1", "tiny"] = "vgg16",
         num_classes: int = 200,
-        weights_path: str | None = None,
+        weights_file: str | None = None,
         crr_weight: float = 1.0,
         frr_weight: float = 10.0,
         samples_per_class: int = 5,
@@ -125,8 +102,8 @@ class MinMaxCAM(LightningModule):
             raise ValueError(f"stage_two_max_norm must be positive or None: {stage_two_max_norm}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.backbone = build_cam_backbone(backbone, weights_path, width)
-        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
+        self.backbone = build_cam_backbone(backbone, weights_file, width)
+        self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) -> class logits (B, C)."""
@@ -138,7 +115,7 @@ class MinMaxCAM(LightningModule):
 
     @torch.no_grad()
     def cams(self, images: Tensor, labels: Tensor) -> Tensor:
-        """Feature-resolution CAMs of ``labels`` for (B, 3, H, W) images (for panels)."""
+        """Feature-resolution CAMs (B, h, w) of ``labels`` for (B, 3, H, W) images."""
         return self.cam(self.backbone(images), labels)
 
     @torch.no_grad()
@@ -211,6 +188,14 @@ class MinMaxCAM(LightningModule):
         crr = common_region_loss(masked, self.hparams.samples_per_class, reduction)
         return crr, full_region_loss(masked, full, reduction)
 
+    def setup(self, stage: str) -> None:
+        """Check the DataModule: its ``num_classes``, and its ``samples_per_class`` when Stage II
+        runs (Stage II groups the rows of a batch by m)."""
+        expected = {"num_classes": self.hparams.num_classes}
+        if self.hparams.crr_weight or self.hparams.frr_weight:
+            expected["samples_per_class"] = self.hparams.samples_per_class
+        check_datamodule(self, expected)
+
     def on_fit_start(self) -> None:
         precision = self.trainer.precision
         if self.hparams.stage_two_max_norm is not None and precision in ("16-mixed", "16"):
@@ -231,11 +216,11 @@ class MinMaxCAM(LightningModule):
         logits = self.fc(features.mean((2, 3)))
         accuracy = (logits.argmax(1) == labels).float().mean()
         self.log(f"{stage}/accuracy", accuracy, on_epoch=True, batch_size=len(labels))
-        out = {"cams": self.cam(features, labels).float(), "logits": logits, "target": labels}
+        out = {CAMS: self.cam(features, labels).float(), LOGITS: logits, LABEL: labels}
         if "boxes" in batch:
-            out["boxes"] = batch["boxes"]
+            out[BOXES] = batch["boxes"]
         if "mask" in batch:
-            out["masks"] = batch["mask"]
+            out[MASKS] = batch["mask"]
         return out
 
     def on_train_epoch_end(self) -> None:

@@ -1,8 +1,7 @@
-"""Losses shared by the methods (plain torch functions).
+"""The class-weighted multi-label BCE of Le & Lee, eqs. 1-6 (plain torch functions).
 
-Multi-label attributes (face_attributes; Le & Lee, eqs. 1-6):
-    ``class_balance_weights`` (eqs. 4-6), ``positive_weights`` (ablation), ``attribute_weights``
-    (picks one by mode), ``weighted_bce`` (eqs. 1-3, sign fixed) and ``attribute_bce``.
+``class_balance_weights`` (eqs. 4-6), ``positive_weights`` (ablation), ``attribute_weights``
+(picks one by mode), ``weighted_bce`` (eqs. 1-3, sign fixed) and ``attribute_bce``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Per-label decision thresholds chosen by grid search on Hamming loss (multi-label classifiers).
 
-Used by face_attributes (Le & Lee: grid 0.01 ... 1.00, one threshold per attribute) and by the
-methods that use its hard labels as an independent attribute judge.
+Le & Lee: grid 0.01 ... 1.00, one threshold per attribute, searched on the test split; the tuned
+thresholds give the hard labels of the classifier (FFHQ labels, and an attribute judge for the
+face-editing methods).
 """
 
 from __future__ import annotations

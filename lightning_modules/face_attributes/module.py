@@ -19,9 +19,11 @@ import torch
 from lightning import LightningModule
 from torchmetrics.classification import MultilabelHammingDistance
 
-from lightning_modules.components.backbones import create_timm_classifier
-from lightning_modules.components.losses import attribute_bce, attribute_weights
-from lightning_modules.components.thresholds import (
+from callbacks import keys
+from lightning_modules.components.backbones import create_backbone
+from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.face_attributes.losses import attribute_bce, attribute_weights
+from lightning_modules.face_attributes.thresholds import (
     hamming_per_label,
     search_thresholds,
     threshold_grid,
@@ -33,8 +35,9 @@ class FaceAttributeClassifier(LightningModule):
 
     Batches carry ``image`` (B, 3, H, W), already resized and normalised by the DataModule (timm
     pretrained mean/std), and, except for prediction, ``attributes`` (B, L) in {0, 1}.
-    ``validation_step`` and ``test_step`` return ``{"logits", "target"}`` (B, L) for the AUROC
-    callback. At the end of the test epoch the per-attribute thresholds are searched on the
+    ``validation_step`` and ``test_step`` return ``LOGITS`` and ``TARGET`` (B, L)
+    (``callbacks/keys.py``) for the AUROC callback; ``predict_step`` returns ``PROBS`` and
+    ``IMAGE_ID``. At the end of the test epoch the per-attribute thresholds are searched on the
     accumulated test probabilities, kept in the ``thresholds`` buffer and written to
     ``<log_dir>/thresholds.json``. ``predict_step`` returns ``{"probs", "image_id"}`` (+ ``index``).
     On another machine, ``load_from_checkpoint(path, weights_file=None)`` skips re-reading the
@@ -54,6 +57,8 @@ class FaceAttributeClassifier(LightningModule):
         threshold_grid_step: Step of the threshold grid ``step, 2 step, ..., 1.0``.
         attribute_names: Column names; None = taken from the DataModule (and checked when given).
     """
+
+    evaluation_outputs = (keys.LOGITS, keys.TARGET)
 
     def __init__(
         self,
@@ -76,8 +81,12 @@ class FaceAttributeClassifier(LightningModule):
             raise ValueError(
                 f"{len(attribute_names)} attribute_names for {num_attributes} attributes"
             )
-        self.model = create_timm_classifier(
-            model_name, num_attributes, weights_file, pretrained, model_kwargs
+        self.model = create_backbone(
+            model_name,
+            num_classes=num_attributes,
+            weights_file=weights_file,
+            pretrained=pretrained,
+            model_kwargs=model_kwargs,
         )
         self.attribute_names = list(attribute_names) if attribute_names else None
         self.register_buffer("class_weights", torch.ones(num_attributes))
@@ -114,21 +123,14 @@ class FaceAttributeClassifier(LightningModule):
         self.train_prevalence.copy_(labels.double().mean(0))
 
     def _check_attributes(self, datamodule: Any) -> None:
-        count = getattr(datamodule, "num_attributes", None)
-        if count is not None and count != self.hparams.num_attributes:
-            raise ValueError(
-                f"model has num_attributes={self.hparams.num_attributes} but the DataModule "
-                f"{type(datamodule).__name__} provides {count}"
-            )
+        """Count and names must agree with the data; names the model lacks are taken from it."""
+        expected: dict[str, Any] = {"num_attributes": self.hparams.num_attributes}
+        if self.attribute_names is not None:
+            expected["attribute_names"] = self.attribute_names
+        check_datamodule(self, expected)
         names = getattr(datamodule, "attribute_names", None)
-        if names is None:
-            return
-        if self.attribute_names is not None and list(names) != self.attribute_names:
-            raise ValueError(
-                f"attribute names of {type(datamodule).__name__} differ from the model's: "
-                f"{list(names)} vs {self.attribute_names}"
-            )
-        self.attribute_names = list(names)
+        if names is not None:
+            self.attribute_names = list(names)
 
     def names(self) -> list[str]:
         """Attribute names (from the DataModule or checkpoint), else ``attr_<j>``."""
@@ -153,24 +155,24 @@ class FaceAttributeClassifier(LightningModule):
         kw = {"on_epoch": True, "batch_size": target.shape[0]}
         self.log(f"{stage}/loss", loss, on_step=stage == "train", prog_bar=True, **kw)
         self.log(f"{stage}/hamming", metric, on_step=False, prog_bar=stage != "train", **kw)
-        return {"loss": loss, "logits": logits.detach(), "target": target}
+        return {"loss": loss, keys.LOGITS: logits.detach(), keys.TARGET: target}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._shared_step(batch, "val")
-        return {"logits": out["logits"], "target": out["target"]}
+        return {keys.LOGITS: out[keys.LOGITS], keys.TARGET: out[keys.TARGET]}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._shared_step(batch, "test")
-        self._test_probs.append(torch.sigmoid(out["logits"].float()).cpu())
-        self._test_target.append(out["target"].detach().cpu())
-        return {"logits": out["logits"], "target": out["target"]}
+        self._test_probs.append(torch.sigmoid(out[keys.LOGITS].float()).cpu())
+        self._test_target.append(out[keys.TARGET].detach().cpu())
+        return {keys.LOGITS: out[keys.LOGITS], keys.TARGET: out[keys.TARGET]}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         probs = torch.sigmoid(self(batch["image"]).float())
-        out = {"probs": probs, "image_id": list(batch["image_id"])}
+        out = {keys.PROBS: probs, keys.IMAGE_ID: list(batch["image_id"])}
         if "index" in batch:
             out["index"] = batch["index"]
         return out

@@ -1,4 +1,4 @@
-"""Networks shared by two or more methods (plain torch)."""
+"""The LeNet instance unit of Ilse et al. (2018) for 28x28 digits (plain torch)."""
 
 from __future__ import annotations
 

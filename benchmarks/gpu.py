@@ -1,0 +1,223 @@
+"""Every GPU measurement of the suite in one call, written as one table (``make bench-gpu``).
+
+A lent GPU comes for minutes, so this runs everything in one go, within ``--budget`` seconds:
+
+- per method, training images/s in fp32 (``32-true``) and in ``bf16-mixed`` with data loading
+  included, and their ratio, measured in the same run on the same data. Each method is built from
+  its own experiment YAML through the suite's CLI (so the numbers are those of the configs users
+  run), with overrides that bring it to the paper's scale (backbone, image size) on a synthetic
+  twin written to a temporary folder;
+- the metric benchmarks on CUDA (``benchmarks/bench_maxboxacc.py --device cuda``).
+
+Writes ``<out>/gpu_bench.md`` (the table, the device name, the command) and prints it. Without
+CUDA it says so and exits 0, unless ``--cpu`` runs the same on the CPU at a tiny scale (how it is
+tested).
+
+Run: ``python -m benchmarks.gpu --out runs/bench_gpu`` (``make bench-gpu``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from benchmarks.throughput import training_rate
+
+REPO = Path(__file__).resolve().parents[1]
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method's training benchmark: an experiment YAML and the overrides of each scale."""
+
+    name: str
+    experiment: str
+    twin: str  # which synthetic twin its data root needs: faces, birds or mnist
+    gpu: list[str] = field(default_factory=list)
+    cpu: list[str] = field(default_factory=list)
+
+
+METHODS = (
+    Method(
+        "face_attributes",
+        "face_attributes/synthetic",
+        "faces",
+        gpu=[
+            "--model.init_args.model_name=seresnext101_32x4d",
+            "--model.init_args.model_kwargs=null",
+            "--data.init_args.source.init_args.image_size=224",
+            "--data.init_args.source.init_args.batch_size=64",
+            "--data.init_args.source.init_args.num_workers=8",
+            "--data.init_args.target.init_args.image_size=224",
+        ],
+        cpu=[
+            "--data.init_args.source.init_args.image_size=64",
+            "--data.init_args.source.init_args.batch_size=8",
+            "--data.init_args.source.init_args.num_workers=0",
+            "--data.init_args.target.init_args.image_size=64",
+        ],
+    ),
+    Method(
+        "minmaxcam",
+        "minmaxcam/synthetic",
+        "birds",
+        gpu=[
+            "--model.init_args.backbone=vgg16",
+            "--model.init_args.crr_weight=1.0",
+            "--model.init_args.frr_weight=10.0",
+            "--data.init_args.image_size=224",
+            "--data.init_args.resize_size=256",
+            "--data.init_args.num_workers=8",
+        ],
+        cpu=["--data.init_args.classes_per_batch=2", "--data.init_args.samples_per_class=4"],
+    ),
+    Method(
+        "mil_lstm",
+        "mil_lstm/synthetic_single",
+        "mnist",
+        gpu=["--data.init_args.batch_size=16"],
+        cpu=[],
+    ),
+)
+
+
+def write_twin(kind: str, folder: Path, tiny: bool) -> list[str]:
+    """Write a synthetic twin under ``folder``; return the data-root overrides that point to it."""
+    if kind == "faces":
+        # the CelebA DataModule writes its twin on first use (``synthetic``)
+        return [
+            f"--data.init_args.source.init_args.root={folder / 'celeba'}",
+            "--data.init_args.source.init_args.synthetic=tiny",
+            f"--data.init_args.target.init_args.root={folder / 'ffhq'}",
+        ]
+    if kind == "birds":
+        from datamodules.synthetic.birds import make_synthetic_cub
+
+        per_class = (8, 1, 1) if tiny else (40, 2, 2)
+        make_synthetic_cub(folder, num_classes=10, per_class=per_class, size_range=(240, 320))
+        return [f"--data.init_args.root={folder}"]
+    if kind == "mnist":
+        from datamodules.synthetic.mnist import write_synthetic_mnist
+
+        write_synthetic_mnist(folder)
+        return [f"--data.init_args.root={folder}"]
+    raise ValueError(f"unknown twin {kind!r}")
+
+
+def build(method: Method, overrides: list[str]):
+    """(model, datamodule) of ``method``'s experiment YAML with ``overrides``, through the CLI."""
+    from experiments.cli import LatentLabCLI
+
+    configs = ["--config", str(REPO / "experiments" / "_base.yaml")]
+    configs += ["--config", str(REPO / "experiments" / f"{method.experiment}.yaml")]
+    smoke = ["--trainer.fast_dev_run=true", "--trainer.logger=false", "--trainer.callbacks=[]"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = LatentLabCLI(args=[*configs, *smoke, *overrides], run=False)
+    return cli.model, cli.datamodule
+
+
+def measure(method: Method, scratch: Path, cpu: bool, steps: int, warmup: int) -> dict[str, float]:
+    """Training images/s of ``method`` per precision (a fresh model for each, same data)."""
+    twin = write_twin(method.twin, scratch / method.name, tiny=cpu)
+    overrides = twin + (method.cpu if cpu else method.gpu)
+    rates = {}
+    for precision in PRECISIONS:
+        torch.manual_seed(0)
+        model, data = build(method, overrides)
+        accelerator = "cpu" if cpu else "gpu"
+        rates[precision] = training_rate(model, data, precision, steps, warmup, accelerator)
+    return rates
+
+
+def metric_benchmarks(cpu: bool, timeout: float) -> str:
+    """The WSOL metric benchmark on the device, its output verbatim."""
+    device = "cpu" if cpu else "cuda"
+    command = [sys.executable, "-m", "benchmarks.bench_maxboxacc", "--device", device]
+    command += ["--num-images", "40" if cpu else "5794"]
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"`{' '.join(command[1:])}`: stopped after {timeout:.0f} s (budget)"
+    text = (done.stdout + (done.stderr if done.returncode else "")).strip()
+    return f"`{' '.join(command[1:])}` (exit {done.returncode}):\n\n```\n{text}\n```"
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per method, images/s per precision and the bf16/fp32 ratio."""
+    lines = [
+        "| method | 32-true images/s | bf16-mixed images/s | bf16-mixed / 32-true |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, rates in results.items():
+        if "error" in rates:
+            lines.append(f"| {name} | failed: {rates['error']} | | |")
+            continue
+        fp32, bf16 = rates["32-true"], rates["bf16-mixed"]
+        lines.append(f"| {name} | {fp32:.1f} | {bf16:.1f} | {bf16 / fp32:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    """Run every measurement; write and print the table; return the file (None: skipped)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_gpu")
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds for everything")
+    parser.add_argument("--steps", type=int, default=30, help="timed batches per precision")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed batches first")
+    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS])
+    parser.add_argument("--cpu", action="store_true", help="tiny scale on the CPU (a check)")
+    args = parser.parse_args(argv)
+    if not args.cpu and not torch.cuda.is_available():
+        print("bench-gpu: skipped: no CUDA device (--cpu runs the same at a tiny scale)")
+        return None
+    unknown = set(args.methods) - {m.name for m in METHODS}
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; known: {[m.name for m in METHODS]}")
+    start = time.perf_counter()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="latentlab-bench-gpu-") as scratch:
+        for method in (m for m in METHODS if m.name in args.methods):
+            if time.perf_counter() - start > args.budget * 0.75:
+                results[method.name] = {"error": "skipped: out of budget"}
+                continue
+            print(f"bench-gpu: {method.name} ...", flush=True)
+            try:
+                results[method.name] = measure(
+                    method, Path(scratch), args.cpu, args.steps, args.warmup
+                )
+            except Exception as error:  # one failing method must not cost the others' numbers
+                results[method.name] = {"error": f"{type(error).__name__}: {error}"[:200]}
+    remaining = max(30.0, args.budget - (time.perf_counter() - start))
+    device = torch.cuda.get_device_name(0) if not args.cpu else "CPU (--cpu check, tiny scale)"
+    report = "\n\n".join(
+        [
+            f"# GPU benchmarks\n\nDevice: {device}. Command: `python -m benchmarks.gpu "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}`. Ratios are measured in "
+            "this run; compare absolute numbers only on the same device.",
+            "## Training throughput (data loading included)",
+            table(results),
+            "## Metric benchmarks",
+            metric_benchmarks(args.cpu, remaining),
+        ]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "gpu_bench.md"
+    path.write_text(report + "\n")
+    print(report)
+    return path
+
+
+if __name__ == "__main__":
+    main()

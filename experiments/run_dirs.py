@@ -1,0 +1,94 @@
+"""Run folders ``<root>/<name>/<timestamp>/``: their names, the newest one, the one a run uses.
+
+A run's name is ``<method>/<dataset>[_<variant>]``, taken from its experiment YAML. Choosing a
+folder (:func:`choose_run_dir`) touches nothing on disk, so that the CLI can refuse a bad
+configuration before any folder exists; the CLI creates the folder afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EXPERIMENTS_DIR",
+    "RUN_DIR_ENV",
+    "TIMESTAMP_FORMAT",
+    "choose_run_dir",
+    "free_run_dir",
+    "latest_run_dir",
+    "new_run_dir",
+    "run_name_from_configs",
+]
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent
+RUN_DIR_ENV = "LATENTLAB_RUN_DIR"  # set for DDP child processes (and by cluster scripts)
+TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
+
+
+def _name_under_experiments(path: Path) -> str | None:
+    if path.is_relative_to(EXPERIMENTS_DIR):
+        return path.relative_to(EXPERIMENTS_DIR).with_suffix("").as_posix()
+    parts = path.with_suffix("").parts
+    if "experiments" in parts[:-1]:
+        return "/".join(parts[len(parts) - parts[::-1].index("experiments") :])
+    return None
+
+
+def run_name_from_configs(configs: list[Any]) -> str:
+    """``<method>/<dataset>[_<variant>]``: the last ``--config`` under ``experiments/`` (other
+    than ``_base.yaml``) relative to it, else the file name of the last ``--config``."""
+    paths = [Path(str(c)).resolve() for c in configs or [] if Path(str(c)).name != "_base.yaml"]
+    if not paths:
+        raise ValueError("Cannot derive --run.name: pass an experiment --config or --run.name")
+    names = [n for n in map(_name_under_experiments, paths) if n is not None]
+    return names[-1] if names else paths[-1].stem
+
+
+def free_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
+    """``root/name/<timestamp>`` (``_2``, ``_3``, ... appended when it exists), not created."""
+    stamp = (now or datetime.now()).strftime(TIMESTAMP_FORMAT)
+    candidate, n = root / name / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / name / f"{stamp}_{n}"
+    return candidate
+
+
+def new_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
+    """Create ``root/name/<timestamp>`` (``_2``, ``_3``, ... appended when it exists)."""
+    run_dir = free_run_dir(root, name, now)
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _stamp_key(path: Path) -> tuple[str, int]:
+    stamp, suffix = path.name[:19], path.name[20:]  # "<timestamp>" or "<timestamp>_<n>"
+    return stamp, int(suffix) if suffix.isdigit() else 1
+
+
+def latest_run_dir(root: Path, name: str) -> Path:
+    """The newest ``root/name/<timestamp>`` that holds ``checkpoints/last.ckpt``."""
+    runs = [p.parent.parent for p in (root / name).glob("*/checkpoints/last.ckpt")]
+    if not runs:
+        raise FileNotFoundError(
+            f"Nothing to resume: no {root / name}/<timestamp>/checkpoints/last.ckpt. "
+            "Start the run without RESUME=1 (or --run.resume=false) first."
+        )
+    return max(runs, key=_stamp_key)
+
+
+def choose_run_dir(root: Path, name: str, resume: bool, environ: Mapping[str, str]) -> Path:
+    """The folder of this run, chosen without touching the disk.
+
+    ``resume``: the newest run of ``name``. Else the folder in ``environ[RUN_DIR_ENV]`` when it
+    belongs to ``name`` (set by the CLI for the DDP child processes that re-run the command, or by
+    a cluster script), else a new timestamp.
+    """
+    if resume:
+        return latest_run_dir(root, name)
+    if environ.get(RUN_DIR_ENV) and Path(environ[RUN_DIR_ENV]).parent == root / name:
+        return Path(environ[RUN_DIR_ENV])
+    return free_run_dir(root, name)

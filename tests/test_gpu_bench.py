@@ -1,0 +1,26 @@
+"""``benchmarks/gpu.py`` (``make bench-gpu``): every method builds from its YAML and is timed."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks import gpu
+
+
+def test_skips_without_cuda(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.main(["--out", str(tmp_path)]) is None
+    assert "skipped: no CUDA device" in capsys.readouterr().out
+    assert not (tmp_path / "gpu_bench.md").exists()
+
+
+def test_cpu_check_writes_one_table_with_every_method(tmp_path):
+    path = gpu.main(["--cpu", "--steps", "1", "--warmup", "1", "--out", str(tmp_path)])
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0][2:] for row in rows[1:]] == [m.name for m in gpu.METHODS]
+    assert "failed" not in text, text
+    for row in rows[1:]:
+        fp32, bf16, ratio = (cell.strip() for cell in row.strip("| ").split(" | ")[1:])
+        assert ratio == f"{float(bf16) / float(fp32):.2f}x"
+    assert "bench_maxboxacc --device cpu" in text and "(exit 0)" in text
