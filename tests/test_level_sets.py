@@ -356,7 +356,9 @@ _BOUNDS_CHECKED = """
 import sys
 import numba
 import numpy as np
+from callbacks.wsol.boxes import max_box_ious_per_rule
 from callbacks.wsol.level_sets import analyse
+from callbacks.wsol.level_sets.choice import cut_boundary
 
 
 @numba.njit
@@ -379,13 +381,18 @@ for i in range(int(data["count"])):
                         max_regions=1 << 30)
         for name in ("ious", "undecided", "status"):
             out[f"{name}{i}_{j}"] = getattr(found, name)
+    boxes = [g[:n] for g, n in zip(gt, num_gt)]  # the plain path's box pass, numba too
+    plain = max_box_ious_per_rule(maps, boxes, np.arange(0, 1, 0.01), method="cv2")
+    out[f"cv2{i}"] = np.stack(plain)
+    out[f"boundary{i}"] = np.array([cut_boundary(s8) for s8 in found.s8])
 np.savez(sys.argv[2], **out)
 """
 
 
 def _bounds_checked_env() -> dict:
     """The environment of the bounds-checked run: checks on, its own cache."""
-    sources = sorted((Path(__file__).parents[1] / "callbacks/wsol/level_sets").glob("*.py"))
+    wsol = Path(__file__).parents[1] / "callbacks/wsol"
+    sources = sorted(wsol.glob("level_sets/*.py")) + [wsol / "boxes.py"]
     digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     cache = Path(__file__).parent / "__pycache__" / "numba-boundscheck"
     for old in cache.glob("*"):
@@ -395,8 +402,9 @@ def _bounds_checked_env() -> dict:
 
 
 def test_analysis_under_bounds_checking(tmp_path):
-    """Small maps of every family through the analysis with numba's bounds checks: a buffer
-    sized too small raises IndexError instead of writing past its end; results still cv2's."""
+    """Small maps of every family through the analysis (and the plain path's numba box pass)
+    with numba's bounds checks: a buffer sized too small raises IndexError instead of writing
+    past its end; results still cv2's."""
     rng = np.random.default_rng(12)
     cases = [
         rng.random((3, 24, 24)),  # pixel noise: many regions, holes, edges
@@ -432,6 +440,8 @@ def test_analysis_under_bounds_checking(tmp_path):
             if j == 0:
                 np.testing.assert_array_equal(ious[:, ALL], expected[:, ALL])
             np.testing.assert_array_equal(ious[:, LARGEST][decided], expected[:, LARGEST][decided])
+        np.testing.assert_array_equal(found[f"cv2{i}"], expected.transpose(1, 0, 2))
+        assert found[f"boundary{i}"].tolist() == [cut_boundary(m) for m in s8.numpy()]
 
 
 def test_benchmark_family_table_agrees():
