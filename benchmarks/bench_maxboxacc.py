@@ -1,118 +1,56 @@
-"""Benchmark: batched MaxBoxAcc/MaxBoxAccV2 against a straightforward per-image, per-threshold loop.
+"""Benchmark: the box metrics' paths against the straightforward per-image, per-threshold loop.
 
-The straightforward implementation below follows the [WSOL] evaluation loop literally (cv2 resize
-per image, then for every one of the 100 thresholds: ``cv2.threshold``, ``cv2.findContours``,
-box(es), IoU in numpy). It is also the independent reference of ``tests/test_wsol_metrics.py``.
-Both are timed in the same run on the same maps; the results must be identical.
+The straightforward loop is the independent reference of the tests (``tests/wsol_reference.py``:
+[WSOL]'s evaluation loop written literally, for every one of the 100 thresholds
+``cv2.threshold``, ``cv2.findContours``, box(es), IoU). Two parts, each timed in one run, the
+paths in turn on the same chunks of maps (so that a machine whose speed drifts slows all
+alike), each result checked equal to the loop's:
 
-Run: ``python -m benchmarks.bench_maxboxacc --num-images 5794`` (the CUB test-set size).
-Measured on a 2-core CPU (``OMP_NUM_THREADS=1``, 2026-12-02, session 6), identical results,
-speed-ups with 2 threads: MaxBoxAcc 20.8x, V2 23.1x, both through ``LogWSOLMetrics`` 34.4x
-against the two loops, 17.8x against the shared loop; 1 thread: 11.7x, 12.5x, 19.6x, 11.1x (the
-loop took 5.4 ms per map and metric in that run, 2.9 ms in an earlier session on the same
-machine: the ratios hold for one run only).
+- map families (``--maps`` 224 px maps each, ``map_family``: CAMs upsampled from 7, 14 and 28 px
+  grids, blurred noise, pixel noise, object-like blobs, blobs with a little noise): the loop
+  (both contour rules from one pass of contours) against ``max_box_ious_per_rule`` with
+  ``method`` ``auto``, ``level_sets`` and ``cv2``, as ratios of the loop's time to each; with
+  the inputs of ``auto``'s choice (``callbacks/wsol/level_sets/choice.py``: median row
+  segments and mean cut boundary) and the share of maps it analysed;
+- the metrics (``--num-images`` blob CAMs, 14 px -> 224 px): ``MaxBoxAccuracy``,
+  ``MaxBoxAccuracyV2`` and both through ``WSOLMetrics``, resize and normalization included,
+  against the loop with ``cv2.resize``.
+
+Run: ``python -m benchmarks.bench_maxboxacc`` (``--maps 48 --num-images 5794`` for the CUB
+test-set size; ``--families blobs pixel_noise`` for a few).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from functools import partial
+from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from callbacks.wsol.boxes import available_threads
-from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2, WSOLMetrics
+ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: the repository's packages come first
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the reference, as pytest imports it
 
+from wsol_reference import (  # noqa: E402
+    FAMILIES,
+    make_cams,
+    map_family,
+    straightforward_box_hits,
+    straightforward_hits,
+    straightforward_ious,
+    straightforward_normalize,
+)
 
-def straightforward_box_hits(
-    maps: np.ndarray,
-    gt_boxes: list[np.ndarray],
-    iou_thresholds: tuple[float, ...],
-    multi_contour: bool,
-    interval: float = 0.01,
-) -> np.ndarray:
-    """(D, T) hit counts of normalized (B, H, W) maps, one image and one threshold at a time."""
-    return straightforward_hits(maps, gt_boxes, [(iou_thresholds, multi_contour)], interval)[0]
-
-
-def straightforward_hits(
-    maps: np.ndarray,
-    gt_boxes: list[np.ndarray],
-    rules: list[tuple[tuple[float, ...], bool]],
-    interval: float = 0.01,
-) -> list[np.ndarray]:
-    """(D, T) hit counts for each rule (IoU levels, ``multi_contour``) from one contour pass.
-
-    Every rule reads the same ``cv2.findContours`` of each (image, threshold): the fair
-    straightforward counterpart of an implementation that scores several rules at once.
-    """
-    thresholds = np.arange(0, 1, interval)
-    hits = [np.zeros((len(deltas), len(thresholds)), dtype=np.int64) for deltas, _ in rules]
-    for scoremap, gt in zip(maps, gt_boxes, strict=True):
-        height, width = scoremap.shape
-        if np.isnan(scoremap).any():
-            raise ValueError("NaN score map")
-        image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
-        gt = np.asarray(gt).reshape(-1, 4)
-        for k, tau in enumerate(thresholds):
-            _, binary = cv2.threshold(image, int(tau * np.max(image)), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-            for (deltas, multi_contour), counts in zip(rules, hits, strict=True):
-                if len(contours) == 0:
-                    boxes = [[0, 0, 0, 0]]
-                else:
-                    chosen = contours if multi_contour else [max(contours, key=cv2.contourArea)]
-                    boxes = []
-                    for contour in chosen:
-                        x, y, w, h = cv2.boundingRect(contour)
-                        boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-                best = max(_inclusive_iou(box, g) for box in boxes for g in gt)
-                for d, delta in enumerate(deltas):
-                    counts[d, k] += best >= delta / 100
-    return hits
-
-
-def _inclusive_iou(a, b) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes counting pixels inclusively."""
-    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
-    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    width = max(min(a[2], b[2]) - max(a[0], b[0]) + 1, 0)
-    height = max(min(a[3], b[3]) - max(a[1], b[1]) + 1, 0)
-    inter = width * height
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
-
-
-def straightforward_normalize(cam: np.ndarray, size: int = 224) -> np.ndarray:
-    """cv2 bicubic resize then min-max, as [WSOL] ``inference.py`` (zeros for constant/NaN maps)."""
-    resized = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    if np.isnan(resized).any() or resized.max() == resized.min():
-        return np.zeros_like(resized, dtype=np.float64)
-    return ((resized - resized.min()) / (resized.max() - resized.min())).astype(np.float64)
-
-
-def make_cams(num: int, feature: int, seed: int, kind: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Feature-resolution CAMs and 224-px GT boxes: ``blob`` (object-like) or ``random`` (noise)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.random((num, feature, feature)).astype(np.float32)
-    cams, boxes = noise, []
-    if kind == "blob":  # one to three Gaussian parts plus a little noise, like trained CAMs
-        yy, xx = np.mgrid[0:feature, 0:feature] / feature
-        cams = 0.05 * noise
-        for part in range(3):
-            cx, cy = rng.uniform(0.2, 0.8, (2, num, 1, 1))
-            sx, sy = rng.uniform(0.06, 0.25, (2, num, 1, 1))
-            keep = (rng.random((num, 1, 1)) < 0.6) | (part == 0)
-            weight = rng.uniform(0.3, 1.0, (num, 1, 1)) * keep
-            cams = cams + weight * np.exp(
-                -((xx - cx) ** 2) / (2 * sx**2) - (yy - cy) ** 2 / (2 * sy**2)
-            )
-    for _ in range(num):
-        x0, y0 = rng.integers(0, 150, 2)
-        boxes.append(np.array([[x0, y0, x0 + rng.integers(20, 74), y0 + rng.integers(20, 74)]]))
-    return cams.astype(np.float32), boxes
+from callbacks.wsol.boxes import _pad_boxes, available_threads, max_box_ious_per_rule  # noqa: E402
+from callbacks.wsol.level_sets import TO_CV2, analyse, workspace  # noqa: E402
+from callbacks.wsol.level_sets.choice import cut_boundary  # noqa: E402
+from callbacks.wsol.level_sets.segments import row_segments  # noqa: E402
+from callbacks.wsol.metrics import MaxBoxAccuracy, MaxBoxAccuracyV2, WSOLMetrics  # noqa: E402
 
 
 def run(
@@ -126,7 +64,7 @@ def run(
     """Time both implementations on the same maps; return the seconds and the speed-ups.
 
     ``v1`` and ``v2`` time each metric alone (``MaxBoxAccuracy`` / ``MaxBoxAccuracyV2.update``);
-    ``v1v2`` times the ``LogWSOLMetrics`` path, both metrics from one box analysis, against the
+    ``v1v2`` times the ``WSOLMetrics`` path, both metrics from one box analysis, against the
     two straightforward runs (as [WSOL] evaluates them, one run per metric), ``v1v2_shared``
     against one straightforward run that scores both rules on the same contours. The maps go
     by in chunks of ``chunk`` images, each timed with every implementation in turn, so that a
@@ -194,20 +132,120 @@ def run(
     return results
 
 
+METHODS = ("auto", "level_sets", "cv2")
+
+
+def family_run(
+    family: str, num_maps: int, workers: int | None = None, chunk: int = 8, seed: int = 0
+) -> dict[str, float]:
+    """Time the loop and each ``method`` on ``num_maps`` maps of one family (both rules).
+
+    The paths take the maps in chunks of ``chunk``: the loop, then the methods, each first in
+    turn and timed on its second pass over the chunk.
+
+    Returns seconds per map of the loop (``loop_ms``), the ratio of the loop's time to each
+    method's (``<method>_ratio``), whether each equals the loop (``<method>_equal``), the median
+    row segments and mean cut boundary of the maps (``level_sets.choice``) and the share that
+    ``auto`` analyses.
+    """
+    maps, boxes = map_family(family, num_maps, seed)
+    thresholds = np.arange(0, 1, 0.01)
+    tensor = torch.from_numpy(maps)
+    for method in METHODS:  # compile or load the analysis before timing
+        max_box_ious_per_rule(tensor[:1], boxes[:1], thresholds, workers=workers, method=method)
+    seconds = dict.fromkeys(("loop", *METHODS), 0.0)
+    found = {name: [] for name in seconds}
+    for step, first in enumerate(range(0, num_maps, chunk)):
+        part, part_boxes = maps[first : first + chunk], boxes[first : first + chunk]
+        start = time.perf_counter()
+        found["loop"].append(np.stack(straightforward_ious(part, part_boxes, [False, True])))
+        seconds["loop"] += time.perf_counter() - start
+        part_maps = tensor[first : first + chunk]
+        for method in METHODS[step % 3 :] + METHODS[: step % 3]:
+            # untimed first: a pass after other work pays for caches and idle threads
+            run = partial(max_box_ious_per_rule, part_maps, part_boxes, thresholds)
+            run(workers=workers, method=method)
+            start = time.perf_counter()
+            ious = run(workers=workers, method=method)
+            seconds[method] += time.perf_counter() - start
+            found[method].append(np.stack(ious))
+    loop = np.concatenate(found["loop"], axis=1)
+    choice = analyse(maps, thresholds, *_pad_boxes(boxes), method="auto")
+    work = workspace(*maps.shape[1:])
+    segments = [row_segments(m, work.seg_start, work.seg_top, work.row_first) for m in maps]
+    boundary = [cut_boundary(s8) for s8 in choice.s8]
+    results = {
+        "maps": num_maps,
+        "segments": float(np.median(segments)),
+        "boundary": float(np.median(boundary)),
+        "auto_analysed": float(np.mean(choice.status != TO_CV2)),
+        "loop_ms": 1e3 * seconds["loop"] / num_maps,
+    }
+    for method in METHODS:
+        results[f"{method}_ratio"] = seconds["loop"] / seconds[method]
+        equal = np.array_equal(np.concatenate(found[method], axis=1), loop)
+        results[f"{method}_equal"] = float(equal)
+    return results
+
+
+def family_table(
+    families: tuple[str, ...], num_maps: int, workers: int | None = None
+) -> list[tuple[str, dict[str, float]]]:
+    """``family_run`` of every family, printed as a Markdown table as it goes.
+
+    Pixel noise gets a quarter of the maps (at least two): the loop takes seconds per map.
+    """
+    print(
+        "| family | maps | segments | boundary | auto analyses | loop ms/map | auto | level_sets "
+        "| cv2 | equal |\n|---|---|---|---|---|---|---|---|---|---|",
+        flush=True,
+    )
+    rows = []
+    for family in families:
+        count = max(2, num_maps // 4) if family == "pixel_noise" else num_maps
+        row = family_run(family, count, workers)
+        equal = all(row[f"{method}_equal"] == 1.0 for method in METHODS)
+        ratios = " | ".join(f"{row[f'{method}_ratio']:.2f}x" for method in METHODS)
+        print(
+            f"| {family} | {count} | {row['segments']:.0f} | {row['boundary']:.0f} "
+            f"| {100 * row['auto_analysed']:.0f} % "
+            f"| {row['loop_ms']:.1f} | {ratios} | {'yes' if equal else 'NO'} |",
+            flush=True,
+        )
+        rows.append((family, row))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-images", type=int, default=5794)
+    parser.add_argument("--maps", type=int, default=32, help="maps per family (pixel noise: 1/4)")
+    parser.add_argument(
+        "--families", nargs="*", choices=FAMILIES, default=list(FAMILIES), help="none: skip them"
+    )
+    parser.add_argument("--num-images", type=int, default=1024, help="CAMs of the metric part")
     parser.add_argument("--kind", choices=["blob", "random"], default="blob")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
     args = parser.parse_args()
+    threads = available_threads(args.workers)
+    rows = []
+    if args.families:  # the analysis runs on the CPU, whatever ``--device``
+        print(
+            f"Map families, 224 px, both contour rules, {threads} thread(s); ratios are the "
+            "loop's time over each method's (higher is faster), measured in this run"
+        )
+        rows = family_table(tuple(args.families), args.maps, args.workers)
     print(
-        f"{args.num_images} {args.kind} CAMs (14 x 14 -> 224), batched path on {args.device}, "
-        f"{available_threads(args.workers)} thread(s)"
+        f"\nMetrics: {args.num_images} {args.kind} CAMs (14 x 14 -> 224), batched path on "
+        f"{args.device}, {threads} thread(s)"
     )
     results = run(args.num_images, args.kind, device=args.device, workers=args.workers)
     for key, value in results.items():
         print(f"{key}: {value:.3f}")
+    equal = [row[f"{m}_equal"] for _, row in rows for m in METHODS]
+    equal += [results[f"{name}_equal"] for name in ("v1", "v2", "v1v2")]
+    if not all(value == 1.0 for value in equal):
+        raise SystemExit("a path disagrees with the straightforward loop")
 
 
 if __name__ == "__main__":

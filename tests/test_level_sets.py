@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
+from wsol_reference import FAMILIES, make_cams, map_family, straightforward_ious
 
-from benchmarks.bench_maxboxacc import make_cams
 from callbacks.wsol import boxes as cam_boxes
 from callbacks.wsol.boxes import (
     _integer_levels,
@@ -20,7 +27,8 @@ from callbacks.wsol.boxes import (
 )
 from callbacks.wsol.boxes import scoremaps_to_uint8 as to_uint8
 from callbacks.wsol.functional import normalize_cams, resize_bands, resize_taps
-from callbacks.wsol.level_sets import GAVE_UP, OK, analyse
+from callbacks.wsol.level_sets import ALL, LARGEST, OK, TO_CV2, analyse
+from callbacks.wsol.level_sets.choice import cut_boundary
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -93,8 +101,9 @@ def _reference(s8: np.ndarray, levels: np.ndarray, boxes, inclusive: bool = True
     for b, (scoremap, gt) in enumerate(zip(s8, boxes, strict=True)):
         for k, level in enumerate(levels[b]):
             mask = ((scoremap > level) * 255).astype(np.uint8)
-            for rule in (0, 1):
-                out[b, rule, k] = box_iou(contour_boxes(mask, bool(rule)), gt, inclusive).max()
+            for multi_contour in (False, True):
+                boxes_k = contour_boxes(mask, multi_contour)
+                out[b, int(multi_contour), k] = box_iou(boxes_k, gt, inclusive).max()
     return out
 
 
@@ -161,6 +170,8 @@ def _maps(kind: str) -> np.ndarray:
 
 
 KINDS = ["blob", "random", "structured", "binary", "pixel_noise", "thin"]
+# (inclusive, multi_contour): MaxBoxAcc alone floods holes only where boxes don't decide
+CASES = ((True, (False, True)), (False, (False, True)), (True, (False,)))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -172,42 +183,109 @@ def test_analysis_equals_cv2_per_level(kind):
         thresholds = np.arange(0, 1, 0.01)
         boxes = _gt(len(maps), *maps.shape[1:], seed=1)
         gt, num_gt = _pad_boxes(boxes)
-        for inclusive, every in ((True, True), (False, True), (True, False)):
-            # without ``every`` (MaxBoxAcc alone) holes are flooded only where boxes don't decide
-            out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, every=every)
-            found_s8, levels, ious, undecided, status = out
+        for inclusive, multi_contour in CASES:
+            out = analyse(maps.numpy(), thresholds, gt, num_gt, inclusive, multi_contour)
+            found_s8, levels, ious, undecided = out.s8, out.levels, out.ious, out.undecided
+            status = out.status
             np.testing.assert_array_equal(found_s8, s8)
             np.testing.assert_array_equal(levels, _integer_levels(torch.from_numpy(s8), thresholds))
             assert (status == OK).all()
             expected = _reference(s8, levels, boxes, inclusive)
-            if every:
-                np.testing.assert_array_equal(ious[:, 1], expected[:, 1])
-            np.testing.assert_array_equal(ious[:, 0][~undecided], expected[:, 0][~undecided])
+            if True in multi_contour:
+                np.testing.assert_array_equal(ious[:, ALL], expected[:, ALL])
+            decided = ~undecided
+            np.testing.assert_array_equal(ious[:, LARGEST][decided], expected[:, LARGEST][decided])
         if kind == "blob":
             assert undecided.mean() < 0.01  # cv2 is rarely needed on object-like CAMs
 
 
 @pytest.mark.parametrize("kind", ["structured", "binary"])
-def test_max_box_ious_with_every_fallback(kind, monkeypatch):
-    """End to end, with maps given up for too many extrema and undecided levels, still cv2's."""
+def test_every_method_and_both_fallbacks(kind, monkeypatch):
+    """Each method, with the maps above a cap of local maxima left to cv2 and the others
+    analysed (their undecided levels through cv2): all equal cv2's."""
     maps = torch.as_tensor(_maps(kind))
     boxes = _gt(len(maps), *maps.shape[1:], seed=2)
     thresholds = np.arange(0, 1, 0.01)
     s8 = to_uint8(maps)
     expected = _reference(s8.numpy(), _integer_levels(s8, thresholds).numpy(), boxes)
-    real, given_up = cam_boxes.analyse, []
+    regions = analyse(maps.numpy(), thresholds, *_pad_boxes(boxes)).regions
+    cap, real, statuses = int(np.median(regions)), cam_boxes.analyse, {}
 
-    def few_regions(*args, **kwargs):
-        out = real(*args, **kwargs, max_regions=3)
-        given_up.append(out[-1] == GAVE_UP)
+    def capped(*args):
+        out = real(*args, max_regions=cap)
+        statuses[args[-1]] = out.status  # by method
         return out
 
-    for patch in (real, few_regions):
-        monkeypatch.setattr(cam_boxes, "analyse", patch)
-        for rule in (0, 1):
-            ious = max_box_ious(maps, boxes, thresholds, bool(rule), workers=2)
-            np.testing.assert_array_equal(ious, expected[:, rule])
-    assert all(g.any() for g in given_up)
+    monkeypatch.setattr(cam_boxes, "analyse", capped)
+    for method in ("level_sets", "cv2", "auto"):
+        for multi_contour in (False, True):
+            ious = max_box_ious(maps, boxes, thresholds, multi_contour, workers=2, method=method)
+            np.testing.assert_array_equal(ious, expected[:, int(multi_contour)])
+    assert (statuses["cv2"] == TO_CV2).all()
+    for method in ("level_sets", "auto"):  # few regions: auto analyses all it may
+        np.testing.assert_array_equal(statuses[method] == TO_CV2, regions > cap)
+    assert 0 < (regions > cap).sum() < len(maps)
+
+
+def test_auto_chooses_cv2_where_the_analysis_does_not_pay(monkeypatch):
+    """Smooth maps are analysed, the same with a little noise (many row segments of the float
+    map, short uint8 cut boundaries) go to cv2, pixel noise (many of both) is analysed; the
+    IoUs stay [WSOL]'s."""
+    smooth, boxes = map_family("blobs", 2, seed=4)
+    noisy, _ = map_family("noisy_blobs", 2, seed=4)
+    maps = np.concatenate([smooth, noisy])
+    real, statuses = cam_boxes.analyse, []
+
+    def recording(*args):
+        out = real(*args)
+        statuses.append(out.status)
+        return out
+
+    monkeypatch.setattr(cam_boxes, "analyse", recording)
+    thresholds = np.arange(0, 1, 0.01)
+    found = max_box_ious_per_rule(torch.from_numpy(maps), boxes * 2, thresholds, method="auto")
+    np.testing.assert_array_equal(
+        np.stack(found), straightforward_ious(maps, boxes * 2, [False, True])
+    )
+    assert statuses[0].tolist() == [OK, OK, TO_CV2, TO_CV2]
+    pixel_noise, gt = map_family("pixel_noise", 1, seed=4)
+    analysed = analyse(pixel_noise, thresholds, *_pad_boxes(gt), method="auto")
+    assert analysed.status[0] == OK
+
+
+def test_cut_boundary_is_the_mean_boundary_of_the_cuts():
+    """Summed over all 256 cuts ``s8 > L``, the separated 4-neighbour pairs, over max(s8)."""
+    s8 = to_uint8(torch.from_numpy(_structured(1, 8, size=30)))[0].numpy()
+    separated = 0
+    for level in range(256):
+        cut = s8 > level
+        separated += (cut[:, 1:] != cut[:, :-1]).sum() + (cut[1:] != cut[:-1]).sum()
+    assert cut_boundary(s8) == pytest.approx(separated / s8.max(), rel=1e-12)
+    assert cut_boundary(np.zeros((4, 4), dtype=np.uint8)) == 0.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_methods_equal_the_reference_loop_on_map_families(family):
+    """``level_sets``, ``cv2`` and ``auto`` equal [WSOL]'s loop, written literally, per level."""
+    maps, boxes = map_family(family, 2, seed=3, size=64)
+    reference = straightforward_ious(maps, boxes, [False, True])
+    thresholds = np.arange(0, 1, 0.01)
+    for method in ("level_sets", "cv2", "auto"):
+        found = max_box_ious_per_rule(
+            torch.from_numpy(maps), boxes, thresholds, (False, True), workers=2, method=method
+        )
+        np.testing.assert_array_equal(np.stack(found), np.stack(reference))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        max_box_ious(
+            torch.zeros((1, 4, 4)),
+            [np.array([[0, 0, 3, 3]])],
+            np.arange(0, 1, 0.1),
+            True,
+            method="fast",
+        )
 
 
 def test_equal_areas_are_decided_by_cv2():
@@ -218,7 +296,7 @@ def test_equal_areas_are_decided_by_cv2():
     s8 = to_uint8(maps)
     levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
     boxes = [np.array([[40, 24, 56, 40]])]  # around the right blob only
-    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), *_pad_boxes(boxes))[3]
+    undecided = analyse(maps.numpy(), np.arange(0, 1, 0.01), *_pad_boxes(boxes)).undecided
     assert undecided.sum() > 10
     ious = max_box_ious(maps, boxes, np.arange(0, 1, 0.01), False)
     np.testing.assert_array_equal(ious, _reference(s8.numpy(), levels, boxes)[:, 0])
@@ -249,12 +327,12 @@ def test_cams_resized_in_the_analysis_match_normalize_cams(shape, size):
     boxes = _gt(6, *size, seed=4)
     thresholds = np.arange(0, 1, 0.01)
     gt, num_gt = _pad_boxes(boxes)
-    s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps)[0]
+    s8 = analyse(cams.numpy(), thresholds, gt, num_gt, taps=taps).s8
     np.testing.assert_array_equal(s8, to_uint8(maps).numpy())
     assert not s8[4:].any()
-    for rules in ((False,), (True,), (False, True)):
-        raw = max_box_ious_per_rule(cams, boxes, thresholds, rules, taps=taps)
-        reference = max_box_ious_per_rule(maps, boxes, thresholds, rules)
+    for multi_contour in ((False,), (True,), (False, True)):
+        raw = max_box_ious_per_rule(cams, boxes, thresholds, multi_contour, taps=taps)
+        reference = max_box_ious_per_rule(maps, boxes, thresholds, multi_contour)
         np.testing.assert_array_equal(np.stack(raw), np.stack(reference))
 
 
@@ -266,3 +344,111 @@ def test_bad_maps_are_refused():
         max_box_ious(torch.full((1, 4, 4), 1.5), boxes, np.arange(0, 1, 0.1), True)
     with pytest.raises(ValueError, match="box sets"):
         max_box_ious(torch.zeros((2, 4, 4)), boxes, np.arange(0, 1, 0.1), True)
+    with pytest.raises(ValueError, match="method"):
+        max_box_ious(torch.zeros((1, 4, 4)), boxes, np.arange(0, 1, 0.1), True, method="fast")
+
+
+# Run in a fresh interpreter with numba's bounds checking on (it must be set before numba
+# compiles). Its cache lives apart from the normal one (whose code has no checks), in a folder
+# named by a hash of the analysis' sources: numba keys its cache on each function's own file,
+# so a cache kept across edits could run a caller with an old, unchecked callee.
+_BOUNDS_CHECKED = """
+import sys
+import numba
+import numpy as np
+from callbacks.wsol.boxes import max_box_ious_per_rule
+from callbacks.wsol.level_sets import analyse
+from callbacks.wsol.level_sets.choice import cut_boundary
+
+
+@numba.njit
+def _past_the_end(a):
+    return a[a.size]
+
+
+try:
+    _past_the_end(np.zeros(1))
+except IndexError:
+    pass
+else:
+    sys.exit("bounds checking is off")
+data = np.load(sys.argv[1])
+out = {}
+for i in range(int(data["count"])):
+    maps, gt, num_gt = data[f"maps{i}"], data[f"gt{i}"], data[f"num_gt{i}"]
+    for j, multi_contour in enumerate(((False, True), (False,))):
+        found = analyse(maps, np.arange(0, 1, 0.01), gt, num_gt, True, multi_contour,
+                        max_regions=1 << 30)
+        for name in ("ious", "undecided", "status"):
+            out[f"{name}{i}_{j}"] = getattr(found, name)
+    boxes = [g[:n] for g, n in zip(gt, num_gt)]  # the plain path's box pass, numba too
+    plain = max_box_ious_per_rule(maps, boxes, np.arange(0, 1, 0.01), method="cv2")
+    out[f"cv2{i}"] = np.stack(plain)
+    out[f"boundary{i}"] = np.array([cut_boundary(s8) for s8 in found.s8])
+np.savez(sys.argv[2], **out)
+"""
+
+
+def _bounds_checked_env() -> dict:
+    """The environment of the bounds-checked run: checks on, its own cache."""
+    wsol = Path(__file__).parents[1] / "callbacks/wsol"
+    sources = sorted(wsol.glob("level_sets/*.py")) + [wsol / "boxes.py"]
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    cache = Path(__file__).parent / "__pycache__" / "numba-boundscheck"
+    for old in cache.glob("*"):
+        if old.name != digest:
+            shutil.rmtree(old, ignore_errors=True)
+    return dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache / digest))
+
+
+def test_analysis_under_bounds_checking(tmp_path):
+    """Small maps of every family through the analysis (and the plain path's numba box pass)
+    with numba's bounds checks: a buffer sized too small raises IndexError instead of writing
+    past its end; results still cv2's."""
+    rng = np.random.default_rng(12)
+    cases = [
+        rng.random((3, 24, 24)),  # pixel noise: many regions, holes, edges
+        np.stack([ndi.gaussian_filter(m, 2.0) for m in rng.random((3, 32, 32))]),
+        normalize_cams(torch.from_numpy(rng.random((3, 5, 5))), (40, 40)).numpy(),
+        _structured(3, 5, size=40),
+        _binary(3, 6, size=24),
+        *[m[None] for m in _maps("thin")],
+    ]
+    cases = [m / m.max(axis=(1, 2), keepdims=True) for m in cases]
+    arrays, boxes = {"count": len(cases)}, []
+    for i, maps in enumerate(cases):
+        boxes.append(_gt(len(maps), *maps.shape[1:], seed=i))
+        arrays[f"maps{i}"] = maps
+        arrays[f"gt{i}"], arrays[f"num_gt{i}"] = _pad_boxes(boxes[-1])
+    np.savez(tmp_path / "in.npz", **arrays)
+    run = subprocess.run(
+        [sys.executable, "-c", _BOUNDS_CHECKED, str(tmp_path / "in.npz"), str(tmp_path / "out")],
+        cwd=Path(__file__).parents[1],
+        env=_bounds_checked_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = np.load(tmp_path / "out.npz")
+    for i, maps in enumerate(cases):
+        s8 = to_uint8(torch.from_numpy(maps))
+        levels = _integer_levels(s8, np.arange(0, 1, 0.01)).numpy()
+        expected = _reference(s8.numpy(), levels, boxes[i])
+        for j in (0, 1):
+            assert (found[f"status{i}_{j}"] == OK).all()
+            ious, decided = found[f"ious{i}_{j}"], ~found[f"undecided{i}_{j}"]
+            if j == 0:
+                np.testing.assert_array_equal(ious[:, ALL], expected[:, ALL])
+            np.testing.assert_array_equal(ious[:, LARGEST][decided], expected[:, LARGEST][decided])
+        np.testing.assert_array_equal(found[f"cv2{i}"], expected.transpose(1, 0, 2))
+        assert found[f"boundary{i}"].tolist() == [cut_boundary(m) for m in s8.numpy()]
+
+
+def test_benchmark_family_table_agrees():
+    """``make bench``'s family part: every method equals the loop; auto's choice as intended."""
+    from benchmarks.bench_maxboxacc import family_table
+
+    rows = dict(family_table(("blobs", "noisy_blobs"), 2, workers=1))
+    for row in rows.values():
+        assert all(row[f"{method}_equal"] == 1.0 for method in ("auto", "level_sets", "cv2"))
+    assert rows["blobs"]["auto_analysed"] == 1.0 and rows["noisy_blobs"]["auto_analysed"] == 0.0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from benchmarks.bench_maxboxacc import (
+from wsol_reference import (
     make_cams,
     straightforward_box_hits,
     straightforward_hits,
     straightforward_normalize,
 )
+
 from benchmarks.bench_maxboxacc import run as run_benchmark
 from callbacks.wsol.boxes import (
     box_iou,

@@ -9,21 +9,29 @@ min(x + w, W - 1), min(y + h, H - 1))``. No code was copied from that repository
 Speed. The straightforward evaluation runs ``cv2.findContours`` on the whole map 100 times per
 image. Here every threshold of a map is answered from one analysis of its level sets
 (``callbacks/wsol/level_sets/``: the components and holes of all cuts from a few passes over the
-pixels), with images spread over threads. The few (image, threshold) pairs that analysis leaves
-open (two components of equal area for MaxBoxAcc, maps with very many local maxima) go through
-``cv2.findContours``. Results equal the straightforward implementation exactly (tested).
+pixels), with images spread over threads. ``method`` chooses the path: ``"level_sets"`` analyses
+every map; ``"cv2"`` is the plain path, ``cv2.findContours`` per map and threshold, for every
+map; ``"auto"`` (the default) analyses the maps where that pays and leaves the others to cv2
+(``level_sets.choice``: not where the float map has many row segments but its uint8 cuts short
+boundaries, as a few uint8 steps of noise on a smooth map). The few (image, threshold) pairs
+the analysis leaves open (two components of equal area for MaxBoxAcc) go through
+``cv2.findContours`` too. All three equal the straightforward implementation exactly (tested).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from callbacks.wsol.level_sets import GAVE_UP, NAN, OUT_OF_RANGE, analyse
+from callbacks.wsol.level_sets import ALL, LARGEST, NAN, OUT_OF_RANGE, TO_CV2, analyse
+from callbacks.wsol.level_sets.boxes import contour_ious, pairwise_ious
+
+Method = Literal["auto", "level_sets", "cv2"]
 
 
 def scoremaps_to_uint8(maps: Tensor) -> Tensor:
@@ -45,20 +53,16 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = True) ->
     """IoU of every pair of (x0, y0, x1, y1) boxes, (..., n, 4) x (..., m, 4) -> (..., n, m).
 
     ``inclusive`` counts pixels (width ``x1 - x0 + 1``) as [WSOL]; a zero denominator gives 0.
+    The one IoU of the package (``level_sets.boxes.iou``), over all pairs.
     """
-    a = np.asarray(boxes_a, dtype=np.float64)[..., :, None, :]
-    b = np.asarray(boxes_b, dtype=np.float64)[..., None, :, :]
-    one = 1.0 if inclusive else 0.0
-    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
-    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
-    width = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, 0)
-    height = np.maximum(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, 0
-    )
-    inter = width * height
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    a = np.asarray(boxes_a, dtype=np.float64)
+    b = np.asarray(boxes_b, dtype=np.float64)
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.ascontiguousarray(np.broadcast_to(a, lead + a.shape[-2:])).reshape(-1, *a.shape[-2:])
+    b = np.ascontiguousarray(np.broadcast_to(b, lead + b.shape[-2:])).reshape(-1, *b.shape[-2:])
+    out = np.empty((a.shape[0], a.shape[1], b.shape[1]))
+    pairwise_ious(a, b, 1.0 if inclusive else 0.0, out)
+    return out.reshape(lead + out.shape[1:])
 
 
 def contour_boxes(mask: np.ndarray, multi_contour: bool, offset=(0, 0), size=None) -> np.ndarray:
@@ -75,6 +79,11 @@ def contour_boxes(mask: np.ndarray, multi_contour: bool, offset=(0, 0), size=Non
     """
     width, height = size if size is not None else (mask.shape[1], mask.shape[0])
     contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=offset)[-2]
+    return _boxes_of(contours, multi_contour, width, height)
+
+
+def _boxes_of(contours, multi_contour: bool, width: int, height: int) -> np.ndarray:
+    """(n, 4) [WSOL] boxes of cv2 ``contours`` (all, or the largest); ``[[0, 0, 0, 0]]`` if none."""
     if len(contours) == 0:
         return np.zeros((1, 4), dtype=np.int64)
     if not multi_contour:
@@ -115,6 +124,7 @@ def max_box_ious(
     multi_contour: bool,
     inclusive: bool = True,
     workers: int | None = None,
+    method: Method = "auto",
 ) -> np.ndarray:
     """Best IoU with any GT box of the box(es) estimated at every CAM threshold.
 
@@ -122,64 +132,76 @@ def max_box_ious(
         maps: (B, H, W) score maps in [0, 1] (normalized CAMs), on any device.
         gt_boxes: B arrays (n_i, 4) of (x0, y0, x1, y1) inclusive GT boxes in map pixels.
         thresholds: (T,) CAM thresholds in [0, 1).
-        multi_contour: All contours (MaxBoxAccV2) instead of the largest (MaxBoxAcc).
+        multi_contour: The contour rule: all contours (MaxBoxAccV2) instead of the largest
+            (MaxBoxAcc).
         inclusive: Inclusive-pixel IoU ([WSOL]); False for the thesis author's variant.
         workers: Threads sharing the images (``None``: one per available CPU core, up to 8).
+        method: ``"level_sets"`` analyses every map's level sets; ``"cv2"`` runs
+            ``cv2.findContours`` per map and threshold (the plain path); ``"auto"`` analyses
+            the maps where that pays and leaves the others to cv2 (``level_sets.choice``).
+            The results are the same.
 
     Returns:
         (B, T) float64 IoUs.
     """
-    rules = (multi_contour,)
-    return max_box_ious_per_rule(maps, gt_boxes, thresholds, rules, inclusive, workers)[0]
+    rule = (multi_contour,)
+    return max_box_ious_per_rule(
+        maps, gt_boxes, thresholds, rule, inclusive, workers, method=method
+    )[0]
 
 
 def max_box_ious_per_rule(
     maps: Tensor,
     gt_boxes: list[np.ndarray],
     thresholds: np.ndarray,
-    rules: tuple[bool, ...] = (False, True),
+    multi_contour: tuple[bool, ...] = (False, True),
     inclusive: bool = True,
     workers: int | None = None,
     taps: tuple[np.ndarray, ...] | None = None,
+    method: Method = "auto",
 ) -> list[np.ndarray]:
-    """``max_box_ious`` for several contour rules (``multi_contour`` values) from one analysis.
+    """``max_box_ious`` for several values of the contour rule ``multi_contour``, one analysis.
 
     MaxBoxAcc and MaxBoxAccV2 of the same maps share the level-set analysis; this runs it once.
-    Arguments as ``max_box_ious``; returns one (B, T) array per rule. With ``taps`` (the resize:
-    ``functional.resize_taps`` of the rows + ``resize_bands`` of the columns), ``maps`` are raw
-    (B, h, w) CAMs, resized and min-max normalized as ``normalize_cams`` on the CPU, in the
-    threads of the analysis. Raises ``ValueError`` on NaN or out-of-range maps and on an image
-    without GT box.
+    Arguments as ``max_box_ious``; returns one (B, T) array per ``multi_contour`` value. With
+    ``taps`` (the resize: ``functional.resize_taps`` of the rows + ``resize_bands`` of the
+    columns), ``maps`` are raw (B, h, w) CAMs, resized and min-max normalized as
+    ``normalize_cams`` on the CPU, in the threads of the analysis. Raises ``ValueError`` on NaN
+    or out-of-range maps and on an image without GT box.
     """
     images = torch.as_tensor(maps).detach().double().cpu().numpy()
-    return _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers)
-
-
-def _box_ious(images, taps, gt_boxes, thresholds, rules, inclusive, workers) -> list[np.ndarray]:
-    """The level-set analysis (``level_sets.analyse``), then cv2 for what it left open."""
     if len(gt_boxes) != len(images):
         raise ValueError(f"got {len(gt_boxes)} box sets for {len(images)} maps")
     gt, num_gt = _pad_boxes(gt_boxes)
-    largest = not all(rules)
     threads = available_threads(workers)
-    s8, levels, found, undecided, status = analyse(
-        images, thresholds, gt, num_gt, inclusive, largest, taps, threads, every=any(rules)
+    analysis = analyse(
+        images, thresholds, gt, num_gt, inclusive, multi_contour, taps, threads, method
     )
+    return _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive)
+
+
+def _finish_with_cv2(analysis, gt_boxes, multi_contour, inclusive) -> list[np.ndarray]:
+    """The ``Analysis``'s IoUs, with what it left to cv2 (whole maps, single levels) filled in.
+
+    One thread: most of cv2's time goes to making the contour arrays, under the GIL.
+    """
+    s8, levels, found, status = analysis.s8, analysis.levels, analysis.ious, analysis.status
     if (status == NAN).any():
         raise ValueError("score map contains NaN")
     if (status == OUT_OF_RANGE).any():
         raise ValueError("score maps must lie in [0, 1]")
     # what the analysis left open goes through cv2: whole maps, or single levels
-    whole = status == GAVE_UP
+    whole = status == TO_CV2
     pairs = [(b, k) for b in np.flatnonzero(whole) for k in range(levels.shape[1])]
-    if largest:
-        pairs += [tuple(p) for p in np.argwhere(undecided & ~whole[:, None])]
+    if False in multi_contour:
+        pairs += [tuple(p) for p in np.argwhere(analysis.undecided & ~whole[:, None])]
     if pairs:
-        contour = _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules)
+        gts = [np.asarray(g, dtype=np.int64).reshape(-1, 4) for g in gt_boxes]
+        contour = _contour_ious(s8, levels.tolist(), gts, inclusive, pairs)
         rows, cols = np.array(pairs).T
-        found[rows, 0, cols] = contour[:, 0]
-        found[rows[whole[rows]], 1, cols[whole[rows]]] = contour[whole[rows], 1]
-    return [found[:, int(multi)].copy() for multi in rules]
+        found[rows, LARGEST, cols] = contour[:, LARGEST]
+        found[rows[whole[rows]], ALL, cols[whole[rows]]] = contour[whole[rows], ALL]
+    return [found[:, int(multi)].copy() for multi in multi_contour]
 
 
 def available_threads(workers: int | None) -> int:
@@ -195,44 +217,24 @@ def available_threads(workers: int | None) -> int:
     return max(1, min(cores or 1, 8))
 
 
-def _contour_ious(s8, levels, gt_boxes, inclusive, pairs, rules) -> np.ndarray:
+def _contour_ious(s8, levels, gts, inclusive, pairs) -> np.ndarray:
     """(P, 2) best IoU of the largest contour's box and of any contour's box for each pair.
 
-    The straightforward ``cv2.findContours`` of each (image, level) pair's foreground; only the
-    columns that ``rules`` ask for are filled (the other stays 0).
+    The plain path: ``cv2.findContours`` of each (image, level) pair's foreground, the boxes
+    and areas of its contours read in one pass (``level_sets.boxes.contour_ious``).
+    ``levels``: lists of each image's levels; ``gts``: (n_i, 4) int64 GT boxes of each image.
     """
     height, width = s8.shape[-2:]
-    gt_lists = [np.asarray(g).reshape(-1, 4).tolist() for g in gt_boxes]
-    out = np.zeros((len(pairs), 2))
-    for i, (b, k) in enumerate(pairs):
-        mask = (s8[b] > levels[b, k]).view(np.uint8)
-        contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-        if len(contours) == 0:
-            out[i] = max(_scalar_iou((0, 0, 0, 0), g, inclusive) for g in gt_lists[b])
-            continue
-        largest = max(contours, key=cv2.contourArea) if not all(rules) else None
-        for contour in contours if any(rules) else [largest]:
-            x, y, w, h = cv2.boundingRect(contour)
-            box = (x, y, min(x + w, width - 1), min(y + h, height - 1))
-            iou = max(_scalar_iou(box, g, inclusive) for g in gt_lists[b])
-            out[i, 1] = max(out[i, 1], iou)
-            if contour is largest:
-                out[i, 0] = iou
-    return out
-
-
-def _scalar_iou(a, b, inclusive: bool) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes given as Python numbers (the per-contour hot loop)."""
     one = 1 if inclusive else 0
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]) + one, 0) * max(
-        min(a[3], b[3]) - max(a[1], b[1]) + one, 0
-    )
-    union = (
-        (a[2] - a[0] + one) * (a[3] - a[1] + one)
-        + (b[2] - b[0] + one) * (b[3] - b[1] + one)
-        - inter
-    )
-    return inter / union if union > 0 else 0.0
+    out = np.zeros((len(pairs), 2))
+    no_points = np.zeros((0, 2), dtype=np.int32)
+    for i, (b, k) in enumerate(pairs):
+        mask = cv2.threshold(s8[b], levels[b][k], 255, cv2.THRESH_BINARY)[1]  # s8 > level
+        contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+        points = np.concatenate(contours).reshape(-1, 2) if contours else no_points
+        ends = np.cumsum(np.fromiter(map(len, contours), np.int64, len(contours)))
+        out[i] = contour_ious(points, ends, width, height, gts[b], one)
+    return out
 
 
 def _pad_boxes(gt_boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

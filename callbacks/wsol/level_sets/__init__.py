@@ -39,14 +39,36 @@ object-like maps are decided by the box bound alone (one component's quad area b
 other's box), so MaxBoxAcc alone floods the holes only of maps where that fails. One case is
 left to ``cv2.findContours``: levels where neither bound separates the largest component from
 the others (equal quad areas, or holes too large). Those (image, level) pairs are flagged
-``undecided``; maps with more than ``max_regions`` local maxima are not done at all.
+``undecided``; maps with more than ``max_regions`` local maxima are not analysed at all (status
+``TO_CV2``).
+
+The contour rule is [WSOL]'s ``multi_contour``: the largest contour (False, MaxBoxAcc) or every
+contour (True, MaxBoxAccV2); results are indexed by its value, ``LARGEST`` = 0 and ``ALL`` = 1.
+
+numba caches each compiled function (``cache=True``) keyed on its own file only: after editing a
+module here, delete the package's ``__pycache__/*.nbi`` and ``*.nbc`` files, or a caller in
+another file keeps running the old code.
 
 Modules: ``segments`` (row segments, regions), ``components``, ``holes``, ``image`` (one map's
-IoUs from both), ``maps`` (score maps from CAMs), ``batch`` (``analyse``: a batch on threads).
+IoUs from both), ``boxes`` (the box IoU), ``workspace`` (the named buffers), ``maps`` (score maps
+from CAMs), ``batch`` (``analyse``: a batch on threads).
 """
 
-from callbacks.wsol.level_sets.batch import analyse
-from callbacks.wsol.level_sets.image import image_ious, workspace
-from callbacks.wsol.level_sets.maps import GAVE_UP, NAN, OK, OUT_OF_RANGE
+from callbacks.wsol.level_sets.batch import Analysis, analyse
+from callbacks.wsol.level_sets.image import ALL, LARGEST, image_ious
+from callbacks.wsol.level_sets.maps import NAN, OK, OUT_OF_RANGE, TO_CV2
+from callbacks.wsol.level_sets.workspace import Workspace, workspace
 
-__all__ = ["GAVE_UP", "NAN", "OK", "OUT_OF_RANGE", "analyse", "image_ious", "workspace"]
+__all__ = [
+    "ALL",
+    "LARGEST",
+    "NAN",
+    "OK",
+    "OUT_OF_RANGE",
+    "TO_CV2",
+    "Analysis",
+    "Workspace",
+    "analyse",
+    "image_ious",
+    "workspace",
+]

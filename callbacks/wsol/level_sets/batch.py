@@ -5,47 +5,88 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from callbacks.wsol.level_sets.image import image_ious, workspace
-from callbacks.wsol.level_sets.maps import GAVE_UP, OK, prepare
+from callbacks.wsol.level_sets.image import image_ious
+from callbacks.wsol.level_sets.maps import OK, TO_CV2, prepare
+from callbacks.wsol.level_sets.workspace import workspace
+
+AUTO, LEVEL_SETS, CV2 = 0, 1, 2
+METHODS = {"auto": AUTO, "level_sets": LEVEL_SETS, "cv2": CV2}  # the methods, as numba sees them
+
+Analysis = namedtuple(
+    "Analysis",
+    [
+        "s8",  # (B, H, W) uint8 maps
+        "levels",  # (B, T) integer levels, int(tau * max(s8)) as [WSOL]
+        "ious",  # (B, 2, T) best GT IoU, rows LARGEST and ALL (``image.py``)
+        "undecided",  # (B, T) levels whose largest contour is left to cv2.findContours
+        "status",  # (B,) OK, NAN, OUT_OF_RANGE or TO_CV2 (``maps.py``)
+        "regions",  # (B,) local maxima of each analysed map (-1: not analysed)
+    ],
+)
+
+Buffers = namedtuple(
+    "Buffers",
+    [
+        "work",  # a ``Workspace``
+        "u",  # (H, W) float64 score map
+        "rows",  # (H, w) float64, the first pass of a CAM's resize
+    ],
+)
 
 
 @numba.njit(cache=True, nogil=True)
 def image_range(
-    images, raw, taps, taus, gt, num_gt, inclusive, with_area, every, cap, first, last, out, buffers
+    images,
+    raw,
+    taps,
+    taus,
+    gt,
+    num_gt,
+    inclusive,
+    scored,
+    method,
+    max_regions,
+    first,
+    last,
+    out,
+    buffers,
 ):
-    """Prepare and analyse images first..last-1 (releases the GIL).
+    """Prepare and analyse images first..last-1 into the ``Analysis`` ``out`` (releases the GIL).
 
-    ``buffers`` = (``workspace``, (H, W) float64, (H, w) float64), this thread's own.
+    ``buffers``: this thread's own ``Buffers``; ``method``: ``AUTO``, ``LEVEL_SETS`` or ``CV2``
+    (the maps are only prepared, every one is left to cv2).
     """
-    s8, levels, ious, undecided, status = out
-    work, u, rows = buffers
     for b in range(first, last):
-        status[b] = prepare(images[b], raw, taps, u, rows, s8[b])
-        if status[b] != OK:
+        out.status[b] = prepare(images[b], raw, taps, buffers.u, buffers.rows, out.s8[b])
+        if out.status[b] != OK:
             continue
-        peak = np.float64(s8[b].max())
+        peak = np.float64(out.s8[b].max())
         for k in range(taus.size):
-            levels[b, k] = np.int64(np.floor(taus[k] * peak))  # int(tau * max(s8)), [WSOL]
-        done = image_ious(
-            u,
-            s8[b],
-            levels[b],
+            out.levels[b, k] = np.int64(np.floor(taus[k] * peak))  # int(tau * max(s8)), [WSOL]
+        if method == CV2:
+            out.status[b] = TO_CV2
+            continue
+        out.regions[b] = image_ious(
+            buffers.u,
+            out.s8[b],
+            out.levels[b],
             gt[b],
             num_gt[b],
             inclusive,
-            with_area,
-            every,
-            cap,
-            ious[b],
-            undecided[b],
-            work,
+            scored,
+            method == AUTO,
+            max_regions,
+            out.ious[b],
+            out.undecided[b],
+            buffers.work,
         )
-        status[b] = OK if done else GAVE_UP
+        out.status[b] = OK if out.regions[b] >= 0 else TO_CV2
 
 
 class _Threads:
@@ -63,7 +104,8 @@ class _Threads:
         key = (height, width, cam_width)
         if getattr(self._local, "key", None) != key:
             work = workspace(height, width)
-            self._local.buffers = (work, np.empty((height, width)), np.empty((height, cam_width)))
+            u, rows = np.empty((height, width)), np.empty((height, cam_width))
+            self._local.buffers = Buffers(work, u, rows)
             self._local.key = key
         return self._local.buffers
 
@@ -87,12 +129,12 @@ def analyse(
     gt: np.ndarray,
     num_gt: np.ndarray,
     inclusive: bool = True,
-    with_area: bool = True,
+    multi_contour: tuple[bool, ...] = (False, True),
     taps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
-    max_regions: int = 4096,
-    every: bool = True,
-) -> tuple[np.ndarray, ...]:
+    method: str = "level_sets",
+    max_regions: int = 2**31 - 1,
+) -> Analysis:
     """Box IoUs at every threshold of a batch, runs of images on ``threads`` threads.
 
     Args:
@@ -100,26 +142,33 @@ def analyse(
             ``taps`` None, (B, H, W) score maps in [0, 1].
         thresholds: (T,) ascending CAM thresholds; each map is cut at ``int(tau * max(s8))``.
         gt, num_gt: (B, G, 4) int64 inclusive GT boxes and (B,) the real rows of each.
-        inclusive, with_area, every, max_regions: as ``image_ious``.
+        inclusive: as ``image_ious``.
+        multi_contour: The values of the contour rule to score (``image.LARGEST``, ``ALL``).
         taps: the resize (``functional.resize_taps`` of the rows, ``resize_bands`` of the
             columns): (row sources (H, k), row weights (H, k), first outputs (w,), band weights
             (w, n)).
+        method: ``"level_sets"`` analyses every map, ``"auto"`` those where it pays
+            (``choice.pays_to_analyse``), ``"cv2"`` none; the others get status ``TO_CV2``.
+        max_regions: Maps with more local maxima than this are left to cv2 too.
 
     Returns:
-        s8 (B, H, W) uint8, levels (B, T), IoUs (B, 2, T) (largest contour, any contour),
-        undecided (B, T) and a status per image (``OK``, ``NAN``, ``OUT_OF_RANGE``, ``GAVE_UP``).
+        The ``Analysis``: s8, levels, IoUs (B, 2, T) (largest contour, any contour), undecided
+        levels and a status per image.
     """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
     num = len(images)
     if taps is not None:
         height, width = len(taps[0]), int(taps[2][-1] + taps[3].shape[1])
     else:
         height, width = images.shape[1:]
-    out = (
+    out = Analysis(
         np.empty((num, height, width), dtype=np.uint8),  # every map's pixels are written
         np.zeros((num, len(thresholds)), dtype=np.int64),
         np.zeros((num, 2, len(thresholds))),
         np.zeros((num, len(thresholds)), dtype=np.bool_),
         np.zeros(num, dtype=np.int64),
+        np.full(num, -1, dtype=np.int64),
     )
     if num == 0:
         return out
@@ -136,8 +185,8 @@ def analyse(
         np.ascontiguousarray(gt, dtype=np.int64),
         np.ascontiguousarray(num_gt, dtype=np.int64),
         inclusive,
-        with_area,
-        every,
+        np.array([False in multi_contour, True in multi_contour]),  # scored[int(multi_contour)]
+        METHODS[method],
         max_regions,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-OK, NAN, OUT_OF_RANGE, GAVE_UP = 0, 1, 2, 3  # per-image status of ``analyse``
+OK, NAN, OUT_OF_RANGE, TO_CV2 = 0, 1, 2, 3  # per-image status of ``analyse``
 
 
 @numba.njit(cache=True, nogil=True)
