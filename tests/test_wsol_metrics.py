@@ -381,6 +381,26 @@ def test_callback_shared_pass_equals_separate_metrics(variant):
     assert shared.loc.hits[0].amax() >= 6  # the CAM-box half is found
 
 
+@pytest.mark.parametrize("kind", ["blob", "random"])
+def test_box_method_switch_changes_the_path_not_the_numbers(kind):
+    from callbacks.wsol.callback import LogWSOLMetrics
+
+    cams, boxes = make_cams(10, 14, seed=3, kind=kind)
+    cams, boxes = torch.from_numpy(cams), [torch.from_numpy(b) for b in boxes]
+    logits, labels = torch.randn(10, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(10)
+    hits = {}
+    for method in ("level_sets", "cv2", "auto"):
+        shared = LogWSOLMetrics(box_method=method, workers=1).make_metrics("val")
+        assert shared.maxboxacc.box_method == shared.loc.box_method == method
+        shared.update_boxes(cams, boxes, logits, labels.long())
+        hits[method] = [shared.maxboxacc.hits, shared.maxboxacc_v2.hits, shared.loc.hits]
+    for method in ("cv2", "auto"):
+        for ours, theirs in zip(hits[method], hits["level_sets"], strict=True):
+            assert torch.equal(ours, theirs), method
+    with pytest.raises(ValueError, match="unknown `box_method` 'fast'"):
+        LogWSOLMetrics(box_method="fast")
+
+
 def test_benchmark_runs_and_agrees():
     """The benchmark's interleaved timing loop on a few maps: every path equals the loop."""
     results = run_benchmark(12, "blob", batch_size=5, workers=2, chunk=7)

@@ -19,6 +19,7 @@ from lightning import LightningModule, Trainer
 
 from callbacks.base import EvaluationCallback, declared_outputs
 from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
+from callbacks.wsol.boxes import Method
 from callbacks.wsol.metrics import Variant, WSOLMetrics
 
 
@@ -38,6 +39,8 @@ class LogWSOLMetrics(EvaluationCallback):
             core, up to 8).
         stages: ``val`` and/or ``test`` (default both).
         every_n_epochs: Evaluate validation after every n-th epoch (and after the last one).
+        box_method: Path of the box analysis: ``auto`` (per map, whichever pays),
+            ``level_sets`` or ``cv2`` (the plain per-threshold path); the numbers are equal.
     """
 
     required_keys = (CAMS,)
@@ -51,8 +54,10 @@ class LogWSOLMetrics(EvaluationCallback):
         workers: int | None = None,
         stages: list[str] | None = None,
         every_n_epochs: int = 1,
+        box_method: Method = "auto",
     ) -> None:
         super().__init__(stages, every_n_epochs)
+        self.box_method = box_method
         if top_k_loc:
             self.required_keys = (CAMS, LOGITS, LABEL)
         self.image_size, self.cam_curve_interval = image_size, cam_curve_interval
@@ -66,6 +71,7 @@ class LogWSOLMetrics(EvaluationCallback):
             "cam_curve_interval": self.cam_curve_interval,
             "variant": self.variant,
             "workers": self.workers,
+            "box_method": self.box_method,
         }
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

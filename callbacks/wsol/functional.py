@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.wsol.boxes import max_box_ious, max_box_ious_per_rule
+from callbacks.wsol.boxes import Method, max_box_ious, max_box_ious_per_rule
 from lightning_modules.components.cams import minmax_normalize
 
 
@@ -130,24 +130,28 @@ def cam_box_ious(
     boxes: Tensor | Sequence[Tensor],
     image_size: tuple[int, int] | None,
     thresholds: np.ndarray,
-    rules: tuple[bool, ...],
+    multi_contour: tuple[bool, ...],
     inclusive: bool = True,
     workers: int | None = None,
+    box_method: Method = "auto",
 ) -> list[np.ndarray]:
-    """Best box IoUs (B, T) of raw CAMs for each contour rule (``multi_contour`` value).
+    """Best box IoUs (B, T) of raw CAMs for each value of the contour rule ``multi_contour``.
 
     Resizes and normalizes the CAMs (on their device when it is a GPU, else in the threads of
-    the box analysis), cuts them as [WSOL] and runs one box analysis for all ``rules``. Every
+    the box analysis), cuts them as [WSOL] and runs one box analysis for all rule values. Every
     ``Metric`` of ``callbacks/wsol/metrics.py`` gets its boxes here: the one place that calls
-    the box analysis of raw CAMs.
+    the box analysis of raw CAMs. ``box_method`` picks the path (``boxes.max_box_ious``):
+    ``auto`` (per map, what pays), ``level_sets`` or ``cv2`` (the plain per-threshold path);
+    the results are the same.
     """
     boxes = as_box_arrays(boxes, len(cams))
+    options = {"inclusive": inclusive, "workers": workers, "method": box_method}
     if cams.is_cuda:
         maps = normalize_cams(cams, image_size)
-        return max_box_ious_per_rule(maps, boxes, thresholds, rules, inclusive, workers)
+        return max_box_ious_per_rule(maps, boxes, thresholds, multi_contour, **options)
     height, width = image_size if image_size is not None else cams.shape[-2:]
     taps = resize_taps(cams.shape[-2], height) + resize_bands(cams.shape[-1], width)
-    return max_box_ious_per_rule(cams, boxes, thresholds, rules, inclusive, workers, taps)
+    return max_box_ious_per_rule(cams, boxes, thresholds, multi_contour, taps=taps, **options)
 
 
 def iou_hits(ious: np.ndarray, iou_thresholds: tuple[float, ...], official: bool = False) -> Tensor:
@@ -175,12 +179,14 @@ def max_box_accuracy(
     iou_thresholds: tuple[float, ...] = (50,),
     multi_contour: bool = False,
     interval: float = 0.01,
+    box_method: Method = "auto",
 ) -> Tensor:
     """MaxBoxAcc (percent) averaged over ``iou_thresholds`` of normalized (B, H, W) maps in [0, 1].
 
     MaxBoxAcc is ``iou_thresholds=(50,)``; MaxBoxAccV2 is ``(30, 50, 70)`` with ``multi_contour``.
     """
-    ious = max_box_ious(cams, gt_boxes, cam_thresholds(interval), multi_contour)
+    thresholds = cam_thresholds(interval)
+    ious = max_box_ious(cams, gt_boxes, thresholds, multi_contour, method=box_method)
     hits = _max_box_accuracy_update(ious, iou_thresholds)
     return _max_box_accuracy_compute(hits, len(cams)).mean()
 

@@ -12,13 +12,14 @@ for one stage and gives MaxBoxAcc, MaxBoxAccV2 and Top-k Loc one box analysis pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from callbacks.wsol.boxes import Method
 from callbacks.wsol.functional import (
     _localization_accuracy_compute,
     _localization_accuracy_update,
@@ -32,6 +33,13 @@ from callbacks.wsol.functional import (
 )
 
 Variant = Literal["wsol", "minmaxcam_official"]
+
+
+def check_box_method(box_method: str) -> str:
+    """``box_method``, refused at construction unless it is one of ``boxes.Method``."""
+    if box_method not in get_args(Method):
+        raise ValueError(f"unknown `box_method` {box_method!r}; choose from {get_args(Method)}")
+    return box_method
 
 
 class MaxBoxAccuracy(Metric):
@@ -56,6 +64,8 @@ class MaxBoxAccuracy(Metric):
             ``IoU > delta`` without the +1 pixel; resize CAMs to the original size yourself).
         workers: Threads sharing the images of a batch (``None``: one per available CPU core,
             up to 8).
+        box_method: Path of the box analysis: ``auto`` (per map, whichever pays), ``level_sets``
+            or ``cv2`` (the plain per-threshold ``cv2.findContours``); the results are equal.
     """
 
     is_differentiable = False
@@ -70,6 +80,7 @@ class MaxBoxAccuracy(Metric):
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
         workers: int | None = None,
+        box_method: Method = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +95,7 @@ class MaxBoxAccuracy(Metric):
         self.image_size = tuple(image_size) if image_size is not None else None
         self.variant = variant
         self.workers = workers
+        self.box_method = check_box_method(box_method)
         self.thresholds = cam_thresholds(cam_curve_interval)
         shape = (len(self.iou_thresholds), len(self.thresholds))
         self.add_state("hits", torch.zeros(shape, dtype=torch.long), dist_reduce_fx="sum")
@@ -97,7 +109,14 @@ class MaxBoxAccuracy(Metric):
         if ious is None:
             rule = (self.multi_contour,)
             ious = cam_box_ious(
-                cams, boxes, self.image_size, self.thresholds, rule, not official, self.workers
+                cams,
+                boxes,
+                self.image_size,
+                self.thresholds,
+                rule,
+                not official,
+                self.workers,
+                self.box_method,
             )[0]
         elif ious.shape != (len(cams), len(self.thresholds)):
             raise ValueError(f"`ious` must be (B, T) = {(len(cams), len(self.thresholds))}")
@@ -129,6 +148,7 @@ class MaxBoxAccuracyV2(MaxBoxAccuracy):
         image_size: tuple[int, int] | None = (224, 224),
         variant: Variant = "wsol",
         workers: int | None = None,
+        box_method: Method = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -138,6 +158,7 @@ class MaxBoxAccuracyV2(MaxBoxAccuracy):
             image_size,
             variant,
             workers,
+            box_method,
             **kwargs,
         )
 
@@ -192,6 +213,7 @@ class LocalizationAccuracy(Metric):
     As input to ``update``: ``cams`` (B, h, w), ``boxes`` as in ``MaxBoxAccuracy``, ``logits``
     (B, C) class scores, ``labels`` (B,) GT class indices; optionally ``ious``, the (B, T)
     largest-contour IoUs of ``MaxBoxAccuracy`` (variant ``wsol``) of the same CAMs.
+    ``box_method`` picks the path of the box analysis, as in ``MaxBoxAccuracy``.
     """
 
     is_differentiable = False
@@ -205,9 +227,11 @@ class LocalizationAccuracy(Metric):
         cam_threshold: float | None = None,
         cam_curve_interval: float = 0.01,
         image_size: tuple[int, int] | None = (224, 224),
+        box_method: Method = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.box_method = check_box_method(box_method)
         if not top_k or min(top_k) < 1:
             raise ValueError(f"`top_k` must be positive integers, got {top_k}")
         self.top_k = tuple(int(k) for k in top_k)
@@ -229,7 +253,9 @@ class LocalizationAccuracy(Metric):
     ) -> None:
         """Count per threshold the GT-known hits and those whose class is also in the top k."""
         if ious is None:
-            ious = cam_box_ious(cams, boxes, self.image_size, self.thresholds, (False,))[0]
+            ious = cam_box_ious(
+                cams, boxes, self.image_size, self.thresholds, (False,), box_method=self.box_method
+            )[0]
         hits = _localization_accuracy_update(ious, logits, labels, self.top_k, self.iou_threshold)
         self.hits += hits.to(self.hits.device)
         self.total += len(cams)
@@ -254,6 +280,7 @@ class WSOLMetrics(nn.Module):
         variant: ``wsol`` or ``minmaxcam_official`` (``MaxBoxAccuracy``); Top-k Loc keeps the
             WSOL IoU rule in either.
         workers: Threads sharing the box analysis of a batch.
+        box_method: ``auto``, ``level_sets`` or ``cv2``, as ``MaxBoxAccuracy``.
     """
 
     def __init__(
@@ -262,15 +289,18 @@ class WSOLMetrics(nn.Module):
         cam_curve_interval: float = 0.01,
         variant: Variant = "wsol",
         workers: int | None = None,
+        box_method: Method = "auto",
     ) -> None:
         super().__init__()
         size = tuple(image_size)
         kwargs = {"cam_curve_interval": cam_curve_interval, "image_size": size}
+        kwargs["box_method"] = box_method
         self.maxboxacc = MaxBoxAccuracy(variant=variant, **kwargs)
         self.maxboxacc_v2 = MaxBoxAccuracyV2(variant=variant, **kwargs)
-        self.pxap = PixelAveragePrecision(**kwargs)
+        self.pxap = PixelAveragePrecision(cam_curve_interval=cam_curve_interval, image_size=size)
         self.loc = LocalizationAccuracy(**kwargs)
         self.image_size, self.variant, self.workers = size, variant, workers
+        self.box_method = box_method
         self.given: frozenset[str] | None = None  # what the first batch carried
         self.seen: set[str] = set()
 
@@ -311,7 +341,14 @@ class WSOLMetrics(nn.Module):
         thresholds = self.maxboxacc.thresholds
         wsol = self.variant == "wsol"
         largest, every = cam_box_ious(
-            cams, boxes, self.image_size, thresholds, (False, True), wsol, self.workers
+            cams,
+            boxes,
+            self.image_size,
+            thresholds,
+            (False, True),
+            wsol,
+            self.workers,
+            self.box_method,
         )
         self.maxboxacc.update(cams, boxes, ious=largest)
         self.maxboxacc_v2.update(cams, boxes, ious=every)
