@@ -78,7 +78,7 @@ data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|synthetic-{faces,mnist,bi
 bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselines)
 	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "No benchmarks/bench_*.py"; exit 1; fi; \
-	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit $$?; done
+	for f in "$${files[@]}"; do m=$${f%.py}; echo "== $$f"; $(PY) -m $${m//\//.} || exit $$?; done
 
 bench-gpu: install ## Every GPU measurement in one call (<= 8 min): runs/bench_gpu/gpu_bench.md [ARGS=]
 	$(PY) -m benchmarks.gpu $(ARGS)
