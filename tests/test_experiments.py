@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from callbacks.nan_guard import NaNGuard
+from experiments.tables import expected
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BASE = EXPERIMENTS / "_base.yaml"
@@ -84,6 +86,12 @@ def test_header_comment(config):
     if path != BASE:
         name = path.relative_to(EXPERIMENTS).with_suffix("").as_posix()
         assert f"make experiment NAME={name}" in "\n".join(header), f"{path}: run command missing"
+        # the shared form: "# Expected: <logged key> = <number>" or "# Expected: none"
+        found = expected(name)  # raises on a missing or malformed line
+        if found is not None:
+            metric, value = found
+            assert metric.startswith(("val/", "test/")), f"{path}: {metric} is not a logged key"
+            assert re.match(r"^-?\d", value), f"{path}: expected value {value!r} is not a number"
 
 
 def test_keys_and_class_paths(config):
