@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmarks import gpu
@@ -22,5 +23,7 @@ def test_cpu_check_writes_one_table_with_every_method(tmp_path):
     assert "failed" not in text, text
     for row in rows[1:]:
         fp32, bf16, ratio = (cell.strip() for cell in row.strip("| ").split(" | ")[1:])
-        assert ratio == f"{float(bf16) / float(fp32):.2f}x"
+        # the cells are rounded (0.1 images/s, 0.01x): the ratio agrees with them up to that
+        assert ratio.endswith("x")
+        assert float(ratio[:-1]) == pytest.approx(float(bf16) / float(fp32), abs=0.02)
     assert "bench_maxboxacc --device cpu" in text and "(exit 0)" in text
