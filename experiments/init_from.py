@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from experiments.run_dirs import latest_run_dir
+from lightning_modules.components.weights import compare_state_dicts
 
 __all__ = [
     "LATEST",
@@ -165,12 +166,10 @@ def _few(keys: list[str]) -> str:
 
 def _problems(loaded: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     """What keeps ``loaded`` from loading strictly where ``expected`` is the state dict."""
-    missing = [k for k in expected if k not in loaded]
-    unexpected = [k for k in loaded if k not in expected]
+    missing, unexpected, mis_shaped = compare_state_dicts(expected, loaded)
     shapes = [
         f"{k} (checkpoint {tuple(loaded[k].shape)}, model {tuple(expected[k].shape)})"
-        for k in expected
-        if k in loaded and getattr(loaded[k], "shape", None) != getattr(expected[k], "shape", None)
+        for k in mis_shaped
     ]
     problems = []
     if missing:

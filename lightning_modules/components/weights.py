@@ -7,7 +7,7 @@ of heads that are replaced, e.g. the ImageNet classifier); anything else raises,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -50,15 +50,29 @@ def _listing(kind: str, keys: Sequence[str]) -> str:
     return f"{len(keys)} {kind} key(s): {shown}{more}"
 
 
+def compare_state_dicts(
+    expected: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """What keeps ``loaded`` from loading strictly where ``expected`` is the state dict.
+
+    Returns the keys missing from ``loaded``, those it has in excess, and the keys of both whose
+    shapes differ (values without a shape count as one shape), each in the order of its dict.
+    Callers word the error.
+    """
+    missing = [k for k in expected if k not in loaded]
+    unexpected = [k for k in loaded if k not in expected]
+    mis_shaped = [
+        k
+        for k, v in expected.items()
+        if k in loaded and getattr(loaded[k], "shape", None) != getattr(v, "shape", None)
+    ]
+    return missing, unexpected, mis_shaped
+
+
 def _mismatches(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
     """Missing, unexpected and mis-shaped keys of ``state`` against the model's ``own``."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mis_shaped = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    missing, unexpected, shapes = compare_state_dicts(own, state)
+    mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]
     kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped))
     return [_listing(kind, keys) for kind, keys in kinds if keys]
 
