@@ -138,29 +138,18 @@ class MaxBoxAccuracy(Metric):
 
 
 class MaxBoxAccuracyV2(MaxBoxAccuracy):
-    """MaxBoxAccV2 ([WSOL] ``box_v2_metric``): all contours, mean over IoU levels 30, 50 and 70."""
+    """MaxBoxAccV2 ([WSOL] ``box_v2_metric``): all contours, mean over IoU levels 30, 50 and 70.
+
+    Takes the arguments of ``MaxBoxAccuracy``; only these two defaults differ.
+    """
 
     def __init__(
         self,
         iou_thresholds: Sequence[float] = (30, 50, 70),
         multi_contour: bool = True,
-        cam_curve_interval: float = 0.01,
-        image_size: tuple[int, int] | None = (224, 224),
-        variant: Variant = "wsol",
-        workers: int | None = None,
-        box_method: Method = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            iou_thresholds,
-            multi_contour,
-            cam_curve_interval,
-            image_size,
-            variant,
-            workers,
-            box_method,
-            **kwargs,
-        )
+        super().__init__(iou_thresholds, multi_contour, **kwargs)
 
 
 class PixelAveragePrecision(Metric):
