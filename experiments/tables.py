@@ -212,12 +212,22 @@ def run_table(
 ) -> dict[tuple[str, str], dict[int, Path]]:
     """Run the missing (cell, seed) pairs; return the complete run folder of each pair found."""
     extra = list(overrides)
+
+    def args_of(seed: int) -> list[str]:
+        return seed_args(table, seed) + extra
+
+    def complete(name: str, seed: int) -> Path | None:
+        return complete_run(root, name, parse_overrides(args_of(seed)), table.metric)
+
+    done = {
+        (name, seed): complete(name, seed)
+        for name in dict.fromkeys(table.cells.values())
+        for seed in seeds
+    }
     pending: dict[str, list[tuple[int, list[str]]]] = {}
-    for name in dict.fromkeys(table.cells.values()):
-        for seed in seeds:
-            args = seed_args(table, seed) + extra
-            if complete_run(root, name, parse_overrides(args), table.metric) is None:
-                pending.setdefault(name, []).append((seed, args))
+    for (name, seed), run_dir in done.items():
+        if run_dir is None:
+            pending.setdefault(name, []).append((seed, args_of(seed)))
     if execute and pending:
         log_dir = root / table.name.split("/")[0] / "tables" / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -227,13 +237,14 @@ def run_table(
         if failed:
             lines = "\n".join(f"  {n} seed {s}: see {log}" for n, s, log in failed)
             raise RuntimeError(f"{len(failed)} run(s) failed:\n{lines}")
+        for name, runs in pending.items():  # only what ran is looked up again
+            for seed, _ in runs:
+                done[(name, seed)] = complete(name, seed)
     found: dict[tuple[str, str], dict[int, Path]] = {}
     for cell, name in table.cells.items():
         for seed in seeds:
-            args = parse_overrides(seed_args(table, seed) + extra)
-            run_dir = complete_run(root, name, args, table.metric)
-            if run_dir is not None:
-                found.setdefault(cell, {})[seed] = run_dir
+            if done[(name, seed)] is not None:
+                found.setdefault(cell, {})[seed] = done[(name, seed)]
     return found
 
 
