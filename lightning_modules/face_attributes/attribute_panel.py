@@ -86,11 +86,8 @@ class LogAttributePanel(EvaluationCallback):
     def report(self, stage: str, metrics: FirstBatch, trainer: Trainer, pl_module) -> None:
         if metrics.values is None or not trainer.loggers or not trainer.is_global_zero:
             return
-        caption = (
-            f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
-            f"(p >= {self.threshold}); * marks an error"
-        )
-        log_images(trainer, "val/attribute_panel", [self.render(trainer, metrics)], [caption])
+        panel = self.render(trainer, metrics)
+        log_images(trainer, "val/attribute_panel", [panel], [self._title(trainer)])
 
     def render(self, trainer: Trainer, metrics: FirstBatch) -> Image.Image:
         """Draw the captioned grid of the kept images, targets and logits."""
@@ -100,11 +97,14 @@ class LogAttributePanel(EvaluationCallback):
         predicted = logits.sigmoid() >= self.threshold
         captions = [self._caption(names, t, p) for t, p in zip(target, predicted, strict=True)]
         self.last_captions = captions
-        title = (
+        images = self._denormalise(trainer, images)
+        return captioned_grid(images, captions, title=self._title(trainer))
+
+    def _title(self, trainer: Trainer) -> str:
+        return (
             f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
             f"(p >= {self.threshold}); * marks an error"
         )
-        return captioned_grid(self._denormalise(trainer, images), captions, title=title)
 
     def _caption(self, names: list[str], true: torch.Tensor, pred: torch.Tensor) -> str:
         true_names = [names[j] + ("" if pred[j] else "*") for j in true.nonzero().flatten()]
