@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.utilities import dim_zero_cat
 
 from callbacks import keys
-from callbacks.base import EvaluationCallback
+from callbacks.base import EvaluationCallback, evaluated_epoch
 from callbacks.panels import (
     attribute_bar_chart,
     local_log_dir,
@@ -146,6 +146,7 @@ class LogAUROC(EvaluationCallback):
             rank_zero_warn(f"LogAUROC: no {stage} batches were evaluated; nothing logged")
             return
         scores, target = metrics.compute()  # gathered from every process under DDP
+        epoch = evaluated_epoch(trainer)
         auroc, positives, negatives = per_attribute_auroc(scores, target)
         names = resolve_attribute_names(trainer, self.attribute_names, auroc.numel())
         self.last[stage] = dict(zip(names, auroc.tolist(), strict=True))
@@ -153,7 +154,7 @@ class LogAUROC(EvaluationCallback):
         undefined = [n for n, ok in zip(names, defined.tolist(), strict=True) if not ok]
         if undefined:
             rank_zero_warn(
-                f"LogAUROC: {stage} epoch {trainer.current_epoch}: AUROC undefined (one class "
+                f"LogAUROC: {stage} epoch {epoch}: AUROC undefined (one class "
                 f"only in the evaluated set) for {len(undefined)} attribute(s), left out of the "
                 f"macro mean: "
                 f"{', '.join(undefined)}"
@@ -164,7 +165,7 @@ class LogAUROC(EvaluationCallback):
         if log_dir is None or not trainer.is_global_zero:
             return
         if self.csv:
-            path = log_dir / f"auroc_{stage}_epoch{trainer.current_epoch}.csv"
+            path = log_dir / f"auroc_{stage}_epoch{epoch}.csv"
             _write_csv(path, names, auroc, positives, negatives)
         if self.plot:
             chart = self._chart(stage, names, auroc, macro)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from callbacks import keys as output_keys
@@ -191,3 +192,19 @@ def is_evaluation_epoch(trainer: Trainer, every_n_epochs: int) -> bool:
     epoch = trainer.current_epoch
     last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
     return (epoch + 1) % every_n_epochs == 0 or last
+
+
+def evaluated_epoch(trainer: Trainer) -> int:
+    """The epoch whose weights an evaluation sees, counted as the logs and checkpoint names do.
+
+    During fit, the current epoch. In a test, validation or prediction of a loaded checkpoint
+    (``trainer.ckpt_path``), the epoch stored in it; else the last epoch fit completed (the
+    weights in memory; 0 for weights that never trained). ``trainer.current_epoch`` after a fit
+    counts the completed epochs: 1 after a one-epoch fit, whose weights are epoch 0's.
+    """
+    if trainer.state.fn == TrainerFn.FITTING:
+        return trainer.current_epoch
+    if trainer.ckpt_path:
+        checkpoint = torch.load(trainer.ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+        return int(checkpoint["epoch"])
+    return max(trainer.current_epoch - 1, 0)

@@ -2,9 +2,10 @@
 
 Trainer(detect_anomaly=True) finds the op that produced a NaN but slows every step several times;
 this callback only looks at the losses. It checks the loss returned by ``training_step`` and
-every logged ``train/*loss*`` value, raises :class:`FloatingPointError` with the epoch, step and
-the path of the last good checkpoint, and so leaves ``last.ckpt`` as it was after the last finite
-epoch (ModelCheckpoint saves nothing when training ends with an exception).
+every logged ``train/*loss*`` value, raises :class:`FloatingPointError` with the epoch, step, the
+path of the last good checkpoint and the flags that start a new run from it, and so leaves
+``last.ckpt`` as it was after the last finite epoch (ModelCheckpoint saves nothing when training
+ends with an exception).
 """
 
 from __future__ import annotations
@@ -70,14 +71,21 @@ class NaNGuard(Callback):
         bad = {k: float(v) for k, v in values.items() if not torch.isfinite(v.detach()).all()}
         what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "a training loss was not finite"
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        raise FloatingPointError(
-            f"Non-finite loss at {where} ({what}). "
-            f"Training stopped; the last good checkpoint is kept: {_last_checkpoint(trainer)}. "
-            "Lower the learning rate or check the data, then resume from that checkpoint."
-        )
+        raise FloatingPointError(f"Non-finite loss at {where} ({what}). {_advice(trainer)}")
 
 
-def _last_checkpoint(trainer: Trainer) -> str:
+def _advice(trainer: Trainer) -> str:
+    """What to do next: a resume would repeat the same settings, so start from the weights."""
     callback = trainer.checkpoint_callback
     path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-    return path or "none (no checkpoint was saved yet)"
+    if not path:
+        return (
+            "Training stopped before any checkpoint was saved. Check the data, or run again with "
+            "a lower learning rate (add --model.init_args.lr=<lower value> to the command)."
+        )
+    return (
+        f"Training stopped; the last good checkpoint is kept: {path}. Check the data, or go on "
+        "from those weights with a lower learning rate as a new run, by adding to the command: "
+        f"--run.init_from={path} --model.init_args.lr=<lower value> "
+        "(RESUME=1 would repeat the same settings, and refuses a changed learning rate)."
+    )

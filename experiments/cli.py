@@ -29,16 +29,19 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.nan_guard import NaNGuard
 from callbacks.rng_state import RNGStateCheckpoint
+from callbacks.run_checkpoint import RunCheckpoint
+from experiments.errors import SetupError
 from experiments.init_from import InitFrom, load_init_from, resolve_init_from
 from experiments.loggers import configure_loggers, trim_metrics
 from experiments.nested_modules import nested_instantiators
+from experiments.resume import changed_settings, refusal_message
 from experiments.run_dirs import RUN_DIR_ENV, choose_run_dir, run_name_from_configs
 from experiments.wandb_setup import WANDB_ID_FILE
 
@@ -54,9 +57,9 @@ def default_precision(accelerator: Any) -> str:
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def last_checkpoint(dirpath: Path) -> ModelCheckpoint:
-    """A ModelCheckpoint that overwrites ``dirpath/last.ckpt`` at the end of every epoch."""
-    return ModelCheckpoint(
+def last_checkpoint(dirpath: Path) -> RunCheckpoint:
+    """A checkpoint callback that overwrites ``dirpath/last.ckpt`` at the end of every epoch."""
+    return RunCheckpoint(
         dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
 
@@ -118,7 +121,7 @@ class LatentLabCLI(LightningCLI):
         # built here and handed to the Trainer by instantiate_trainer (not a Lightning callback
         # key), which drops it when checkpointing is off and puts last.ckpt's writer after it
         parser.add_class_arguments(
-            ModelCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True
+            RunCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True
         )
         parser.add_lightning_class_args(NaNGuard, "nan_guard")
 
@@ -165,16 +168,33 @@ class LatentLabCLI(LightningCLI):
         assert self.run_dir is not None
         if self.subcommand == "fit" or cfg.get("ckpt_path") is None:
             cfg.ckpt_path = str(self.run_dir / "checkpoints" / "last.ckpt")
+        saved = self.run_dir / "config.yaml"
         if self.subcommand == "fit":
             ckpt = torch.load(cfg.ckpt_path, map_location="cpu", mmap=True, weights_only=True)
             self._resume_epoch = int(ckpt["epoch"])
-        saved = self.run_dir / "config.yaml"
+            self._refuse_changed_settings(saved, cfg.run.name)
         if cfg.run.get("init_from") is not None and saved.is_file():
             recorded = (yaml.safe_load(saved.read_text()).get("run") or {}).get("init_from")
             if isinstance(recorded, list):
                 recorded = [Namespace(**part) for part in recorded]
             cfg.run.init_from = recorded
         rank_zero_info(f"Resuming {self.run_dir} from {cfg.ckpt_path}")
+
+    def config_as_saved(self) -> dict[str, Any]:
+        """The config of this subcommand as the run saves it in ``config.yaml``."""
+        full = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        return full[self.subcommand] if self.subcommand else full
+
+    def _refuse_changed_settings(self, saved: Path, name: str) -> None:
+        """A resumed fit keeps the model, data and optimizer settings its run began with."""
+        if not saved.is_file():
+            raise FileNotFoundError(
+                f"Cannot resume {saved.parent}: its config.yaml is missing, so the settings the "
+                "run began with are unknown. Start a new run instead (without RESUME=1)."
+            )
+        changes = changed_settings(yaml.safe_load(saved.read_text()), self.config_as_saved())
+        if changes:
+            raise SetupError(refusal_message(str(saved.parent), name, changes))
 
     # ---------------------------------------------------------------- building
     def instantiate_classes(self) -> None:

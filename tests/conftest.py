@@ -22,3 +22,20 @@ def synthetic_faces_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_faces")
     write_synthetic_faces(root, preset="tiny", seed=0)
     return root
+
+
+@pytest.fixture
+def experiment_args(synthetic_faces_root, tmp_path):
+    """Config + overrides for one fast CLI run whose run root is ``tmp_path / 'runs'``."""
+    from cli_runs import experiment_args
+
+    return experiment_args(synthetic_faces_root, tmp_path / "runs")
+
+
+@pytest.fixture
+def restore_global_state():
+    """The CLI seeds, may switch deterministic algorithms on: undo both after the test."""
+    deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_rng_state(rng)

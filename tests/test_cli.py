@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runs import NAME, REPO, cli
 from lightning import Callback
 from omegaconf import OmegaConf
 
@@ -28,66 +29,14 @@ from experiments.run_dirs import (
 )
 from experiments.wandb_setup import WANDB_ID_FILE, wandb_has_credentials
 
-REPO = Path(__file__).resolve().parents[1]
-NAME = "face_attributes/synthetic_tiny"
-EXPERIMENT = REPO / "experiments" / f"{NAME}.yaml"
-FAST = [
-    "--trainer.accelerator=cpu",
-    "--trainer.devices=1",
-    "--trainer.deterministic=true",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.limit_test_batches=1",
-    "--trainer.limit_predict_batches=1",
-    "--trainer.log_every_n_steps=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.max_epochs=2",
-    "--seed_everything=7",
-]
-
-
-def _data_flags(data_root: Path) -> list[str]:
-    """Point the data modules (CelebA source, FFHQ target) at the twin, with small batches."""
-    init_args = OmegaConf.load(EXPERIMENT).data.get("init_args", {})
-    if "source" in init_args:  # LabelTransferDataModule: CelebA -> FFHQ
-        parts = {"source.init_args.": "celeba", "target.init_args.": "ffhq"}
-    else:
-        parts = {"": "celeba"}
-    flags = []
-    for part, dataset in parts.items():
-        key = f"--data.init_args.{part}"
-        flags += [f"{key}root={data_root / dataset}", f"{key}batch_size=8", f"{key}num_workers=0"]
-    return flags
-
-
-@pytest.fixture
-def experiment_args(synthetic_faces_root, tmp_path):
-    """Config + overrides for one fast run whose run root is ``tmp_path / 'runs'``."""
-    return [
-        "--config",
-        str(REPO / "experiments" / "_base.yaml"),
-        "--config",
-        str(EXPERIMENT),
-        *_data_flags(Path(synthetic_faces_root)),
-        f"--run.root={tmp_path / 'runs'}",
-        *FAST,
-    ]
-
 
 @pytest.fixture(autouse=True)
-def _restore_global_state():
-    """The CLI seeds, may switch deterministic algorithms on and sets WANDB_MODE: undo all."""
-    deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(rng)
+def _restore_global_state(restore_global_state):
+    """Every test here runs the CLI, which seeds and may switch deterministic algorithms on."""
 
 
 def _cli(args: list[str], run: bool = True) -> LatentLabCLI:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return LatentLabCLI(args=args, run=run, environ={"WANDB_MODE": "disabled"})
+    return cli(args, run=run)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -119,6 +68,11 @@ def test_run_folder_layout_and_safe_checkpoints(experiment_args, tmp_path, monke
     for path in (run / "checkpoints").glob("*.ckpt"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         assert checkpoint["state_dict"] and checkpoint["epoch"] == 0
+    # a one-epoch fit: its files name epoch 0, as its logs and checkpoints do
+    assert {p.name for p in run.glob("auroc_*.csv")} == {
+        "auroc_val_epoch0.csv",
+        "auroc_test_epoch0.csv",
+    }
 
 
 class _Kill(Callback):

@@ -9,7 +9,7 @@ from lightning import LightningModule, Trainer
 from PIL import Image
 
 from callbacks import keys
-from callbacks.base import EvaluationCallback, FirstBatch
+from callbacks.base import EvaluationCallback, FirstBatch, evaluated_epoch
 from callbacks.panels import (
     captioned_grid,
     image_normalization,
@@ -102,7 +102,7 @@ class LogAttributePanel(EvaluationCallback):
 
     def _title(self, trainer: Trainer) -> str:
         return (
-            f"epoch {trainer.current_epoch}: T = true positives, P = predicted "
+            f"epoch {evaluated_epoch(trainer)}: T = true positives, P = predicted "
             f"(p >= {self.threshold}); * marks an error"
         )
 
