@@ -20,6 +20,7 @@ overridden; ``pyproject.toml`` pins the Lightning versions they are tested with.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -37,6 +38,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from callbacks.nan_guard import NaNGuard
 from callbacks.rng_state import RNGStateCheckpoint
 from callbacks.run_checkpoint import RunCheckpoint
+from experiments.console import CompactModelSummary, quiet_console, summarize_test_metrics
 from experiments.errors import SetupError
 from experiments.init_from import InitFrom, load_init_from, resolve_init_from
 from experiments.loggers import configure_loggers, trim_metrics
@@ -85,7 +87,9 @@ class LatentLabCLI(LightningCLI):
     def __init__(
         self, args: list[str] | None = None, run: bool = True, environ: dict | None = None
     ) -> None:
+        quiet_console()
         self.environ = os.environ if environ is None else environ
+        self._print_config = False  # --print_config: print the config the run would save, exit
         self.run_dir: Path | None = None
         self._init_from: list[InitFrom] = []
         self._resume_epoch: int | None = None  # epoch of the checkpoint a resumed fit starts from
@@ -101,6 +105,16 @@ class LatentLabCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse; ``--print_config`` is taken out here and answered once the run's folder and
+        loggers are filled in (:meth:`before_instantiate_classes`), so it shows what the run
+        would save in its ``config.yaml``."""
+        if args is None or isinstance(args, list | tuple):
+            args = list(sys.argv[1:] if args is None else args)
+            self._print_config = "--print_config" in args
+            args = [a for a in args if a != "--print_config"]
+        super().parse_arguments(parser, args)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         run = {
@@ -161,6 +175,9 @@ class LatentLabCLI(LightningCLI):
             self._init_from, cfg.run.init_from = resolve_init_from(
                 cfg.run.init_from, Path(cfg.run.root)
             )
+        if self._print_config:
+            print(yaml.safe_dump(self.config_as_saved(), sort_keys=False), end="")
+            raise SystemExit(0)
 
     def _resume(self, cfg: Namespace) -> None:
         """Continue ``self.run_dir`` from its last.ckpt. ``run.init_from`` is not loaded again;
@@ -230,6 +247,10 @@ class LatentLabCLI(LightningCLI):
         trainer_cfg = built.get("trainer") or {}
         callbacks = _as_list(kwargs.pop("callbacks", trainer_cfg.get("callbacks")))
         callbacks.append(RNGStateCheckpoint())
+        if trainer_cfg.get("enable_model_summary") is not False and not any(
+            isinstance(c, ModelSummary) for c in callbacks
+        ):
+            callbacks.append(CompactModelSummary())
         has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
         if trainer_cfg.get("enable_progress_bar") is not False and not has_bar:
             callbacks.append(RichProgressBar())
@@ -252,8 +273,11 @@ class LatentLabCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r".*multiple `ModelCheckpoint` callbacks")
         if is_overridden("test_dataloader", self.datamodule, LightningDataModule):
             self.trainer.test(
-                self.model, datamodule=self.datamodule, ckpt_path=ckpt, weights_only=True
-            )
+                self.model, datamodule=self.datamodule, ckpt_path=ckpt, weights_only=True,
+                verbose=False,
+            )  # fmt: skip
+            where = self.run_dir / "metrics.csv" if self.run_dir else "the loggers"
+            rank_zero_info(summarize_test_metrics(self.trainer.callback_metrics, str(where)))
             ckpt = None  # predict with the tested weights and what test computed (thresholds)
         else:
             rank_zero_info("The datamodule defines no test data: skipping test.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import netrc
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -31,14 +31,18 @@ def wandb_has_credentials(environ: Mapping[str, str], netrc_file: Path) -> bool:
         return False
 
 
-def configure_wandb(logger: Namespace, name: str, run_dir: Path, environ: Mapping[str, str]) -> str:
+def configure_wandb(
+    logger: Namespace, name: str, run_dir: Path, environ: MutableMapping[str, str]
+) -> str:
     """Fill in the config of a WandbLogger for ``run_dir``; return its W&B run id.
 
     Sets ``save_dir`` (W&B writes ``<run>/wandb/...``, never ``<run>/config.yaml``), the display
     name ``<name>/<timestamp>``, the id (the one in ``run_dir``'s id file when there is one, else
     the configured one, ``WANDB_RUN_ID`` of a sweep agent, or a fresh one), group (the method), tags
-    (the dataset), ``resume="allow"``, and ``offline`` when no credentials are found. Nothing is
-    written to disk: the caller writes the id file once the run folder exists.
+    (the dataset), ``resume="allow"``, and ``offline`` when no credentials are found. Offline, it
+    prints one line on how to sync later and sets ``WANDB_SILENT`` in ``environ`` (unless set)
+    so that W&B does not repeat it. Nothing is written to disk: the caller writes the id file
+    once the run folder exists.
     """
     args = logger.init_args
     args.save_dir = str(run_dir)
@@ -62,5 +66,7 @@ def configure_wandb(logger: Namespace, name: str, run_dir: Path, environ: Mappin
         netrc_file = Path(environ.get("NETRC", Path.home() / ".netrc"))
         args.offline = not wandb_has_credentials(environ, netrc_file)
     if args.get("offline") or mode in ("offline", "dryrun"):
+        # W&B's own lines offline repeat this hint in other words: one hint, ours
+        environ.setdefault("WANDB_SILENT", "true")
         rank_zero_info(f'W&B offline: sync later with "wandb sync {run_dir / "wandb"}"')
     return args.id
