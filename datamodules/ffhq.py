@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import MANIFEST_FILE, list_ffhq_images, read_cache_manifest
+from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, celeba_framing, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
@@ -116,10 +117,12 @@ class FFHQDataModule(SplitDataModule):
         ensure_twin(root, "ffhq", preset, self.hparams.seed, present=root.exists())
 
     def setup(self, stage: str | None = None) -> None:
-        """List the images (from the cache when ``cache_res`` is set) and split off validation."""
+        """List the images (from the cache when ``cache_res`` is set), refuse a missing or empty
+        file, and split off validation."""
         if self.splits:
             return
         images = self._list_images()
+        check_listed_files(((None, path) for _, path in images), listed_in=None)
         hp = self.hparams
         framing = celeba_framing if hp.framing == "celeba" else None
         transform = square_transform(hp.image_size, hp.normalize, framing=framing)

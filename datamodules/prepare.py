@@ -33,12 +33,12 @@ def _add_celeba(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_celeba(args: argparse.Namespace) -> None:
-    from datamodules.celeba import check_images_exist
+    from datamodules.celeba import check_image_files
     from datamodules.formats.celeba import ATTRIBUTE_NAMES, read_celeba
 
     root = resolve_root(args.root, "celeba")
     index = read_celeba(root)
-    check_images_exist(index)
+    check_image_files(index)
     splits = {name: int((index.partition == code).sum()) for code, name in enumerate(_SPLITS)}
     print(f"CelebA at {root}: {len(index.names)} images, all present")
     print(f"  identities: {index.identity.unique().numel()}")
