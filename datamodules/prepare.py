@@ -185,15 +185,20 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and run the chosen command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per entry of ``COMMANDS``."""
     parser = argparse.ArgumentParser(prog="python -m datamodules.prepare", description=__doc__)
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)
         add_arguments(sub)
         sub.set_defaults(run=run)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` and run the chosen command."""
+    args = build_parser().parse_args(argv)
     args.run(args)
 
 
