@@ -9,7 +9,8 @@ Commands (``make data DATASET=<name>`` calls this module):
 - ``synthetic-faces --out DIR --preset small --seed 0``: write the synthetic CelebA + FFHQ twins to
   ``DIR/celeba`` and ``DIR/ffhq``.
 - ``mnist [--root R] [--download]`` and ``synthetic-mnist --out DIR``: MNIST's IDX files.
-- ``cub [--root R] [--download]``: verify CUB-200-2011 and write its wsolevaluation metadata.
+- ``cub [--root R] [--download]``: verify CUB-200-2011's tables and images, write its
+  wsolevaluation metadata when absent, and verify the metadata with the DataModule's check.
 - ``synthetic-birds --out DIR [--classes 20 --per-class 30 5 15 --size 300 500 --variant V]``:
   write the synthetic birds in the CUB and metadata layouts.
 
@@ -113,14 +114,15 @@ def _add_cub(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cub(args: argparse.Namespace) -> None:
-    from datamodules.cub import prepare_cub
+    from datamodules.cub import CUBV2_HINT, prepare_cub
 
     root = prepare_cub(args.root, download=args.download)
-    val = root / "metadata" / "CUB" / "val"
-    print(f"CUB-200-2011 at {root}: tables and images verified, metadata in {root}/metadata/CUB")
-    if not val.exists():
-        print("  no CUBV2 val split: get metadata/CUB/val + CUBV2/ from clovaai/wsolevaluation,")
-        print("  or set data.init_args.val_split=train_holdout")
+    metadata = root / "metadata" / "CUB"
+    splits = "train, test and val" if (metadata / "val").exists() else "train and test"
+    print(f"CUB-200-2011 at {root}: the five tables and their images verified;")
+    print(f"  {metadata} ({splits}, what training reads) verified, agrees with the tables")
+    if not (metadata / "val").exists():
+        print(f"  no val split: {CUBV2_HINT}")
 
 
 def _add_synthetic_birds(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from torchvision.io import write_png
 
 import datamodules.formats.mnist as mnist_format
 from datamodules.celeba import CelebADataModule
+from datamodules.cub import CUBDataModule, prepare_cub
 from datamodules.ffhq import FFHQDataModule
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import image_relpath
@@ -80,6 +81,26 @@ def test_missing_mnist_hint_from_make_data_itself(tmp_path):
     with pytest.raises(DatasetNotFoundError) as error:
         prepare(["mnist", "--root", str(root)])
     assert any(args.download for args in hints(error.value, tmp_path, MNISTBagsDataModule))
+
+
+def test_missing_cub_hint_downloads_into_the_root_the_run_reads(tmp_path):
+    root = tmp_path / "cub"
+    for attempt in (lambda: CUBDataModule(root=str(root)).setup("fit"), lambda: prepare_cub(root)):
+        with pytest.raises(DatasetNotFoundError) as error:
+            attempt()
+        parsed = hints(error.value, tmp_path, CUBDataModule)
+        assert {Path(args.root) for args in parsed} == {root}
+        assert any(args.download for args in parsed)
+
+
+def test_missing_cubv2_hint_names_a_real_option(tmp_path):
+    (tmp_path / "CUB_200_2011" / "images").mkdir(parents=True)
+    (tmp_path / "metadata" / "CUB" / "train").mkdir(parents=True)
+    (tmp_path / "metadata" / "CUB" / "train" / "image_ids.txt").write_text("")
+    with pytest.raises(DatasetNotFoundError, match="val_split=train_holdout") as error:
+        CUBDataModule(root=str(tmp_path)).setup("fit")
+    value = FLAG.search(str(error.value))
+    assert value and value[1] in inspect.signature(CUBDataModule.__init__).parameters
 
 
 def test_missing_celeba_hint_checks_the_root_the_run_reads(tmp_path):
