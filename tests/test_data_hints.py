@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torchvision.io import write_png
 
 import datamodules.formats.mnist as mnist_format
@@ -26,6 +27,7 @@ from datamodules.ffhq import FFHQDataModule
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import image_relpath
 from datamodules.mnist_bags import MNISTBagsDataModule
+from datamodules.paths import resolve_root
 from datamodules.prepare import build_parser
 from datamodules.prepare import main as prepare
 
@@ -133,3 +135,37 @@ def test_ffhq_cache_hints_rebuild_the_cache_the_run_reads(tmp_path):
     (args,) = hints(incomplete.value, tmp_path, FFHQDataModule)
     args.run(args)
     setup()
+
+
+def test_readme_data_commands_run_as_written(tmp_path):
+    """The README speaks to users, who have no ../shared; its `make data` lines parse as written."""
+    readme = (REPO / "README.md").read_text()
+    assert "../shared" not in readme
+    commands = [c for c in MAKE_HINT.findall(readme) if "<" not in c]  # <name>: a placeholder
+    assert any("DATASET=mnist DOWNLOAD=1" in c for c in commands)
+    for command in commands:
+        args = build_parser().parse_args(prepare_argv(re.sub(r"[\[\]]", "", command), tmp_path))
+        assert args.dataset in command
+        if "DOWNLOAD=1" in command:
+            assert args.download
+
+
+def test_mnist_experiments_say_where_their_data_comes_from(tmp_path, monkeypatch):
+    """An experiment that reads the default MNIST root says, in its header, how to fill it."""
+    monkeypatch.delenv("LATENTLAB_DATA", raising=False)
+    readers = []
+    for path in sorted((REPO / "experiments").rglob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        data = config.get("data") or {}
+        if data.get("class_path") != "datamodules.mnist_bags.MNISTBagsDataModule":
+            continue
+        if (data.get("init_args") or {}).get("root") is not None:
+            continue
+        readers.append(path)
+        header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+        (command,) = MAKE_HINT.findall(header)
+        args = build_parser().parse_args(prepare_argv(command, tmp_path))
+        assert args.download, f"{path}: {command} downloads nothing"
+        assert resolve_root(args.root, "mnist") == resolve_root(None, "mnist"), path
+        assert "--data.init_args.root=" in header, path
+    assert len(readers) > 40

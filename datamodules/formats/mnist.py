@@ -59,8 +59,7 @@ def how_to_get(root: str | Path) -> str:
         f"or copy the four files ({FILES_HELP}) into {root} (flat, or under MNIST/raw/) and check "
         f"them with `{make_data_command('mnist', root)}`,\n"
         "or point the run at a folder that holds them: `--data.init_args.root=DIR` (or "
-        "LATENTLAB_DATA=DIR holding mnist/).\n"
-        f"The MNIST twin (no download): `make data DATASET=synthetic-mnist OUT={root}`."
+        "LATENTLAB_DATA=DIR holding mnist/)."
     )
 
 
