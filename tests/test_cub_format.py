@@ -348,3 +348,17 @@ def test_make_data_checks_metadata_against_the_tables(tmp_path):
         FormatError, match=r"image_sizes.txt:1: .*b.jpg: \(320, 200\), but its size"
     ):
         prepare(["cub", "--root", str(root)])
+
+
+def test_metadata_listing_a_folder_or_an_empty_line_is_refused(tmp_path):
+    root = _prepared_root(tmp_path)
+    test = root / "metadata/CUB/test"
+    for path in test.iterdir():  # c.jpg becomes its folder, in every file of the split
+        path.write_text(path.read_text().replace("Albatross/c.jpg", "Albatross"))
+    data = CUBDataModule(root=str(root), val_split="train_holdout", num_workers=0)
+    with pytest.raises(FormatError, match=r"image_ids.txt:2: lists .*Albatross but it is not a f"):
+        data.setup("fit")
+    ids = test / "image_ids.txt"
+    ids.write_text(ids.read_text().replace("002.Laysan_Albatross", ""))
+    with pytest.raises(FormatError, match=r"image_ids.txt:2: empty line"):
+        data.setup("fit")

@@ -192,6 +192,8 @@ def read_wsol_metadata(folder: str | Path) -> WSOLSplit:
     ids_path = folder / "image_ids.txt"
     image_ids, first_line = [], {}
     for line, fields in _records(ids_path, ",", (1,)):
+        if not fields[0]:
+            raise FormatError(ids_path, "empty line", line)
         if fields[0] in first_line:
             message = f"image {fields[0]!r} repeats (first at line {first_line[fields[0]]})"
             raise FormatError(ids_path, message, line)
@@ -314,7 +316,8 @@ def check_metadata_agrees(folder: str | Path, split: WSOLSplit, expected: WSOLSp
     missing = [path for path in expected.image_ids if path not in listed]
     if missing:
         message = f"{len(missing)} images of this split in the CUB tables are not listed"
-        raise FormatError(ids_path, f"{message}, first {missing[0]}")
+        line = len(split.image_ids) + 1  # where a truncated file stops
+        raise FormatError(ids_path, f"{message}, first {missing[0]}", line)
     for name, ours, theirs, what in (
         ("class_labels.txt", split.labels, expected.labels, "label (image_class_labels.txt - 1)"),
         ("image_sizes.txt", split.sizes, expected.sizes, "size (the image file's)"),

@@ -8,6 +8,7 @@ worker. A file that exists but does not decode is still found by the reader (``r
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from datamodules.formats.errors import FormatError
 
 
 def check_listed_files(files: Iterable[tuple[int | None, Path]], listed_in: Path | None) -> None:
-    """Raise on the first listed file that is missing or empty.
+    """Raise on the first listed file that is missing, empty, or not a file (a folder).
 
     Args:
         files: ``(line, path)`` pairs: the file and the line of ``listed_in`` that lists it (None
@@ -24,17 +25,18 @@ def check_listed_files(files: Iterable[tuple[int | None, Path]], listed_in: Path
 
     Raises:
         FormatError: ``<table>:<line>: lists <path> but it does not exist`` (or ``is empty (0
-            bytes)``); without a table, ``<path>: empty image file (0 bytes)``.
+            bytes)``, ``is not a file``); without a table, ``<path>: image file is empty (0
+            bytes)`` and so on.
     """
     for line, path in files:
         try:
-            size = os.stat(path).st_size
+            status = os.stat(path)
         except FileNotFoundError:
             problem = "does not exist"
         else:
-            if size > 0:
+            if stat.S_ISREG(status.st_mode) and status.st_size > 0:
                 continue
-            problem = "is empty (0 bytes)"
+            problem = "is empty (0 bytes)" if stat.S_ISREG(status.st_mode) else "is not a file"
         if listed_in is None:
             raise FormatError(path, f"image file {problem}")
         raise FormatError(listed_in, f"lists {path} but it {problem}", line)
