@@ -41,7 +41,7 @@ def _run_celeba(args: argparse.Namespace) -> None:
     index = read_celeba(root)
     check_image_files(index)
     splits = {name: int((index.partition == code).sum()) for code, name in enumerate(_SPLITS)}
-    print(f"CelebA at {root}: {len(index.names)} images, all present")
+    print(f"CelebA at {root}: {len(index.names)} images, all present and not empty")
     print(f"  identities: {index.identity.unique().numel()}")
     print("  official partition: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
     rates = index.attributes.float().mean(0).tolist()

@@ -281,7 +281,7 @@ def test_synthetic_prepare_data_writes_twin_once(tmp_path: Path, monkeypatch, ca
 def test_prepare_cli_verifies_and_summarises(celeba, capsys):
     prepare(["celeba", "--root", str(celeba[0])])
     out = capsys.readouterr().out
-    assert f"{N} images, all present" in out and "identities: 6" in out
+    assert f"{N} images, all present and not empty" in out and "identities: 6" in out
     assert "train 16, val 4, test 4" in out and "Smiling" in out
 
 
