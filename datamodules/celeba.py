@@ -1,7 +1,8 @@
 """CelebA (aligned 178 x 218 release) as a LightningDataModule: 40 binary attributes, identities.
 
 Reads the official on-disk layout with ``datamodules.formats.celeba.read_celeba`` (strict,
-cross-checked tables) and checks at setup that every listed image exists. Splits:
+cross-checked tables) and checks at setup that every listed image file exists and is not empty
+(a stat, no decode). Splits:
 
 - ``"random"`` (default, as in Le & Lee): a seeded random ``test_fraction`` of the images is the
   test split; ``val_fraction`` of the remaining part is carved out for validation. With
@@ -17,7 +18,6 @@ split.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
 from datamodules.formats.errors import FormatError
+from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import FFHQ_IN_CELEBA, NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
 from datamodules.split_loaders import SplitDataModule
@@ -194,11 +195,11 @@ class CelebADataModule(SplitDataModule):
         ensure_twin(root, "celeba", preset, self.hparams.seed, present=(root / ATTR_FILE).exists())
 
     def setup(self, stage: str | None = None) -> None:
-        """Read and cross-check the tables, check every listed image exists, build the splits."""
+        """Read and cross-check the tables, check every listed image file, build the splits."""
         if self.splits:
             return
         index = read_celeba(self.root)
-        check_images_exist(index)
+        check_image_files(index)
         hp = self.hparams
         crop = _crop_box(hp.crop, tuple(hp.crop_offset))
         augment = (hp.randaugment_ops, hp.randaugment_magnitude) if hp.randaugment else None
@@ -261,13 +262,7 @@ def _cut(image: torch.Tensor, box: tuple[int, int, int, int], path: Path) -> tor
     return image[:, top : top + height, left : left + width]
 
 
-def check_images_exist(index: CelebAIndex) -> None:
-    """Raise naming the first listed image that is missing and the table line listing it."""
-    present = set(os.listdir(index.image_dir))
-    for i, name in enumerate(index.names):
-        if name not in present and not (index.image_dir / name).exists():
-            raise FormatError(
-                index.attribute_file,
-                f"lists {name} but {index.image_dir / name} does not exist",
-                index.table_line(i),
-            )
+def check_image_files(index: CelebAIndex) -> None:
+    """Refuse a listed image that is missing or empty, naming its line of the attribute table."""
+    files = ((index.table_line(i), index.image_dir / name) for i, name in enumerate(index.names))
+    check_listed_files(files, index.attribute_file)

@@ -26,17 +26,38 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from datamodules.formats.cub import WSOLSplit, read_wsol_metadata, resize_box
+from datamodules.formats.cub import (
+    WSOLSplit,
+    check_cub_images,
+    check_metadata_agrees,
+    cub_to_wsol_metadata,
+    read_cub,
+    read_wsol_metadata,
+    resize_box,
+    wsol_splits,
+)
 from datamodules.formats.errors import DatasetNotFoundError
+from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
-from datamodules.paths import resolve_root
+from datamodules.paths import make_data_command, resolve_root
 from datamodules.samplers import ClassSetBatchSampler
 
-HOW_TO_GET = (
-    "Run `make data DATASET=cub` (downloads CUB_200_2011.tgz from the Caltech data site and writes "
-    "the wsolevaluation metadata), or place CUB_200_2011/ from "
-    "https://data.caltech.edu/records/65de6-vp158 "
-    "and metadata/CUB/ + CUBV2/ from https://github.com/clovaai/wsolevaluation under the root."
+
+def how_to_get(root: Path) -> str:
+    """What to run when CUB-200-2011 is not under ``root``: commands that work as written."""
+    return (
+        f"Download and check it with `{make_data_command('cub', root, DOWNLOAD=1)}` "
+        "(CUB_200_2011.tgz from the Caltech data site, md5-checked; writes the wsolevaluation "
+        "metadata),\nor place CUB_200_2011/ from https://data.caltech.edu/records/65de6-vp158 "
+        f"(and metadata/CUB/ + CUBV2/ from https://github.com/clovaai/wsolevaluation) under {root} "
+        f"and check them with `{make_data_command('cub', root)}`."
+    )
+
+
+CUBV2_HINT = (
+    "CUBV2 (the box-annotated val split) exists only in wsolevaluation's release: place "
+    "metadata/CUB/val/ and CUBV2/ from https://github.com/clovaai/wsolevaluation under the root, "
+    "or hold out train images as val with `--data.init_args.val_split=train_holdout`."
 )
 
 
@@ -138,15 +159,10 @@ class CUBDataModule(LightningDataModule):
         if self.splits:
             return
         root = resolve_root(self.hparams.root, "cub")
-        metadata = root / "metadata" / "CUB"
-        for needed in (root / "CUB_200_2011" / "images", metadata / "train" / "image_ids.txt"):
-            if not needed.exists():
-                raise DatasetNotFoundError("CUB-200-2011", root, needed, HOW_TO_GET)
-        train, test = read_wsol_metadata(metadata / "train"), read_wsol_metadata(metadata / "test")
+        splits = read_training_metadata(root, with_val=self.hparams.val_split == "metadata")
+        train, test = splits["train"], splits["test"]
         if self.hparams.val_split == "metadata":
-            if not (metadata / "val" / "image_ids.txt").is_file():
-                raise DatasetNotFoundError("CUBV2", root, metadata / "val", HOW_TO_GET)
-            val, val_dir = read_wsol_metadata(metadata / "val"), root / "CUBV2"
+            val, val_dir = splits["val"], root / "CUBV2"
         else:
             train, val = _holdout(train, self.hparams.holdout_per_class, self.hparams.seed)
             val_dir = root / "CUB_200_2011"
@@ -208,6 +224,39 @@ class CUBDataModule(LightningDataModule):
         )
 
 
+#: Folder (under the root) holding the images of each metadata split.
+IMAGE_FOLDERS = {"train": "CUB_200_2011", "val": "CUBV2", "test": "CUB_200_2011"}
+
+
+def read_training_metadata(root: Path, with_val: bool) -> dict[str, WSOLSplit]:
+    """Read and check what training reads: ``metadata/CUB/{train,test}`` (and ``val``).
+
+    The one check of the metadata: ``CUBDataModule.setup`` and ``make data DATASET=cub`` both call
+    it. Each split is read strictly (``read_wsol_metadata``) and every image it lists must exist
+    and not be empty (one stat per file).
+
+    Raises:
+        DatasetNotFoundError: The image folder or a metadata split is absent.
+        FormatError: A malformed or inconsistent metadata file, or a listed image that is missing
+            or empty, naming the file and line.
+    """
+    metadata = root / "metadata" / "CUB"
+    names = ("train", "test", "val") if with_val else ("train", "test")
+    for needed in (root / "CUB_200_2011" / "images", metadata / "train" / "image_ids.txt"):
+        if not needed.exists():
+            raise DatasetNotFoundError("CUB-200-2011", root, needed, how_to_get(root))
+    if with_val and not (metadata / "val" / "image_ids.txt").is_file():
+        raise DatasetNotFoundError("CUBV2", root, metadata / "val", CUBV2_HINT)
+    splits = {}
+    for name in names:
+        split = read_wsol_metadata(metadata / name)
+        image_dir = root / IMAGE_FOLDERS[name] / "images"
+        files = ((line, image_dir / path) for line, path in enumerate(split.image_ids, 1))
+        check_listed_files(files, metadata / name / "image_ids.txt")
+        splits[name] = split
+    return splits
+
+
 def _without_boxes(split: WSOLSplit) -> WSOLSplit:
     """Training sees class labels only (weak supervision)."""
     return WSOLSplit(split.image_ids, split.labels, split.sizes, {})
@@ -243,31 +292,35 @@ CUB_MD5 = "97eceeb196236b17998738112f37df78"
 
 
 def prepare_cub(root: str | Path | None = None, download: bool = False) -> Path:
-    """``make data DATASET=cub``: fetch (md5-checked) and verify CUB, then write its metadata.
+    """``make data DATASET=cub``: fetch (md5-checked), verify the tables and what training reads.
 
     Downloads ``CUB_200_2011.tgz`` into ``root`` when ``download`` and the folder is absent (a
-    clear error when the network is unreachable), reads and cross-checks the five tables and every
-    image, and writes ``metadata/CUB/{train,test}`` when absent. CUBV2 (val) exists only in
-    wsolevaluation's release; without it, use ``val_split: train_holdout``.
+    clear error when the network is unreachable), and writes ``metadata/CUB/{train,test}`` from the
+    CUB tables when absent. Then, whether or not the metadata was there: checks it with the check
+    ``CUBDataModule.setup`` runs (``read_training_metadata``; ``val`` too when present), reads and
+    cross-checks the five CUB tables and every image they list (present, not empty, header, box
+    inside), and checks that the metadata's train and test splits agree with the tables (images,
+    labels, image sizes).
     """
     from torchvision.datasets.utils import download_and_extract_archive
-
-    from datamodules.formats.cub import cub_to_wsol_metadata
 
     root = resolve_root(root, "cub")
     cub = root / "CUB_200_2011"
     if not cub.exists():
         if not download:
-            raise DatasetNotFoundError(
-                "CUB-200-2011", root, cub, HOW_TO_GET + " (or pass --download)"
-            )
+            raise DatasetNotFoundError("CUB-200-2011", root, cub, how_to_get(root))
         try:
             download_and_extract_archive(CUB_URL, str(root), md5=CUB_MD5)
         except Exception as error:  # network errors come in many types
             raise DatasetNotFoundError(
-                "CUB-200-2011", root, cub, f"download failed ({error}). {HOW_TO_GET}"
+                "CUB-200-2011", root, cub, f"download failed ({error}). {how_to_get(root)}"
             ) from error
     metadata = root / "metadata" / "CUB"
     if not (metadata / "train" / "image_ids.txt").is_file():
         cub_to_wsol_metadata(cub, metadata)
+    splits = read_training_metadata(root, with_val=(metadata / "val").exists())
+    table = read_cub(cub)
+    expected = wsol_splits(table, check_cub_images(cub, table))
+    for name, split in expected.items():
+        check_metadata_agrees(metadata / name, splits[name], split)
     return root

@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 
 from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.ffhq import MANIFEST_FILE, list_ffhq_images, read_cache_manifest
+from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, celeba_framing, read_rgb, square_transform
-from datamodules.paths import resolve_root
+from datamodules.paths import make_data_command, resolve_root
 from datamodules.split_loaders import SplitDataModule
 
 
@@ -116,10 +117,12 @@ class FFHQDataModule(SplitDataModule):
         ensure_twin(root, "ffhq", preset, self.hparams.seed, present=root.exists())
 
     def setup(self, stage: str | None = None) -> None:
-        """List the images (from the cache when ``cache_res`` is set) and split off validation."""
+        """List the images (from the cache when ``cache_res`` is set), refuse a missing or empty
+        file, and split off validation."""
         if self.splits:
             return
         images = self._list_images()
+        check_listed_files(((None, path) for _, path in images), listed_in=None)
         hp = self.hparams
         framing = celeba_framing if hp.framing == "celeba" else None
         transform = square_transform(hp.image_size, hp.normalize, framing=framing)
@@ -137,17 +140,17 @@ class FFHQDataModule(SplitDataModule):
             return list_ffhq_images(self.root)
         cache = self.root / f"cache_{res}"
         manifest = read_cache_manifest(cache)
+        build = make_data_command("ffhq", self.root, RES=res)
         if manifest is None or manifest.get("res") != res:
             how = (
-                f"The resized cache is missing or unfinished. Build it once with `make data "
-                f"DATASET=ffhq RES={res}` (python -m datamodules.prepare ffhq --root {self.root} "
-                f"--res {res}), or set cache_res: null to decode full-size images (slow)."
+                f"The resized cache is missing or unfinished. Build it once with `{build}`, or "
+                "run with `--data.init_args.cache_res=null` to decode full-size images (slow)."
             )
             raise DatasetNotFoundError("FFHQ cache", self.root, cache / MANIFEST_FILE, how)
         images = list_ffhq_images(cache)
         if len(images) != manifest["count"]:
             raise FileNotFoundError(
                 f"FFHQ cache {cache} holds {len(images)} images but its manifest records "
-                f"{manifest['count']}; rebuild it with `make data DATASET=ffhq RES={res}`"
+                f"{manifest['count']}; rebuild it with `{build}`"
             )
         return images

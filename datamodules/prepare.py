@@ -9,7 +9,8 @@ Commands (``make data DATASET=<name>`` calls this module):
 - ``synthetic-faces --out DIR --preset small --seed 0``: write the synthetic CelebA + FFHQ twins to
   ``DIR/celeba`` and ``DIR/ffhq``.
 - ``mnist [--root R] [--download]`` and ``synthetic-mnist --out DIR``: MNIST's IDX files.
-- ``cub [--root R] [--download]``: verify CUB-200-2011 and write its wsolevaluation metadata.
+- ``cub [--root R] [--download]``: verify CUB-200-2011's tables and images, write its
+  wsolevaluation metadata when absent, and verify the metadata with the DataModule's check.
 - ``synthetic-birds --out DIR [--classes 20 --per-class 30 5 15 --size 300 500 --variant V]``:
   write the synthetic birds in the CUB and metadata layouts.
 
@@ -33,14 +34,14 @@ def _add_celeba(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_celeba(args: argparse.Namespace) -> None:
-    from datamodules.celeba import check_images_exist
+    from datamodules.celeba import check_image_files
     from datamodules.formats.celeba import ATTRIBUTE_NAMES, read_celeba
 
     root = resolve_root(args.root, "celeba")
     index = read_celeba(root)
-    check_images_exist(index)
+    check_image_files(index)
     splits = {name: int((index.partition == code).sum()) for code, name in enumerate(_SPLITS)}
-    print(f"CelebA at {root}: {len(index.names)} images, all present")
+    print(f"CelebA at {root}: {len(index.names)} images, all present and not empty")
     print(f"  identities: {index.identity.unique().numel()}")
     print("  official partition: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
     rates = index.attributes.float().mean(0).tolist()
@@ -113,14 +114,15 @@ def _add_cub(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cub(args: argparse.Namespace) -> None:
-    from datamodules.cub import prepare_cub
+    from datamodules.cub import CUBV2_HINT, prepare_cub
 
     root = prepare_cub(args.root, download=args.download)
-    val = root / "metadata" / "CUB" / "val"
-    print(f"CUB-200-2011 at {root}: tables and images verified, metadata in {root}/metadata/CUB")
-    if not val.exists():
-        print("  no CUBV2 val split: get metadata/CUB/val + CUBV2/ from clovaai/wsolevaluation,")
-        print("  or set data.init_args.val_split=train_holdout")
+    metadata = root / "metadata" / "CUB"
+    splits = "train, test and val" if (metadata / "val").exists() else "train and test"
+    print(f"CUB-200-2011 at {root}: the five tables and their images verified;")
+    print(f"  {metadata} ({splits}, what training reads) verified, agrees with the tables")
+    if not (metadata / "val").exists():
+        print(f"  no val split: {CUBV2_HINT}")
 
 
 def _add_synthetic_birds(parser: argparse.ArgumentParser) -> None:
@@ -185,15 +187,20 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and run the chosen command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per entry of ``COMMANDS``."""
     parser = argparse.ArgumentParser(prog="python -m datamodules.prepare", description=__doc__)
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)
         add_arguments(sub)
         sub.set_defaults(run=run)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` and run the chosen command."""
+    args = build_parser().parse_args(argv)
     args.run(args)
 
 

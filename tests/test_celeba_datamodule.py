@@ -222,6 +222,17 @@ def test_missing_image_names_file_and_table_line(tmp_path: Path):
     assert str(root / fmt.IMAGE_DIR / "000005.jpg") in message
 
 
+def test_empty_image_is_refused_at_setup_naming_its_table_line(tmp_path: Path):
+    root = tmp_path / "celeba"
+    write_celeba(root, n=8)
+    (root / fmt.IMAGE_DIR / "000006.jpg").write_bytes(b"")
+    with pytest.raises(FormatError) as info:
+        make(root)  # setup, before any batch
+    message = str(info.value)
+    assert message.startswith(f"{root / fmt.ATTR_FILE}:8:")
+    assert f"{root / fmt.IMAGE_DIR / '000006.jpg'} but it is empty (0 bytes)" in message
+
+
 def test_unreadable_image_names_file(tmp_path: Path):
     root = tmp_path / "celeba"
     write_celeba(root, n=8)
@@ -270,7 +281,7 @@ def test_synthetic_prepare_data_writes_twin_once(tmp_path: Path, monkeypatch, ca
 def test_prepare_cli_verifies_and_summarises(celeba, capsys):
     prepare(["celeba", "--root", str(celeba[0])])
     out = capsys.readouterr().out
-    assert f"{N} images, all present" in out and "identities: 6" in out
+    assert f"{N} images, all present and not empty" in out and "identities: 6" in out
     assert "train 16, val 4, test 4" in out and "Smiling" in out
 
 

@@ -162,6 +162,21 @@ def test_truncated_mid_row(root: Path):
     expect_error(lambda: fmt.read_attribute_table(path), path, 8, "40 values, got 27")
 
 
+def test_table_cut_mid_row_names_that_row_not_the_count_line(root: Path):
+    path = root / fmt.ATTR_FILE
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:5]) + "\n" + lines[5][:60])  # cut inside row 4 (line 6)
+    expect_error(
+        lambda: fmt.read_celeba(root), path, 6, "40 values, got", "says 6 images but 4 rows"
+    )
+
+
+def test_bbox_table_cut_mid_row_names_that_row(root: Path):
+    path = root / fmt.BBOX_FILE
+    path.write_text(path.read_text()[: path.read_text().index("000004.jpg") + 20])
+    expect_error(lambda: fmt.read_celeba(root, bboxes=True), path, 6, "4 values, got", "truncated")
+
+
 def test_attribute_row_wrong_length(root: Path):
     path = root / fmt.ATTR_FILE
     row = path.read_text().splitlines()[4]

@@ -94,7 +94,7 @@ def test_metadata_without_final_newline(tmp_path):
     ("file", "content", "match"),
     [
         ("image_class_labels.txt", "1 1\n2 1\n3 7\n", "unknown class id 7"),
-        ("train_test_split.txt", "1 0\n2 1\n", "disagree"),
+        ("train_test_split.txt", "1 0\n2 1\n", "3: no row for image 3 .* truncated file"),
         ("bounding_boxes.txt", "1 60.0 27.0 325.0\n", "expected 5 fields"),
         ("bounding_boxes.txt", "1 60 27 325 304\n2 1 1 x 1\n3 0 0 1 1\n", "not a number"),
     ],
@@ -112,7 +112,7 @@ def test_bad_images(tmp_path):
     with pytest.raises(FormatError, match=r"bounding_boxes.txt:1: image 1: box outside 300x200"):
         check_cub_images(tmp_path, table)
     (tmp_path / "images" / table.paths[1]).unlink()
-    with pytest.raises(FormatError, match=r"images.txt:1: listed image missing"):
+    with pytest.raises(FormatError, match=r"images.txt:1: lists .*a.jpg but it does not exist"):
         check_cub_images(tmp_path, table)
 
 
@@ -273,3 +273,92 @@ def test_whole_image_box_baseline(variant, low, high, tmp_path):
         tmp_path, num_classes=10, per_class=(0, 0, 10), size_range=(72, 96), variant=variant
     )
     assert low <= _whole_image_box_v2(tmp_path) <= high
+
+
+def _prepared_root(tmp_path):
+    """A CUB root (the three-image fixture) whose metadata `make data DATASET=cub` has written."""
+    root = tmp_path / "cub"
+    _fixture(root / "CUB_200_2011")
+    prepare(["cub", "--root", str(root)])
+    return root
+
+
+def _cut_last_line(path):
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+
+
+@pytest.mark.parametrize(
+    ("table", "edit", "match"),
+    [
+        ("image_class_labels.txt", _cut_last_line, r":3: no row for image 3 .*truncated file"),
+        (
+            "bounding_boxes.txt",
+            lambda path: path.write_text(path.read_text().replace("3 0.0 0.0 200.0", "3 9 9 200")),
+            r":3: image 3: box outside 200x300",
+        ),
+    ],
+)
+def test_make_data_reads_the_tables_when_metadata_exists(tmp_path, capsys, table, edit, match):
+    root = _prepared_root(tmp_path)
+    assert "what training reads) verified" in capsys.readouterr().out
+    edit(root / "CUB_200_2011" / table)
+    with pytest.raises(FormatError, match=match) as error:
+        prepare(["cub", "--root", str(root)])
+    assert str(error.value).startswith(str(root / "CUB_200_2011" / table))
+
+
+def _empty_test_image(root):
+    (root / "CUB_200_2011" / "images" / "002.Laysan_Albatross" / "c.jpg").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "match"),
+    [
+        (
+            lambda root: _cut_last_line(root / "metadata/CUB/test/class_labels.txt"),
+            "metadata/CUB/test/class_labels.txt:2",
+            r"no row for 002.Laysan_Albatross/c.jpg \(line 2 of image_ids.txt\).*truncated",
+        ),
+        (
+            lambda root: _cut_last_line(root / "metadata/CUB/test/localization.txt"),
+            "metadata/CUB/test/localization.txt:2",
+            r"no row for 002.Laysan_Albatross/c.jpg",
+        ),
+        (_empty_test_image, "metadata/CUB/test/image_ids.txt:2", r"c.jpg but it is empty"),
+    ],
+)
+def test_make_data_and_setup_run_the_same_metadata_check(tmp_path, edit, where, match):
+    """What training reads (metadata/) is checked by one function, from setup and make data."""
+    root = _prepared_root(tmp_path)
+    edit(root)
+    data = CUBDataModule(root=str(root), val_split="train_holdout", num_workers=0)
+    with pytest.raises(FormatError, match=match) as at_setup:
+        data.setup("fit")
+    with pytest.raises(FormatError) as at_make_data:
+        prepare(["cub", "--root", str(root)])
+    assert str(at_setup.value).startswith(f"{root / where}:")
+    assert str(at_make_data.value) == str(at_setup.value)
+
+
+def test_make_data_checks_metadata_against_the_tables(tmp_path):
+    root = _prepared_root(tmp_path)
+    sizes = root / "metadata/CUB/train/image_sizes.txt"
+    sizes.write_text(sizes.read_text().replace(",300,200", ",320,200"))  # not the image's size
+    with pytest.raises(
+        FormatError, match=r"image_sizes.txt:1: .*b.jpg: \(320, 200\), but its size"
+    ):
+        prepare(["cub", "--root", str(root)])
+
+
+def test_metadata_listing_a_folder_or_an_empty_line_is_refused(tmp_path):
+    root = _prepared_root(tmp_path)
+    test = root / "metadata/CUB/test"
+    for path in test.iterdir():  # c.jpg becomes its folder, in every file of the split
+        path.write_text(path.read_text().replace("Albatross/c.jpg", "Albatross"))
+    data = CUBDataModule(root=str(root), val_split="train_holdout", num_workers=0)
+    with pytest.raises(FormatError, match=r"image_ids.txt:2: lists .*Albatross but it is not a f"):
+        data.setup("fit")
+    ids = test / "image_ids.txt"
+    ids.write_text(ids.read_text().replace("002.Laysan_Albatross", ""))
+    with pytest.raises(FormatError, match=r"image_ids.txt:2: empty line"):
+        data.setup("fit")

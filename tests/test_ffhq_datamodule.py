@@ -10,7 +10,7 @@ from torchvision.io import write_png
 
 from datamodules.ffhq import FFHQDataModule
 from datamodules.formats import ffhq as fmt
-from datamodules.formats.errors import DatasetNotFoundError
+from datamodules.formats.errors import DatasetNotFoundError, FormatError
 from datamodules.prepare import main as prepare
 
 INDICES = [0, 3, 7, 999, 1000, 1001, 2500, 2501, 2502, 69999]
@@ -53,6 +53,13 @@ def test_batches_and_splits(root: Path):
     assert batch["index"].tolist() == [0, 3, 7, 999]
     red = (batch["image"][:, 0].mean((1, 2)) * 255).round()
     assert red.tolist() == [i % 251 for i in (0, 3, 7, 999)]  # each image is its own file
+
+
+def test_empty_image_is_refused_at_setup(root: Path):
+    empty = root / fmt.image_relpath(1001)
+    empty.write_bytes(b"")
+    with pytest.raises(FormatError, match=f"^{empty}: image file is empty \\(0 bytes\\)"):
+        make(root)  # setup, before any batch
 
 
 def test_cache_missing_tells_how_to_build(root: Path):

@@ -26,6 +26,7 @@ import torch
 
 from datamodules.formats.errors import DatasetNotFoundError, FormatError
 from datamodules.formats.text_tables import int_columns, read_text_table
+from datamodules.paths import make_data_command
 
 # fmt: off
 ATTRIBUTE_NAMES: tuple[str, ...] = (
@@ -120,22 +121,28 @@ def _write_table(path, header, image_names, values: torch.Tensor) -> None:
 # Readers: strict, every problem is a FormatError naming the file and line.
 # --------------------------------------------------------------------------------------------------
 
-HOW_TO_GET = (
-    "CelebA cannot be downloaded by code. Get it from the project page "
-    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive or Baidu Drive links):\n"
-    "  'Align&Cropped Images' -> Img/img_align_celeba.zip, and the Anno/ and Eval/ folders.\n"
-    "Unzip and place under the data root:\n"
-    "  <root>/img_align_celeba/000001.jpg ... 202599.jpg  (img_align_celeba.zip)\n"
-    "  <root>/list_attr_celeba.txt                (Anno/)\n"
-    "  <root>/identity_CelebA.txt                 (Anno/)\n"
-    "  <root>/list_bbox_celeba.txt                (Anno/, read only when boxes are asked for)\n"
-    "  <root>/list_landmarks_align_celeba.txt     (Anno/, read only when landmarks are asked for)\n"
-    "  <root>/list_landmarks_celeba.txt           (Anno/, in-the-wild landmarks, not read)\n"
-    "  <root>/list_eval_partition.txt             (Eval/)\n"
-    "Point data.root at that folder (or set $LATENTLAB_DATA to the folder holding celeba/).\n"
-    "Without the real data, `python -m datamodules.prepare synthetic-faces --out DIR --preset "
-    "small` writes a synthetic twin in this layout under DIR/celeba (or set data.synthetic)."
-)
+
+def how_to_get(root: Path) -> str:
+    """Where to get CelebA and how to place it under ``root``; the commands work as written."""
+    return (
+        "CelebA cannot be downloaded by code. Get it from the project page "
+        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive or Baidu Drive links):\n"
+        "  'Align&Cropped Images' -> Img/img_align_celeba.zip, and the Anno/ and Eval/ folders.\n"
+        f"Unzip and place under {root}:\n"
+        "  img_align_celeba/000001.jpg ... 202599.jpg  (img_align_celeba.zip)\n"
+        "  list_attr_celeba.txt                (Anno/)\n"
+        "  identity_CelebA.txt                 (Anno/)\n"
+        "  list_bbox_celeba.txt                (Anno/, read only when boxes are asked for)\n"
+        "  list_landmarks_align_celeba.txt     (Anno/, read only when landmarks are asked for)\n"
+        "  list_landmarks_celeba.txt           (Anno/, in-the-wild landmarks, not read)\n"
+        "  list_eval_partition.txt             (Eval/)\n"
+        f"and check it with `{make_data_command('celeba', root)}`; a copy elsewhere: run with "
+        "`--data.init_args.root=DIR` (or LATENTLAB_DATA=DIR holding celeba/).\n"
+        "Without the real data, `make data DATASET=synthetic-faces OUT=DIR` writes a synthetic "
+        "twin in this layout under DIR/celeba (or run with `--data.init_args.synthetic=small`)."
+    )
+
+
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
 
 
@@ -259,10 +266,10 @@ def read_celeba(root: str | Path, bboxes: bool = False, landmarks: bool = False)
     needed = [IMAGE_DIR, ATTR_FILE, PARTITION_FILE, IDENTITY_FILE]
     needed += [BBOX_FILE] * bboxes + [LANDMARK_FILE] * landmarks
     if not root.is_dir():
-        raise DatasetNotFoundError("CelebA", root, root, HOW_TO_GET)
+        raise DatasetNotFoundError("CelebA", root, root, how_to_get(root))
     for name in needed:
         if not (root / name).exists():
-            raise DatasetNotFoundError("CelebA", root, root / name, HOW_TO_GET)
+            raise DatasetNotFoundError("CelebA", root, root / name, how_to_get(root))
     attr_path = root / ATTR_FILE
     names, attribute_names, attributes = read_attribute_table(attr_path)
     if tuple(attribute_names) != ATTRIBUTE_NAMES:

@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from datamodules.formats.errors import FormatError
+from datamodules.formats.listed_files import check_listed_files
 
 CUB_FILES = (
     "images.txt",
@@ -104,8 +105,9 @@ def read_cub(root: str | Path) -> CUBTable:
     boxes = _id_table(
         box_path, lambda line, f: tuple(_number(box_path, line, v, float) for v in f), width=5
     )
+    images_path = root / "images.txt"
     for path, table in ((label_path, labels), (split_path, split), (box_path, boxes)):
-        _same_ids(path, table, paths)
+        _same_ids(path, table, images_path, paths)
     for line, (key, label) in enumerate(labels.items(), start=1):
         if label not in names:
             raise FormatError(label_path, f"image {key}: unknown class id {label}", line)
@@ -119,23 +121,39 @@ def read_cub(root: str | Path) -> CUBTable:
     return CUBTable(ids, paths, labels, {k: v == 1 for k, v in split.items()}, boxes, names)
 
 
-def _same_ids(path: Path, table: dict, reference: dict) -> None:
-    if set(table) != set(reference):
-        extra = sorted(set(table) - set(reference))[:3]
-        missing = sorted(set(reference) - set(table))[:3]
-        raise FormatError(path, f"ids disagree with images.txt (extra {extra}, missing {missing})")
+def _same_ids(path: Path, table: dict, images_path: Path, images: dict) -> None:
+    """Every id of ``images.txt`` has exactly one row in ``path``; errors name the line at fault."""
+    if table.keys() == images.keys():
+        return
+    extra = next((key for key in table if key not in images), None)
+    if extra is not None:
+        line = list(table).index(extra) + 1
+        raise FormatError(path, f"image id {extra} is not listed in {images_path.name}", line)
+    listed = list(images)
+    missing = next(i for i, key in enumerate(listed) if key not in table)
+    rows = f"{len(table)} rows for the {len(images)} images of {images_path.name}"
+    hint = ": truncated file?" if all(key not in table for key in listed[missing:]) else ""
+    message = f"no row for image {listed[missing]} (line {missing + 1} of {images_path.name}"
+    raise FormatError(path, f"{message}; {rows}){hint}", missing + 1)
 
 
 def check_cub_images(root: str | Path, table: CUBTable) -> dict[int, tuple[int, int]]:
-    """Open every listed image header; return {id: (w, h)} and check each box lies inside."""
+    """Check every listed image file (present, not empty, a readable header); return {id: (w, h)}.
+
+    Also checks that each box of ``bounding_boxes.txt`` lies inside its image.
+    """
     root = Path(root)
+    listing = root / "images.txt"
+    files = [(line, root / "images" / table.paths[key]) for line, key in enumerate(table.ids, 1)]
+    check_listed_files(files, listing)
     sizes = {}
-    for line, key in enumerate(table.ids, start=1):
-        image_path = root / "images" / table.paths[key]
-        if not image_path.is_file():
-            raise FormatError(root / "images.txt", f"listed image missing: {image_path}", line)
-        with Image.open(image_path) as image:
-            sizes[key] = image.size
+    for (line, image_path), key in zip(files, table.ids, strict=True):
+        try:
+            with Image.open(image_path) as image:
+                sizes[key] = image.size
+        except OSError as err:  # PIL's UnidentifiedImageError is an OSError
+            message = f"lists {image_path}: not a readable image ({err})"
+            raise FormatError(listing, message, line) from None
         x, y, w, h = table.boxes[key]
         width, height = sizes[key]
         if x + w > width + 1 or y + h > height + 1:
@@ -165,11 +183,22 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 def read_wsol_metadata(folder: str | Path) -> WSOLSplit:
-    """Read one metadata split folder (``image_ids.txt`` ... ``localization.txt``), checked."""
+    """Read one metadata split folder (``image_ids.txt`` ... ``localization.txt``), checked.
+
+    Every image of ``image_ids.txt`` (each listed once) needs one row in ``class_labels.txt`` and
+    ``image_sizes.txt`` and, when ``localization.txt`` exists, at least one box inside its image.
+    """
     folder = Path(folder)
     ids_path = folder / "image_ids.txt"
-    image_ids = [fields[0] for _, fields in _records(ids_path, ",", (1,))]
-    known = set(image_ids)
+    image_ids, first_line = [], {}
+    for line, fields in _records(ids_path, ",", (1,)):
+        if not fields[0]:
+            raise FormatError(ids_path, "empty line", line)
+        if fields[0] in first_line:
+            message = f"image {fields[0]!r} repeats (first at line {first_line[fields[0]]})"
+            raise FormatError(ids_path, message, line)
+        first_line[fields[0]] = line
+        image_ids.append(fields[0])
     split = WSOLSplit(image_ids)
     for name, target, width in (
         ("class_labels.txt", split.labels, 2),
@@ -177,18 +206,17 @@ def read_wsol_metadata(folder: str | Path) -> WSOLSplit:
     ):
         path = folder / name
         for line, fields in _records(path, ",", (width,)):
-            if fields[0] not in known:
+            if fields[0] not in first_line:
                 raise FormatError(path, f"unknown image {fields[0]!r}", line)
+            if fields[0] in target:
+                raise FormatError(path, f"image {fields[0]!r} repeats", line)
             values = [_number(path, line, v) for v in fields[1:]]
             target[fields[0]] = values[0] if width == 2 else tuple(values)
-        if len(target) != len(known):
-            raise FormatError(
-                path, f"{len(target)} entries for {len(known)} images in image_ids.txt"
-            )
+        _no_missing_rows(path, target, image_ids)
     path = folder / "localization.txt"
     if path.is_file():
         for line, fields in _records(path, ",", (5,)):
-            if fields[0] not in known:
+            if fields[0] not in first_line:
                 raise FormatError(path, f"unknown image {fields[0]!r}", line)
             x0, y0, x1, y1 = (_number(path, line, v) for v in fields[1:])
             width, height = split.sizes[fields[0]]
@@ -197,7 +225,25 @@ def read_wsol_metadata(folder: str | Path) -> WSOLSplit:
                     path, f"box {(x0, y0, x1, y1)} outside the {width}x{height} image", line
                 )
             split.boxes.setdefault(fields[0], []).append((x0, y0, x1, y1))
+        _no_missing_rows(path, split.boxes, image_ids)
     return split
+
+
+def _no_missing_rows(path: Path, rows: dict, image_ids: list[str]) -> None:
+    """Raise naming the first image of ``image_ids.txt`` without a row in ``path``.
+
+    The line named is the one after the last row read (where a truncated file stops).
+    """
+    missing = next((i for i, image in enumerate(image_ids) if image not in rows), None)
+    if missing is None:
+        return
+    lines = sum(len(v) if isinstance(v, list) else 1 for v in rows.values())
+    cut = all(image not in rows for image in image_ids[missing:])
+    message = f"no row for {image_ids[missing]} (line {missing + 1} of image_ids.txt)"
+    hint = ": truncated file?" if cut else ""
+    raise FormatError(
+        path, f"{message}; rows for {len(rows)} of {len(image_ids)} images{hint}", lines + 1
+    )
 
 
 def write_wsol_metadata(folder: str | Path, split: WSOLSplit) -> None:
@@ -226,10 +272,8 @@ def cub_box_to_wsol(
     return int(x), int(y), min(int(x + w), width - 1), min(int(y + h), height - 1)
 
 
-def cub_to_wsol_metadata(root: str | Path, out: str | Path) -> dict[str, WSOLSplit]:
-    """Convert ``root`` (CUB_200_2011) into ``out/train`` and ``out/test`` metadata folders."""
-    table = read_cub(root)
-    sizes = check_cub_images(root, table)
+def wsol_splits(table: CUBTable, sizes: dict[int, tuple[int, int]]) -> dict[str, WSOLSplit]:
+    """The ``train`` and ``test`` metadata splits that the CUB tables and image sizes imply."""
     splits = {}
     for name, train in (("train", True), ("test", False)):
         ids = [i for i in table.ids if table.is_train[i] == train]
@@ -239,9 +283,57 @@ def cub_to_wsol_metadata(root: str | Path, out: str | Path) -> dict[str, WSOLSpl
             split.labels[path] = table.labels[i] - 1
             split.sizes[path] = sizes[i]
             split.boxes[path] = [cub_box_to_wsol(table.boxes[i], sizes[i])]
-        write_wsol_metadata(Path(out) / name, split)
         splits[name] = split
     return splits
+
+
+def cub_to_wsol_metadata(root: str | Path, out: str | Path) -> dict[str, WSOLSplit]:
+    """Convert ``root`` (CUB_200_2011) into ``out/train`` and ``out/test`` metadata folders."""
+    table = read_cub(root)
+    splits = wsol_splits(table, check_cub_images(root, table))
+    for name, split in splits.items():
+        write_wsol_metadata(Path(out) / name, split)
+    return splits
+
+
+def check_metadata_agrees(folder: str | Path, split: WSOLSplit, expected: WSOLSplit) -> None:
+    """Check a metadata split against the one the CUB tables imply: images, labels and sizes.
+
+    Boxes are not compared (wsolevaluation's release may round them otherwise); each is already
+    checked against its image size by ``read_wsol_metadata``.
+
+    Raises:
+        FormatError: An image missing from either side, or a label or size that differs, naming
+            the metadata file and line.
+    """
+    folder = Path(folder)
+    ids_path = folder / "image_ids.txt"
+    absent = [path for path in split.image_ids if path not in expected.labels]
+    if absent:
+        where = "not in this split of the CUB tables (images.txt, train_test_split.txt)"
+        raise FormatError(ids_path, f"{absent[0]}: {where}", _line_of(ids_path, absent[0]))
+    listed = set(split.image_ids)
+    missing = [path for path in expected.image_ids if path not in listed]
+    if missing:
+        message = f"{len(missing)} images of this split in the CUB tables are not listed"
+        line = len(split.image_ids) + 1  # where a truncated file stops
+        raise FormatError(ids_path, f"{message}, first {missing[0]}", line)
+    for name, ours, theirs, what in (
+        ("class_labels.txt", split.labels, expected.labels, "label (image_class_labels.txt - 1)"),
+        ("image_sizes.txt", split.sizes, expected.sizes, "size (the image file's)"),
+    ):
+        for path in split.image_ids:
+            if ours[path] != theirs[path]:
+                message = f"{path}: {ours[path]}, but its {what} is {theirs[path]}"
+                raise FormatError(folder / name, message, _line_of(folder / name, path))
+
+
+def _line_of(path: Path, image: str) -> int | None:
+    """1-based line of ``path`` whose first comma-separated field is ``image``."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.split(",")[0].strip() == image:
+            return number
+    return None
 
 
 def wsol_to_cub(

@@ -14,6 +14,7 @@ class FormatError(ValueError):
     def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
         self.path = Path(path)
         self.line = line
+        self.reason = message
         where = f"{self.path}:{line}" if line is not None else str(self.path)
         self._args = (path, message, line)
         super().__init__(f"{where}: {message}")

@@ -33,11 +33,13 @@ METADATA_FILE = "ffhq-dataset-v2.json"
 MANIFEST_FILE = "cache_manifest.json"
 HOW_TO_GET = (
     "FFHQ cannot be downloaded by this suite. Get it from https://github.com/NVlabs/ffhq-dataset: "
-    "`python download_ffhq.py --images` (89 GB of 1024 x 1024 PNGs), or the Google Drive folder "
-    "linked there. Place images1024x1024/ (00000/00000.png ... 69000/69999.png) under the data "
-    "root; thumbnails128x128/ or a flat folder of NNNNN.png also work, ffhq-dataset-v2.json is "
-    "optional. Without the real data, `python -m datamodules.prepare synthetic-faces --out DIR` "
-    "writes a synthetic twin under DIR/ffhq (or set data.synthetic)."
+    "`python download_ffhq.py --images` in a clone of that repository (89 GB of 1024 x 1024 "
+    "PNGs), or the Google Drive folder linked there. Place images1024x1024/ (00000/00000.png ... "
+    "69000/69999.png) under the data root; thumbnails128x128/ or a flat folder of NNNNN.png also "
+    "work, ffhq-dataset-v2.json is optional. A copy elsewhere: run with "
+    "`--data.init_args.root=DIR` (or LATENTLAB_DATA=DIR holding ffhq/). Without the real data, "
+    "`make data DATASET=synthetic-faces OUT=DIR` writes a synthetic twin under DIR/ffhq (or run "
+    "with `--data.init_args.synthetic=small`)."
 )
 _FOLDER = re.compile(r"\d{5}")
 _IMAGE = re.compile(r"(\d{5})\.png")
@@ -114,8 +116,8 @@ def build_resized_cache(
 
     The resize is bilinear with antialiasing. A manifest (``out/cache_manifest.json``, written last)
     records the source folder, its image count, a fingerprint of names, sizes and modification
-    times, and ``res``; when it matches, the call returns at once. Otherwise the cache is rebuilt
-    and images no longer in the source are removed from it.
+    times, and ``res``; when it matches and the cache holds that many images, the call returns at
+    once. Otherwise the cache is rebuilt and images no longer in the source are removed from it.
 
     Args:
         root: The FFHQ root (any layout ``list_ffhq_images`` accepts).
@@ -133,7 +135,8 @@ def build_resized_cache(
     sources = list_ffhq_images(root)
     manifest = _manifest(root, sources, res)
     manifest_path = out / MANIFEST_FILE
-    if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
+    complete = len(list(out.glob("*/*.png"))) == len(sources)
+    if complete and manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
         return out
     manifest_path.unlink(missing_ok=True)
     _remove_stale(out, {index for index, _ in sources})

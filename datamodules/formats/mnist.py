@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.formats.errors import DatasetNotFoundError, FormatError
+from datamodules.paths import make_data_command, resolve_root
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -45,11 +46,21 @@ MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-HOW_TO_GET = (
-    "Get MNIST with `make data DATASET=mnist` on a machine with internet, or copy the four files "
-    "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-    "t10k-labels-idx1-ubyte; raw or .gz) into the data root (flat, or under MNIST/raw/)."
+FILES_HELP = (
+    "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte; raw or .gz"
 )
+
+
+def how_to_get(root: str | Path) -> str:
+    """What to run when MNIST is not under ``root``: commands that work as written."""
+    return (
+        f"Download and check it with `{make_data_command('mnist', root, DOWNLOAD=1)}` (internet),\n"
+        f"or copy the four files ({FILES_HELP}) into {root} (flat, or under MNIST/raw/) and check "
+        f"them with `{make_data_command('mnist', root)}`,\n"
+        "or point the run at a folder that holds them: `--data.init_args.root=DIR` (or "
+        "LATENTLAB_DATA=DIR holding mnist/)."
+    )
 
 
 def _open(path: Path):
@@ -115,7 +126,7 @@ def find_file(root: str | Path, name: str) -> Path:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
-    raise DatasetNotFoundError("MNIST", root, root / name, HOW_TO_GET)
+    raise DatasetNotFoundError("MNIST", root, root / name, how_to_get(root))
 
 
 def md5_uncompressed(path: str | Path) -> str:
@@ -172,7 +183,7 @@ def read_mnist_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
 def download_mnist(root: str | Path, mirrors: tuple[str, ...] = MIRRORS) -> dict[str, Path]:
     """Download the four ``.gz`` files into ``root`` (skipping verified ones) and verify them.
 
-    Needs internet; never called by the suite unless asked (``make data DATASET=mnist``).
+    Needs internet; never called by the suite unless asked (``make data DATASET=mnist DOWNLOAD=1``).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -201,7 +212,5 @@ def download_mnist(root: str | Path, mirrors: tuple[str, ...] = MIRRORS) -> dict
 
 def prepare_mnist(root: str | Path | None = None, download: bool = False) -> dict[str, Path]:
     """Verify MNIST under ``resolve_root(root, "mnist")``; download first when ``download``."""
-    from datamodules.paths import resolve_root
-
     folder = resolve_root(root, "mnist")
     return download_mnist(folder) if download else verify_mnist(folder)

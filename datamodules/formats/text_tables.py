@@ -67,7 +67,8 @@ def read_text_table(path: str | Path, width: int | None, counted: bool) -> TextT
 
     Raises:
         FormatError: A missing or non-integer count line, a count that disagrees with the rows, an
-            empty line, a row with the wrong number of values, or a repeated image name.
+            empty line, a row with the wrong number of values, or a repeated image name. A file
+            cut mid-row is named at that row, also when its count line then disagrees.
     """
     path = Path(path)
     lines = read_lines(path)
@@ -77,12 +78,9 @@ def read_text_table(path: str | Path, width: int | None, counted: bool) -> TextT
         if len(lines) < 2:
             raise FormatError(path, "missing the header line", 2)
         header, first = lines[1].split(), 3
-        rows = len(lines) - 2
-        if rows != count:
-            hint = "truncated file?" if rows < count else "extra rows?"
-            msg = f"the count line says {count} images but {rows} rows follow"
-            raise FormatError(path, f"{msg} (last at line {len(lines)}): {hint}", 1)
     width = len(header) if width is None else width
+    if counted and len(lines) - 2 != count:
+        _count_mismatch(path, lines, width, count)
     grid = _fast_grid(lines[first - 1 :], width)
     if grid is None:
         grid = _strict_grid(path, lines[first - 1 :], width, first)
@@ -114,6 +112,18 @@ def _count_line(path: Path, lines: list[str]) -> int:
         got = " ".join(fields) if lines else "an empty file"
         raise FormatError(path, f"first line must be the image count, got {got!r}", 1)
     return int(fields[0])
+
+
+def _count_mismatch(path: Path, lines: list[str], width: int, count: int) -> None:
+    """Raise at the first malformed row (a file cut mid-row breaks there), else at the count."""
+    rows = len(lines) - 2
+    hint = "truncated file?" if rows < count else "extra rows?"
+    summary = f"the count line says {count} images but {rows} rows follow"
+    try:
+        _strict_grid(path, lines[2:], width, 3)
+    except FormatError as err:
+        raise FormatError(path, f"{err.reason} ({summary}: {hint})", err.line) from None
+    raise FormatError(path, f"{summary} (last at line {len(lines)}): {hint}", 1)
 
 
 def _looks_numeric(token: str) -> bool:
