@@ -20,6 +20,7 @@ overridden; ``pyproject.toml`` pins the Lightning versions they are tested with.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -44,7 +45,12 @@ from experiments.init_from import InitFrom, load_init_from, resolve_init_from
 from experiments.loggers import configure_loggers, trim_metrics
 from experiments.nested_modules import nested_instantiators
 from experiments.resume import changed_settings, refusal_message
-from experiments.run_dirs import RUN_DIR_ENV, choose_run_dir, run_name_from_configs
+from experiments.run_dirs import (
+    RUN_DIR_ENV,
+    choose_run_dir,
+    remove_run_dir,
+    run_name_from_configs,
+)
 from experiments.wandb_setup import WANDB_ID_FILE
 
 DESCRIPTION = (
@@ -94,17 +100,39 @@ class LatentLabCLI(LightningCLI):
         self._init_from: list[InitFrom] = []
         self._resume_epoch: int | None = None  # epoch of the checkpoint a resumed fit starts from
         self._wandb_id: str | None = None
-        super().__init__(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            parser_kwargs={"parser_mode": "omegaconf", "description": DESCRIPTION},
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,  # every module has its configure_optimizers
-            args=args,
-            run=run,
-        )
+        self._made_run_dir = False  # this process created run_dir (not a resume, not a DDP child)
+        self._smoke_dir: Path | None = None  # a smoke run's temporary folder
+        try:
+            super().__init__(
+                LightningModule,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                parser_kwargs={"parser_mode": "omegaconf", "description": DESCRIPTION},
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,  # every module has its configure_optimizers
+                args=args,
+                run=run,
+            )
+        except BaseException:
+            self._discard_unfinished_run()
+            raise
+        finally:
+            if run and self._smoke_dir is not None:
+                shutil.rmtree(self._smoke_dir, ignore_errors=True)
+
+    def _discard_unfinished_run(self) -> None:
+        """Remove the run folder of a run that failed before it saved an epoch (nothing in it can
+        be resumed): its W&B run is finished first, as failed, then the folder goes."""
+        if not self._made_run_dir or self.run_dir is None or not self.run_dir.exists():
+            return
+        if (self.run_dir / "checkpoints" / "last.ckpt").is_file():
+            return  # resumable: kept
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=1)
+        remove_run_dir(self.run_dir, Path(self._active(self.config).run.root))
+        rank_zero_info(f"Removed {self.run_dir}: the run failed before it saved its first epoch.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse; ``--print_config`` is taken out here and answered once the run's folder and
@@ -154,9 +182,14 @@ class LatentLabCLI(LightningCLI):
         if fine_tune and cfg.get("ckpt_path") is not None:
             raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
         if cfg.trainer.get("fast_dev_run"):  # smoke run: no run folder; files callbacks write
-            if cfg.trainer.get("default_root_dir") is None:  # go to a temporary folder, not cwd
-                cfg.trainer.default_root_dir = tempfile.mkdtemp(prefix="latentlab-smoke-")
-            rank_zero_info(f"Smoke run: callback outputs in {cfg.trainer.default_root_dir}")
+            if cfg.trainer.get("default_root_dir") is None and not self._print_config:
+                # a temporary folder, not the cwd, removed at the end of the run
+                self._smoke_dir = Path(tempfile.mkdtemp(prefix="latentlab-smoke-"))
+                cfg.trainer.default_root_dir = str(self._smoke_dir)
+                rank_zero_info(
+                    "Smoke run: files callbacks write go to a temporary folder, removed at the "
+                    "end (--trainer.default_root_dir=<folder> keeps them)"
+                )
         else:
             cfg.run.name = cfg.run.name or run_name_from_configs(cfg.get("config"))
             root = Path(cfg.run.root)
@@ -230,6 +263,7 @@ class LatentLabCLI(LightningCLI):
 
     def _create_run_dir(self) -> None:
         assert self.run_dir is not None
+        self._made_run_dir = not self.run_dir.exists() and rank_zero_only.rank == 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.environ[RUN_DIR_ENV] = str(self.run_dir)  # DDP children re-run the command: same one
         if rank_zero_only.rank != 0:

@@ -7,6 +7,7 @@ configuration before any folder exists; the CLI creates the folder afterwards.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "free_run_dir",
     "latest_run_dir",
     "new_run_dir",
+    "remove_run_dir",
     "run_name_from_configs",
 ]
 
@@ -92,3 +94,15 @@ def choose_run_dir(root: Path, name: str, resume: bool, environ: Mapping[str, st
     if environ.get(RUN_DIR_ENV) and Path(environ[RUN_DIR_ENV]).parent == root / name:
         return Path(environ[RUN_DIR_ENV])
     return free_run_dir(root, name)
+
+
+def remove_run_dir(run_dir: Path, root: Path) -> None:
+    """Delete ``run_dir`` and then its parents up to ``root`` (excluded) that are left empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent, root = run_dir.parent, root.resolve()
+    while parent.resolve() != root and parent.resolve().is_relative_to(root):
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from lightning import Callback
 from omegaconf import OmegaConf
 
 from experiments.cli import LatentLabCLI
@@ -60,3 +61,14 @@ def cli(args: list[str], run: bool = True) -> LatentLabCLI:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return LatentLabCLI(args=args, run=run, environ={"WANDB_MODE": "disabled"})
+
+
+class KillAt(Callback):
+    """Simulate a crash in the first batch of ``epoch`` (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import NAME, REPO, cli
-from lightning import Callback
+from cli_runs import NAME, REPO, KillAt, cli
 from omegaconf import OmegaConf
 
 from experiments.__main__ import main
@@ -75,17 +76,6 @@ def test_run_folder_layout_and_safe_checkpoints(experiment_args, tmp_path, monke
     }
 
 
-class _Kill(Callback):
-    """Simulate a crash in the first batch of ``epoch`` (after the previous epoch's checkpoint)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated kill")
-
-
 def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
     """Fit 2 epochs straight vs. a fit killed in epoch 1 and resumed: same metrics, same weights.
 
@@ -96,7 +86,7 @@ def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
     experiment_args = [*experiment_args, "--trainer.callbacks=[]"]
     _cli(["fit", *experiment_args, "--run.name=straight"])
     killed = _cli([*experiment_args, "--run.name=resumed"], run=False)
-    killed.trainer.callbacks.append(_Kill(epoch=1))
+    killed.trainer.callbacks.append(KillAt(epoch=1))
     with pytest.raises(RuntimeError, match="simulated kill"):
         killed.trainer.fit(killed.model, datamodule=killed.datamodule)
     last = torch.load(killed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -171,7 +161,7 @@ def test_bf16_mixed_run_end_to_end(experiment_args, tmp_path):
     assert labels["soft"].dtype == torch.float32 and torch.isfinite(labels["soft"]).all()
 
 
-def test_smoke_run_writes_nothing(experiment_args, tmp_path):
+def test_smoke_run_writes_nothing(experiment_args, tmp_path, monkeypatch):
     smoke = tmp_path / "smoke"
     args = ["--trainer.fast_dev_run=true", "--trainer.logger=false"]
     cli = _cli(["fit", *experiment_args, *args, f"--trainer.default_root_dir={smoke}"])
@@ -181,6 +171,32 @@ def test_smoke_run_writes_nothing(experiment_args, tmp_path):
     temporary = Path(cli.trainer.default_root_dir)
     assert temporary.name.startswith("latentlab-smoke-")  # not the cwd
     temporary.rmdir()
+    # a smoke run removes its temporary folder (with what callbacks wrote there) at the end
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    _cli(["fit", *experiment_args, *args, "--run.evaluate=true"])  # predict writes labels
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(
+    experiment_args, synthetic_faces_root, tmp_path, monkeypatch
+):
+    """A data error at setup: no run folder (W&B files and id included) is left behind."""
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a real (offline) W&B run is started
+    broken = tmp_path / "celeba"
+    shutil.copytree(Path(synthetic_faces_root) / "celeba", broken)
+    table = broken / "list_attr_celeba.txt"
+    table.write_text(table.read_text()[:-40])  # the last row cut short
+    flag = f"--data.init_args.source.init_args.root={broken}"
+    with pytest.raises(ValueError, match="list_attr_celeba.txt"):
+        main(["run", *experiment_args, flag])
+    assert not list((tmp_path / "runs").rglob("*"))  # run folder, its parents, W&B files: gone
+    # a run that saved an epoch before failing is kept: it can be resumed
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        kill = "--trainer.callbacks=[{class_path: cli_runs.KillAt, init_args: {epoch: 1}}]"
+        main(["fit", *experiment_args, kill])
+    (kept,) = (tmp_path / "runs" / NAME).iterdir()
+    assert (kept / "checkpoints" / "last.ckpt").is_file() and (kept / "config.yaml").is_file()
 
 
 def test_nested_datamodules_record_their_own_hparams(experiment_args):
