@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -372,3 +374,15 @@ def test_shipped_tiny_sweep_runs_each_trial_once_and_ranks_them(
     assert main(argv, environ) == 0  # finished trials are not run again
     assert sorted((root / "face_attributes" / "synthetic_tiny").iterdir()) == folders
     assert capsys.readouterr().out.count(": done before, ") == 2
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_sweep_passes_its_variables_and_needs_a_name(tmp_path):
+    make = ["make", "-s", "-o", f"{tmp_path}/.installed", f"VENV={tmp_path}", "sweep"]  # no install
+    missing = subprocess.run(make, cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode == 2 and "Set NAME to a sweep: " in missing.stdout
+    assert "minmaxcam_lambda" in missing.stdout.split()
+    flags = ["NAME=minmaxcam_lambda", "LOCAL=1", "COUNT=2", "SEARCH=random", "ARGS=--a.b=1"]
+    shown = subprocess.run([*make, "-n", *flags], cwd=REPO, capture_output=True, text=True)
+    line = f"{tmp_path}/bin/python -m experiments.sweep minmaxcam_lambda --local --count 2 "
+    assert line + "--method random -- --a.b=1" in shown.stdout
