@@ -706,7 +706,8 @@ def run_with_wandb(
     agent = [str(Path(sys.executable).with_name("wandb")), "agent", "--project", project]
     agent += ["--entity", entity] if entity else []
     agent += ["--count", str(count)] if count else []
-    print(f"More agents, on any machine with this repository: {shlex.join([*agent[1:], sweep_id])}")
+    more = shlex.join([shown_path(Path(agent[0])), *agent[1:], sweep_id])
+    print(f"More agents, from the repository root of any machine with it installed: {more}")
     return subprocess.call([*agent, sweep_id], cwd=REPO)
 
 
@@ -755,7 +756,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     print(f"Local sweep ({reason}): {len(trials)} {method} trials of {shown_path(sweep.path)}")
     root = Path(args.root).resolve()
     done = run_local(sweep, trials, root, extra, environ)
-    command = shlex.join(["python", "-m", "experiments.sweep", *argv])
+    shown_argv = argv if extra else [a for a in argv if a != "--"]
+    command = shlex.join(["python", "-m", "experiments.sweep", *shown_argv])
     path = root / "sweeps" / f"{sweep.name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(sweep, done, command))

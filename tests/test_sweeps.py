@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from experiments.sweep import (
     sweep_path,
     trial_runs,
 )
-from experiments.tables import REPO, read_metric
+from experiments.tables import REPO, read_metric, shown_path
 
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))
 CLI = ["-m", "experiments", "run", "--config", "experiments/_base.yaml"]
@@ -251,7 +252,7 @@ def test_offline_by_itself_without_credentials_or_with_wandb_mode(tmp_path):
     assert offline_reason(no_netrc) is None
 
 
-def test_with_credentials_the_sweep_goes_to_wandbs_agent(tmp_path, monkeypatch):
+def test_with_credentials_the_sweep_goes_to_wandbs_agent(tmp_path, monkeypatch, capsys):
     command = [sys.executable, *LAMBDA, "${args}"]
     weights = {"model.init_args.crr_weight": {"values": [1, 5]}}
     path = write_sweep(tmp_path, command, weights)
@@ -265,6 +266,8 @@ def test_with_credentials_the_sweep_goes_to_wandbs_agent(tmp_path, monkeypatch):
     assert kw == {"entity": None, "project": "latentlab"}
     assert agent[1:] == ["agent", "--project", "latentlab", "--count", "2", "sw1"]
     assert Path(agent[0]) == Path(sys.executable).with_name("wandb")
+    more = shlex.join([shown_path(Path(agent[0])), *agent[1:]])  # what starts more agents
+    assert f"installed: {more}\n" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- running locally
