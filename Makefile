@@ -15,21 +15,16 @@ TABLE ?=
 SEEDS ?= 1 2 3 4 5
 JOBS ?= 1
 METHOD ?=
-LOCAL ?=
-COUNT ?=
-SEARCH ?=
 MARKERS := not slow and not gpu and not needs_weights
 PYTEST_ARGS ?=
 
 CONFIGS = --config experiments/_base.yaml --config experiments/$(NAME).yaml
 RESUME_FLAG = $(if $(filter 1 true yes,$(RESUME)),--run.resume=true)
-SWEEP_FLAGS = $(if $(filter 1 true yes,$(LOCAL)),--local) $(if $(COUNT),--count $(COUNT)) \
-	$(if $(SEARCH),--method $(SEARCH))
 DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),--out $(OUT)) \
 	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
-.PHONY: help install experiment smoke table sweep report test test-all lint format data bench bench-gpu clean check-name
+.PHONY: help install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
 
 help: ## Show this help
 	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
@@ -57,8 +52,11 @@ table: install ## Run TABLE=<method>/<table> over SEEDS (resumable; JOBS= ARGS= 
 	@test -n "$(TABLE)" || { echo "Set TABLE, e.g. TABLE=mil_lstm/table71 (experiments/<TABLE>.py)"; exit 2; }
 	$(PY) -m experiments.tables run $(TABLE) --seeds $(SEEDS) --jobs $(JOBS) -- $(ARGS)
 
+SWEEP_FLAGS = $(if $(filter 1 true yes,$(LOCAL)),--local) $(if $(COUNT),--count $(COUNT)) \
+	$(if $(SEARCH),--method $(SEARCH))
+.PHONY: sweep
 sweep: install ## Sweep NAME=<experiments/sweeps/NAME.yaml> via W&B, or run by run with LOCAL=1 or offline [COUNT= SEARCH=random ARGS=]
-	@test "$(origin NAME)" != file || { echo "Set NAME to a sweep: $$(cd experiments/sweeps && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')"; exit 2; }
+	@test -n "$(filter command environment,$(origin NAME))" || { echo "Set NAME to a sweep: $$(cd experiments/sweeps && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')"; exit 2; }
 	$(PY) -m experiments.sweep $(NAME) $(SWEEP_FLAGS) -- $(ARGS)
 
 report: install ## Copy runs/<METHOD>/tables/*.md (written by make table) into docs/results/<METHOD>.md
