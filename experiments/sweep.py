@@ -1,13 +1,15 @@
 """Sweeps: one sweep file, run by W&B's agent or here, trial after trial, without a W&B server.
 
-A sweep file (``experiments/sweeps/<name>.yaml``) is W&B's sweep configuration: ``method`` (grid,
-random or bayes), ``metric`` (``name``, ``goal``), ``parameters`` (values or distributions, in
-W&B's terms) and ``command``, the trial's command line with W&B's macros (``${args}``, ...).
+A sweep file (``experiments/sweeps/<name>.yaml``, :mod:`experiments.sweep_file`) is W&B's sweep
+configuration: ``method`` (grid, random or bayes), ``metric`` (``name``, ``goal``),
+``parameters`` (values or distributions, in W&B's terms) and ``command``, the trial's command
+line with W&B's macros (``${args}``, ...).
 
 With W&B credentials, ``main`` creates the sweep on the server and starts ``wandb agent``.
 With ``--local``, or offline (no credentials, or ``WANDB_MODE`` offline or disabled), it draws the
 trials itself (every grid point, or ``--count`` random draws) and runs each trial's command line,
-expanded by :func:`expand_command` as W&B's agent expands it, one after another: each trial is
+built by :func:`experiments.sweep_agent.expand_command` as W&B's agent builds it, one after
+another: each trial is
 an ordinary run with its own run folder. It then writes the trials ranked by the sweep's metric
 (the last value in each run folder's ``metrics.csv``, as W&B's run summary) to
 ``<root>/sweeps/<name>.md`` and prints it. A trial whose run folder already holds its
@@ -24,25 +26,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
-import math
 import os
-import random
-import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
 from experiments.run_dirs import run_name_from_configs
+from experiments.sweep_agent import cli_args, command_problems, expand_command, program_index
+from experiments.sweep_file import (
+    Sweep,
+    SweepError,
+    grid_trials,
+    load_sweep,
+    local_trials,
+    random_trials,
+    sweep_path,
+)
 from experiments.tables import (
     REPO,
     find_run,
@@ -56,422 +60,9 @@ from experiments.tables import (
 )
 from experiments.wandb_setup import wandb_has_credentials
 
-__all__ = [
-    "SweepError",
-    "Sweep",
-    "agent_args",
-    "check_trials",
-    "cli_args",
-    "command_problems",
-    "expand_command",
-    "grid_trials",
-    "load_sweep",
-    "main",
-    "random_trials",
-]
+__all__ = ["TrialParser", "check_trials", "main", "offline_reason", "run_local", "trial_runs"]
 
-SWEEPS = REPO / "experiments" / "sweeps"
-#: What W&B's agent runs when a sweep file has no ``command``.
-DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
-METHODS = ("grid", "random", "bayes")
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "run")
 MAX_FAILURES_IN_A_ROW = 3  # then the sweep stops: the trials most likely fail for one reason
-_ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
-_MACRO = re.compile(r"\$\{[^}]*\}")
-
-
-class SweepError(ValueError):
-    """A sweep file or command line that cannot run; the message names the file and line."""
-
-
-# ---------------------------------------------------------------------------- sweep files
-@dataclass(frozen=True)
-class Sweep:
-    """A sweep file, read and checked.
-
-    Args:
-        path: The YAML file.
-        config: Its content, as W&B receives it.
-        lines: Line (1-based) of each key, by its path of keys (``("parameters", "lr")``).
-    """
-
-    path: Path
-    config: dict[str, Any]
-    lines: dict[tuple[str, ...], int]
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-    @property
-    def method(self) -> str:
-        return self.config["method"]
-
-    @property
-    def metric(self) -> str:
-        return self.config["metric"]["name"]
-
-    @property
-    def goal(self) -> str:
-        return self.config["metric"].get("goal", "minimize")
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return self.config["parameters"]
-
-    @property
-    def command(self) -> list[Any]:
-        return list(self.config.get("command") or DEFAULT_COMMAND)
-
-    @property
-    def program(self) -> str | None:
-        return self.config.get("program")
-
-    def where(self, *keys: str) -> str:
-        """``<file>:<line>`` of a key (of its closest parent that has a line)."""
-        for end in range(len(keys), 0, -1):
-            if keys[:end] in self.lines:
-                return f"{shown_path(self.path)}:{self.lines[keys[:end]]}"
-        return shown_path(self.path)
-
-
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node | None, prefix: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                path = (*prefix, str(key.value))
-                lines[path] = key.start_mark.line + 1
-                walk(value, path)
-
-    walk(yaml.compose(text), ())
-    return lines
-
-
-def sweep_path(name: str) -> Path:
-    """``experiments/sweeps/<name>.yaml``, or ``name`` itself when it is a file."""
-    if Path(name).is_file():
-        return Path(name).resolve()
-    path = SWEEPS / f"{name}.yaml"
-    if path.is_file():
-        return path
-    names = sorted(p.stem for p in SWEEPS.glob("*.yaml"))
-    close = get_close_matches(Path(name).stem, names, n=3)
-    hint = f" Did you mean: {', '.join(f'make sweep NAME={c}' for c in close)}?" if close else ""
-    raise SweepError(f"No sweep file {shown_path(path)}.{hint} Sweeps: {' '.join(names)}")
-
-
-def load_sweep(path: Path) -> Sweep:
-    """Read and check a sweep file: method, metric, parameters and command."""
-    shown = shown_path(path)
-    text = path.read_text()
-    try:
-        config, lines = yaml.safe_load(text), _key_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise SweepError(f"{shown}{line}: not valid YAML: {problem}") from exc
-    if not isinstance(config, dict):
-        raise SweepError(f"{shown}: a sweep file is a mapping (method, metric, parameters, ...)")
-    sweep = Sweep(path, config, lines)
-    if config.get("method") not in METHODS:
-        raise SweepError(f"{sweep.where('method')}: method is one of {', '.join(METHODS)}")
-    metric = config.get("metric")
-    if not isinstance(metric, dict) or not metric.get("name"):
-        raise SweepError(
-            f"{sweep.where('metric')}: write metric: {{name: <logged key>, goal: ...}}"
-        )
-    if metric.get("goal", "minimize") not in ("minimize", "maximize"):
-        raise SweepError(f"{sweep.where('metric', 'goal')}: goal is minimize or maximize")
-    if not isinstance(config.get("parameters"), dict) or not config["parameters"]:
-        raise SweepError(f"{sweep.where('parameters')}: parameters: {{<dotted.key>: {{...}}}}")
-    if not isinstance(config.get("command", []), list):
-        raise SweepError(f"{sweep.where('command')}: command is a list of items")
-    _leaves(sweep)  # every parameter is a mapping
-    return sweep
-
-
-# ---------------------------------------------------------------------------- W&B's agent
-def agent_args(values: Mapping[str, Any]) -> dict[str, list[str]]:
-    """A trial's parameter values in the forms W&B's agent offers as command macros.
-
-    Each value is written as Python's ``str`` gives it: ``args`` (``--name=value``),
-    ``args_no_equals`` (``--name value``), ``args_no_hyphens`` (``name=value``),
-    ``args_no_boolean_flags`` (as ``args``, but ``--name`` for True and nothing for False),
-    ``args_json`` (one JSON string of all values), ``args_append_hydra`` (``+name=value``) and
-    ``args_override_hydra`` (``++name=value``).
-    """
-    forms: dict[str, list[str]] = {
-        "args": [],
-        "args_no_equals": [],
-        "args_no_hyphens": [],
-        "args_no_boolean_flags": [],
-        "args_append_hydra": [],
-        "args_override_hydra": [],
-    }
-    for name, value in values.items():
-        flag = f"{name}={value}"
-        forms["args"].append("--" + flag)
-        forms["args_no_equals"] += ["--" + name, str(value)]
-        forms["args_no_hyphens"].append(flag)
-        forms["args_append_hydra"].append("+" + flag)
-        forms["args_override_hydra"].append("++" + flag)
-        if not isinstance(value, bool):
-            forms["args_no_boolean_flags"].append("--" + flag)
-        elif value:
-            forms["args_no_boolean_flags"].append("--" + name)
-    forms["args_json"] = [json.dumps(dict(values))]
-    return forms
-
-
-def _macros(values: Mapping[str, Any], program: str | None, args_json_file: Path | None) -> dict:
-    macros = {
-        "env": ["/usr/bin/env"],
-        "interpreter": ["python"],
-        "program": [program] if program else [],
-        **agent_args(values),
-    }
-    if args_json_file is not None:
-        macros["args_json_file"] = [str(args_json_file)]
-    return macros
-
-
-def expand_command(
-    command: Sequence[Any],
-    values: Mapping[str, Any],
-    program: str | None,
-    environ: Mapping[str, str],
-    args_json_file: Path | None = None,
-) -> list[str]:
-    """The command line W&B's agent runs for a trial with parameter ``values``.
-
-    First ``${envvar:NAME}`` anywhere in an item becomes ``environ[NAME]`` (``NAME`` when unset).
-    Then an item that is a whole macro is replaced by the macro's items: ``${env}``
-    (``/usr/bin/env``), ``${interpreter}`` (``python``, whichever is first on PATH),
-    ``${program}`` (the sweep's ``program``), ``${args_json_file}`` (a JSON file of the values)
-    and the forms of :func:`agent_args` (``${args}``, ...). An unknown whole macro is dropped; a
-    macro inside a longer item (``"bash -c '... ${args}'"``) stays as it is written.
-    """
-    macros = _macros(values, program, args_json_file)
-    argv: list[str] = []
-    for item in command:
-        item = _ENVVAR.sub(lambda m: environ.get(m[1], m[1]), str(item))
-        if item.startswith("${") and item.endswith("}"):
-            argv += macros.get(item[2:-1]) or []
-        else:
-            argv.append(item)
-    return argv
-
-
-def _executable(argv: Sequence[str]) -> int:
-    """Index of the program in ``argv``: after ``/usr/bin/env`` and its ``NAME=value`` items."""
-    i = 0
-    if argv and Path(argv[0]).name == "env":
-        i = 1
-        while i < len(argv) and "=" in argv[i] and not argv[i].startswith("-"):
-            i += 1
-    return i
-
-
-def command_problems(sweep: Sweep) -> list[str]:
-    """What in the sweep's ``command`` W&B's agent would not run as meant (empty when fine):
-    a macro inside a longer item (never expanded), a macro the agent does not know (dropped), and
-    an interpreter looked up on PATH (the project's Python only while its venv is active)."""
-    where, problems = sweep.where("command"), []
-    known = _macros({}, sweep.program, Path("file.json"))
-    for item in map(str, sweep.command):
-        whole = item.startswith("${") and item.endswith("}")
-        if whole and item[2:-1] not in known and not _ENVVAR.fullmatch(item):
-            problems.append(f"{where}: W&B's agent knows no {item} and leaves it out")
-        inner = [m for m in _MACRO.findall(item) if not _ENVVAR.fullmatch(m)]
-        if inner and not whole:
-            problems.append(
-                f"{where}: {', '.join(inner)} inside {item[:50]!r}...: W&B's agent replaces only "
-                "an item that is a whole macro, so this reaches the trial unexpanded; make "
-                "${args} an item of its own"
-            )
-    argv = expand_command(sweep.command, {}, sweep.program, {})
-    program = argv[_executable(argv)] if _executable(argv) < len(argv) else ""
-    if "/" not in program:
-        problems.append(
-            f"{where}: the trial runs {program or 'nothing'!r} found on PATH; write "
-            ".venv/bin/python, the project's Python (${interpreter} is 'python' from PATH, the "
-            "project's only while its venv is active)"
-        )
-    return problems
-
-
-def cli_args(argv: Sequence[str]) -> list[str]:
-    """The experiments CLI's arguments in a trial's command line, from its subcommand on.
-
-    The command line must run ``<python> -m experiments <subcommand> ...`` or ``<python>
-    experiments/__main__.py <subcommand> ...``.
-    """
-    start = _executable(argv) + 1
-    rest = list(argv[start:])
-    if rest[:2] == ["-m", "experiments"]:
-        rest = rest[2:]
-    elif rest and (REPO / rest[0]).resolve() in (
-        REPO / "experiments",
-        REPO / "experiments" / "__main__.py",
-    ):
-        rest = rest[1:]
-    else:
-        rest = []
-    if not rest or rest[0] not in SUBCOMMANDS:
-        raise SweepError(
-            "the command does not run the experiments CLI (.venv/bin/python -m experiments "
-            f"run --config ...): {shlex.join(argv)}"
-        )
-    return rest
-
-
-# ---------------------------------------------------------------------------- trials
-def _leaves(sweep: Sweep) -> list[tuple[tuple[str, ...], tuple[str, ...], dict]]:
-    """``(names, yaml keys, spec)`` of every parameter; nested ``parameters`` are walked."""
-    found = []
-
-    def walk(parameters: dict, names: tuple[str, ...], keys: tuple[str, ...]) -> None:
-        for name, spec in parameters.items():
-            here = (*keys, str(name))
-            if not isinstance(spec, dict):
-                raise SweepError(
-                    f"{sweep.where(*here)}: a parameter is a mapping: {{values: [...]}}, "
-                    "{value: ...}, {min: ..., max: ...} or {distribution: ..., ...}"
-                )
-            if isinstance(spec.get("parameters"), dict):
-                walk(spec["parameters"], (*names, str(name)), (*here, "parameters"))
-            else:
-                found.append(((*names, str(name)), here, spec))
-
-    walk(sweep.parameters, (), ("parameters",))
-    return found
-
-
-def _nest(values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    """``{("a", "b"): 1, ("c",): 2}`` -> ``{"a": {"b": 1}, "c": 2}`` (nested parameters)."""
-    out: dict[str, Any] = {}
-    for names, value in values.items():
-        node = out
-        for name in names[:-1]:
-            node = node.setdefault(name, {})
-        node[names[-1]] = value
-    return out
-
-
-def _distribution(spec: dict, where: str) -> str:
-    """The distribution W&B gives ``spec``: named, or inferred from its keys."""
-    if "distribution" in spec:
-        return spec["distribution"]
-    if "values" in spec:
-        return "categorical"
-    if "value" in spec:
-        return "constant"
-    if "min" in spec and "max" in spec:
-        ints = all(
-            isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max")
-        )
-        return "int_uniform" if ints else "uniform"
-    raise SweepError(f"{where}: give values, value, min and max, or a distribution")
-
-
-def _grid_values(spec: dict, where: str) -> list[Any]:
-    kind = _distribution(spec, where)
-    if kind == "categorical" and "probabilities" not in spec:
-        return list(spec["values"])
-    if kind == "constant":
-        return [spec["value"]]
-    if kind == "int_uniform":
-        return list(range(spec["min"], spec["max"] + 1))
-    if kind == "q_uniform":
-        return np.arange(spec["min"], spec["max"], spec.get("q", 1)).tolist()
-    raise SweepError(
-        f"{where}: a grid takes values (without probabilities), value, int_uniform or "
-        f"q_uniform, not {kind}"
-    )
-
-
-def _quantized(x: float, q: float) -> float | int:
-    value = round(x / q) * q
-    return int(value) if isinstance(q, int) else value
-
-
-def _sample(spec: dict, rng: random.Random, where: str) -> Any:
-    """One draw of W&B's distribution of ``spec``."""
-    kind = _distribution(spec, where)
-    lo, hi, q = spec.get("min"), spec.get("max"), spec.get("q", 1)
-    mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
-    draws = {
-        "constant": lambda: spec["value"],
-        "categorical": lambda: rng.choices(spec["values"], weights=spec.get("probabilities"))[0],
-        "int_uniform": lambda: rng.randint(lo, hi),
-        "uniform": lambda: rng.uniform(lo, hi),
-        "q_uniform": lambda: _quantized(rng.uniform(lo, hi), q),
-        "log_uniform": lambda: math.exp(rng.uniform(lo, hi)),
-        "log_uniform_values": lambda: math.exp(rng.uniform(math.log(lo), math.log(hi))),
-        "q_log_uniform": lambda: _quantized(math.exp(rng.uniform(lo, hi)), q),
-        "q_log_uniform_values": lambda: _quantized(
-            math.exp(rng.uniform(math.log(lo), math.log(hi))), q
-        ),
-        "inv_log_uniform": lambda: math.exp(-rng.uniform(lo, hi)),
-        "inv_log_uniform_values": lambda: (
-            1 / math.exp(rng.uniform(math.log(1 / hi), math.log(1 / lo)))
-        ),
-        "normal": lambda: rng.gauss(mu, sigma),
-        "q_normal": lambda: _quantized(rng.gauss(mu, sigma), q),
-        "log_normal": lambda: math.exp(rng.gauss(mu, sigma)),
-        "q_log_normal": lambda: _quantized(math.exp(rng.gauss(mu, sigma)), q),
-        "beta": lambda: rng.betavariate(spec.get("a", 1.0), spec.get("b", 1.0)),
-        "q_beta": lambda: _quantized(rng.betavariate(spec.get("a", 1.0), spec.get("b", 1.0)), q),
-    }
-    if kind not in draws:
-        raise SweepError(f"{where}: unknown distribution {kind!r} (W&B's: {', '.join(draws)})")
-    try:
-        return draws[kind]()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SweepError(f"{where}: {kind} needs other keys than {sorted(spec)}: {exc}") from exc
-
-
-def grid_trials(sweep: Sweep) -> list[dict[str, Any]]:
-    """Every combination of the parameters' values, parameters in name order as W&B's grid."""
-    leaves = sorted(_leaves(sweep))
-    choices = [_grid_values(spec, sweep.where(*keys)) for _, keys, spec in leaves]
-    names = [names for names, _, _ in leaves]
-    return [_nest(dict(zip(names, combo, strict=True))) for combo in itertools.product(*choices)]
-
-
-def random_trials(sweep: Sweep, count: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` draws of every parameter; the same ``seed`` gives the same trials."""
-    rng, leaves = random.Random(seed), _leaves(sweep)
-    return [
-        _nest({names: _sample(spec, rng, sweep.where(*keys)) for names, keys, spec in leaves})
-        for _ in range(count)
-    ]
-
-
-def local_trials(sweep: Sweep, method: str, count: int | None, seed: int) -> list[dict]:
-    """The trials a local run of ``sweep`` with ``method`` runs (the first ``count`` of a grid)."""
-    name = sweep.name
-    if method == "bayes":
-        raise SweepError(
-            f"{sweep.where('method')}: a bayes sweep picks each trial from the results of the "
-            "ones before, on W&B's server; it cannot run locally. Run it through W&B "
-            f"(.venv/bin/wandb login, then make sweep NAME={name}), or locally as a random "
-            "search over the same parameters: "
-            f"make sweep NAME={name} LOCAL=1 SEARCH=random COUNT=10"
-        )
-    if method == "random":
-        if not count:
-            search = "" if sweep.method == "random" else " SEARCH=random"
-            raise SweepError(
-                f"{sweep.where('method')}: a random sweep runs until it is stopped; locally it "
-                f"needs a number of trials: make sweep NAME={name} LOCAL=1{search} COUNT=10"
-            )
-        return random_trials(sweep, count, seed)
-    trials = grid_trials(sweep)
-    return trials[:count] if count else trials
 
 
 # ---------------------------------------------------------------------------- checking trials
@@ -521,7 +112,7 @@ class TrialParser:
             args = cli_args(argv)[1:]
             with contextlib.chdir(REPO):
                 config = self.parser.parse_args(args)
-        except (ArgumentError, SweepError) as exc:
+        except (ArgumentError, ValueError) as exc:
             return " ".join(str(exc).split())[:400]
         parsed = _plain(flatten(config.as_dict()))
         for key, value in _expected(values).items():
@@ -539,7 +130,7 @@ def check_trials(
 ) -> None:
     """Refuse a sweep whose command, or any of whose ``trials`` (with ``extra`` arguments
     appended), the CLI would not run as the parameters say (``parser``: made when None)."""
-    problems = command_problems(sweep)
+    problems = command_problems(sweep.command, sweep.program, sweep.where("command"))
     if not problems:
         parser = parser or TrialParser()
         for number, values in enumerate(trials, 1):
@@ -743,7 +334,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             trials = local_trials(sweep, method, args.count, args.seed)
         check_trials(sweep, trials, environ, extra)
         program = expand_command(sweep.command, trials[0], sweep.program, environ)
-        program = program[_executable(program)]
+        program = program[program_index(program)]
         if not (REPO / program).is_file():
             raise SweepError(
                 f"{sweep.where('command')}: no {program} here: make install creates it"

@@ -1,6 +1,6 @@
-"""experiments/sweep.py: W&B's agent's command expansion, every shipped sweep file's trials parsed
-by the CLI, local grid and random trials, the choice between W&B and local, and a local sweep end
-to end. Nothing here needs a W&B server or the network."""
+"""experiments/sweep*.py: W&B's agent's command expansion, every shipped sweep file's trials
+parsed by the CLI, local grid and random trials, the choice between W&B and local, and a local
+sweep end to end. Nothing here needs a W&B server or the network."""
 
 from __future__ import annotations
 
@@ -16,24 +16,10 @@ import pytest
 import yaml
 
 from experiments import sweep as sweep_module
-from experiments.sweep import (
-    SWEEPS,
-    SweepError,
-    TrialParser,
-    agent_args,
-    check_trials,
-    cli_args,
-    command_problems,
-    expand_command,
-    grid_trials,
-    load_sweep,
-    local_trials,
-    main,
-    offline_reason,
-    random_trials,
-    sweep_path,
-    trial_runs,
-)
+from experiments import sweep_file
+from experiments.sweep import TrialParser, check_trials, main, offline_reason, trial_runs
+from experiments.sweep_agent import agent_args, cli_args, command_problems, expand_command
+from experiments.sweep_file import SWEEPS, SweepError, load_sweep, sweep_path
 from experiments.tables import REPO, read_metric, shown_path
 
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))
@@ -115,8 +101,12 @@ def test_shipped_sweep_trials_parse_and_set_their_values(path, trial_parser):
     """Every trial of a grid (three draws of the others), expanded as W&B's agent does, runs the
     project's Python on the experiments CLI, parses, and its values land in the config."""
     sweep = load_sweep(path)
-    assert command_problems(sweep) == []
-    trials = grid_trials(sweep) if sweep.method == "grid" else random_trials(sweep, 3)
+    assert command_problems(sweep.command, sweep.program, "here") == []
+    trials = (
+        sweep_file.grid_trials(sweep)
+        if sweep.method == "grid"
+        else sweep_file.random_trials(sweep, 3)
+    )
     check_trials(sweep, trials, {}, parser=trial_parser)
     for values in trials:
         argv = expand_command(sweep.command, values, sweep.program, {})
@@ -131,7 +121,7 @@ def test_there_are_shipped_sweeps():
 def test_cardinality_trials_set_m_and_n_together(trial_parser):
     sweep = load_sweep(SWEEPS / "minmaxcam_cardinality.yaml")
     found = []
-    for values in grid_trials(sweep):
+    for values in sweep_file.grid_trials(sweep):
         argv = expand_command(sweep.command, values, sweep.program, {})
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(REPO)
@@ -154,25 +144,25 @@ def test_cardinality_trials_set_m_and_n_together(trial_parser):
 )
 def test_commands_the_agent_would_not_run_as_meant_are_refused(tmp_path, command, message):
     sweep = load_sweep(write_sweep(tmp_path, command, {"seed_everything": {"values": [1]}}))
-    problems = command_problems(sweep)
+    problems = command_problems(sweep.command, sweep.program, sweep.where("command"))
     assert any(message in p and p.startswith(f"{tmp_path}/sweep.yaml:") for p in problems)
     with pytest.raises(SweepError, match="sweep.yaml"):
-        check_trials(sweep, grid_trials(sweep), {})
+        check_trials(sweep, sweep_file.grid_trials(sweep), {})
 
 
 def test_a_trial_that_does_not_parse_or_set_its_value_is_refused(tmp_path, trial_parser):
     typo = {"model.init_args.crr_weigt": {"values": [5]}}
     sweep = load_sweep(write_sweep(tmp_path, [".venv/bin/python", *LAMBDA, "${args}"], typo))
     with pytest.raises(SweepError, match=r"trial 1 \(model.init_args.crr_weigt=5\).*crr_weigt"):
-        check_trials(sweep, grid_trials(sweep), {}, parser=trial_parser)
+        check_trials(sweep, sweep_file.grid_trials(sweep), {}, parser=trial_parser)
     later = [".venv/bin/python", *LAMBDA, "${args}", "--model.init_args.crr_weight=1"]
     weight = {"model.init_args.crr_weight": {"values": [5]}}
     sweep = load_sweep(write_sweep(tmp_path, later, weight))  # the fixed value comes after
     with pytest.raises(SweepError, match="crr_weight is 1.0 in the parsed config, not 5"):
-        check_trials(sweep, grid_trials(sweep), {}, parser=trial_parser)
+        check_trials(sweep, sweep_file.grid_trials(sweep), {}, parser=trial_parser)
     sweep = load_sweep(write_sweep(tmp_path, [".venv/bin/python", "train.py", "${args}"], weight))
     with pytest.raises(SweepError, match="does not run the experiments CLI"):
-        check_trials(sweep, grid_trials(sweep), {}, parser=trial_parser)
+        check_trials(sweep, sweep_file.grid_trials(sweep), {}, parser=trial_parser)
 
 
 def test_bad_sweep_files_name_the_file_and_line(tmp_path):
@@ -181,7 +171,7 @@ def test_bad_sweep_files_name_the_file_and_line(tmp_path):
         load_sweep(path)
     path = write_sweep(tmp_path, [], {"a": {"distribution": "uniform", "min": 0.0, "max": 1.0}})
     with pytest.raises(SweepError, match=r"sweep.yaml:7: a grid takes values"):
-        grid_trials(load_sweep(path))
+        sweep_file.grid_trials(load_sweep(path))
     path.write_text("method: grid\nparameters: [\n")
     with pytest.raises(SweepError, match=r"sweep.yaml:3: not valid YAML"):
         load_sweep(path)
@@ -199,7 +189,7 @@ def test_grid_is_every_combination(tmp_path):
         "d": {"value": "x"},
         "nested": {"parameters": {"e": {"values": [True, False]}}},
     }
-    trials = grid_trials(load_sweep(write_sweep(tmp_path, [], parameters)))
+    trials = sweep_file.grid_trials(load_sweep(write_sweep(tmp_path, [], parameters)))
     assert len(trials) == 2 * 3 * 2 * 2
     assert trials[0] == {"a": 1, "b": 1, "c": 0.0, "d": "x", "nested": {"e": True}}
     assert trials[-1] == {"a": 3, "b": 2, "c": 0.5, "d": "x", "nested": {"e": False}}
@@ -218,8 +208,12 @@ def test_random_draws_follow_wandbs_distributions_and_the_seed(tmp_path):
         "normal": {"distribution": "normal", "mu": 5.0, "sigma": 0.1},
     }
     sweep = load_sweep(write_sweep(tmp_path, [], parameters, method="random"))
-    trials = random_trials(sweep, 200, seed=3)
-    assert trials == random_trials(sweep, 200, seed=3) != random_trials(sweep, 200, seed=4)
+    trials = sweep_file.random_trials(sweep, 200, seed=3)
+    assert (
+        trials
+        == sweep_file.random_trials(sweep, 200, seed=3)
+        != sweep_file.random_trials(sweep, 200, seed=4)
+    )
     for t in trials:
         assert 1e-4 <= t["lr"] <= 1e-2 and 0.1 <= t["inv"] <= 10.0 and 1 <= t["exp"] <= math.e
         assert t["n"] in (2, 3, 4) and isinstance(t["n"], int) and 2.0 <= t["x"] <= 4.0
@@ -232,11 +226,11 @@ def test_random_draws_follow_wandbs_distributions_and_the_seed(tmp_path):
 def test_local_bayes_and_countless_random_say_what_to_run(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path, [], {"a": {"values": [1, 2, 3]}}, method="bayes"))
     with pytest.raises(SweepError, match="make sweep NAME=sweep LOCAL=1 SEARCH=random COUNT=10"):
-        local_trials(sweep, "bayes", None, 0)
+        sweep_file.local_trials(sweep, "bayes", None, 0)
     with pytest.raises(SweepError, match="needs a number of trials: make sweep NAME=sweep LOCAL"):
-        local_trials(sweep, "random", None, 0)
-    assert len(local_trials(sweep, "random", 5, 0)) == 5
-    assert local_trials(sweep, "grid", 2, 0) == [{"a": 1}, {"a": 2}]
+        sweep_file.local_trials(sweep, "random", None, 0)
+    assert len(sweep_file.local_trials(sweep, "random", 5, 0)) == 5
+    assert sweep_file.local_trials(sweep, "grid", 2, 0) == [{"a": 1}, {"a": 2}]
 
 
 # ---------------------------------------------------------------------------- W&B or local
