@@ -17,10 +17,11 @@ import yaml
 
 from experiments import sweep as sweep_module
 from experiments import sweep_file
+from experiments.run_dirs import run_name_from_configs
 from experiments.sweep import TrialParser, check_trials, main, offline_reason, trial_runs
 from experiments.sweep_agent import agent_args, cli_args, command_problems, expand_command
 from experiments.sweep_file import SWEEPS, SweepError, load_sweep, sweep_path
-from experiments.tables import REPO, read_metric, shown_path
+from experiments.tables import REPO, find_run, read_metric, shown_path
 
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))
 CLI = ["-m", "experiments", "run", "--config", "experiments/_base.yaml"]
@@ -129,7 +130,32 @@ def test_cardinality_trials_set_m_and_n_together(trial_parser):
         m = config.model.init_args.samples_per_class
         assert config.data.init_args.samples_per_class == m
         found.append((m, config.data.init_args.classes_per_batch))
+        runs, wanted = trial_runs(argv)  # where the runner looks is where the CLI writes
+        name = run_name_from_configs([str(c) for c in config.config])
+        assert runs == REPO / "runs" / name == REPO / f"runs/sweeps/minmaxcam_cardinality/m{m}"
+        assert wanted["model.init_args.samples_per_class"] == m
     assert found == [(5, 12), (4, 15), (3, 20), (2, 30)]
+
+
+def test_numbers_as_the_agent_writes_them_parse_and_match_run_folders(tmp_path, trial_parser):
+    """str(1e-05) is '1e-05', which YAML reads as text: the CLI and the run-folder lookup still
+    take it as the number."""
+    decay = {"model.init_args.weight_decay": {"values": [0.0, 1.0e-5]}}
+    command = [".venv/bin/python", *LAMBDA, f"--run.root={tmp_path}", "${args}"]
+    sweep = load_sweep(write_sweep(tmp_path, command, decay))
+    trials = sweep_file.grid_trials(sweep)
+    check_trials(sweep, trials, {}, parser=trial_parser)
+    argv = expand_command(sweep.command, trials[1], sweep.program, {})
+    assert argv[-1] == "--model.init_args.weight_decay=1e-05"
+    runs, wanted = trial_runs(argv)
+    assert runs == tmp_path / "minmaxcam" / "cub_vgg16"
+    assert wanted["model.init_args.weight_decay"] == "1e-05"
+    run_dir = runs / "2026-01-01_00-00-00"
+    run_dir.mkdir(parents=True)
+    recorded = {**wanted, "model.init_args.weight_decay": 1e-05}  # as the CLI records it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(_nested(recorded)))
+    (run_dir / "metrics.csv").write_text("epoch,test/error\n0,0.5\n")
+    assert find_run(runs, wanted, "test/error") == run_dir
 
 
 # ---------------------------------------------------------------------------- refused commands
