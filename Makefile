@@ -52,6 +52,13 @@ table: install ## Run TABLE=<method>/<table> over SEEDS (resumable; JOBS= ARGS= 
 	@test -n "$(TABLE)" || { echo "Set TABLE, e.g. TABLE=mil_lstm/table71 (experiments/<TABLE>.py)"; exit 2; }
 	$(PY) -m experiments.tables run $(TABLE) --seeds $(SEEDS) --jobs $(JOBS) -- $(ARGS)
 
+SWEEP_FLAGS = $(if $(filter 1 true yes,$(LOCAL)),--local) $(if $(COUNT),--count $(COUNT)) \
+	$(if $(SEARCH),--method $(SEARCH))
+.PHONY: sweep
+sweep: install ## Sweep NAME=<experiments/sweeps/NAME.yaml> via W&B, or run by run with LOCAL=1 or offline [COUNT= SEARCH=random ARGS=]
+	@test -n "$(filter command environment,$(origin NAME))" || { echo "Set NAME to a sweep: $$(cd experiments/sweeps && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')"; exit 2; }
+	$(PY) -m experiments.sweep $(NAME) $(SWEEP_FLAGS) -- $(ARGS)
+
 report: install ## Copy runs/<METHOD>/tables/*.md (written by make table) into docs/results/<METHOD>.md
 	@test -n "$(METHOD)" || { echo "Set METHOD, e.g. METHOD=mil_lstm"; exit 2; }
 	$(PY) -m experiments.tables report $(METHOD)

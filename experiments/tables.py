@@ -135,22 +135,49 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def wanted_config(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Flat values a run of ``name`` with ``overrides`` records in its config.yaml."""
+def merged_values(sources: Iterable[Path | dict[str, Any]]) -> dict[str, Any]:
+    """Flat values of config files (paths) and overrides (``{dotted.key: value}``), in the order
+    the CLI applies them: a file's values update the ones before; an override of a key replaces
+    that key and everything below it."""
     values: dict[str, Any] = {}
-    for path in (BASE, EXPERIMENTS / f"{name}.yaml"):
-        values.update(flatten(yaml.safe_load(path.read_text()) or {}))
-    for key, value in overrides.items():
-        values = {k: v for k, v in values.items() if not k.startswith(key + ".")}
-        values.update(flatten(value, key))
+    for source in sources:
+        if isinstance(source, Path):
+            values.update(flatten(yaml.safe_load(source.read_text()) or {}))
+            continue
+        for key, value in source.items():
+            values = {k: v for k, v in values.items() if not k.startswith(key + ".")}
+            values.update(flatten(value, key))
+    return values
+
+
+def recorded_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``merged_values`` that decide whether a run folder matches: without None values and
+    without the keys the CLI fills in per run."""
     return {k: v for k, v in values.items() if v is not None and not k.startswith(_FILLED_BY_CLI)}
 
 
-def _same(a: Any, b: Any) -> bool:
+def wanted_config(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Flat values a run of ``name`` with ``overrides`` records in its config.yaml."""
+    return recorded_values(merged_values([BASE, EXPERIMENTS / f"{name}.yaml", overrides]))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, numbers up to rounding; a number written as text (``"1e-05"``, which YAML reads as a
+    string) equals that number."""
     numbers = (int, float)
+    a, b = _as_number(a), _as_number(b)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=1e-12)
     return a == b
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def read_metric(run_dir: Path, metric: str) -> float | None:
@@ -163,17 +190,24 @@ def read_metric(run_dir: Path, metric: str) -> float | None:
     return float(values[-1]) if values else None
 
 
-def complete_run(root: Path, name: str, overrides: dict[str, Any], metric: str) -> Path | None:
-    """The newest ``root/name/<timestamp>/`` made with these values that logged ``metric``."""
-    wanted = wanted_config(name, overrides)
-    for run_dir in sorted((root / name).glob("*/"), reverse=True):
+def find_run(runs: Path, wanted: dict[str, Any], metric: str | None) -> Path | None:
+    """The newest ``runs/<timestamp>/`` whose config.yaml holds the ``wanted`` flat values and
+    whose metrics.csv holds ``metric`` (with ``metric`` None: whatever it logged)."""
+    for run_dir in sorted(runs.glob("*/"), reverse=True):
         config_file = run_dir / "config.yaml"
-        if not config_file.is_file() or read_metric(run_dir, metric) is None:
+        if not config_file.is_file():
+            continue
+        if metric is not None and read_metric(run_dir, metric) is None:
             continue
         recorded = flatten(yaml.safe_load(config_file.read_text()) or {})
-        if all(k in recorded and _same(recorded[k], v) for k, v in wanted.items()):
+        if all(k in recorded and same_value(recorded[k], v) for k, v in wanted.items()):
             return run_dir
     return None
+
+
+def complete_run(root: Path, name: str, overrides: dict[str, Any], metric: str) -> Path | None:
+    """The newest ``root/name/<timestamp>/`` made with these values that logged ``metric``."""
+    return find_run(root / name, wanted_config(name, overrides), metric)
 
 
 # ---------------------------------------------------------------------------- running
@@ -294,12 +328,12 @@ def markdown(
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     lines += ["", "Run folders:", ""]
     for (row, column), by_seed in runs.items():
-        folders = ", ".join(f"seed {s}: `{_shown(p)}`" for s, p in sorted(by_seed.items()))
+        folders = ", ".join(f"seed {s}: `{shown_path(p)}`" for s, p in sorted(by_seed.items()))
         lines.append(f"- {row}, {column}: {folders}")
     return "\n".join(lines) + "\n"
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 
 
