@@ -29,12 +29,13 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.nan_guard import NaNGuard
+from callbacks.progress import default_progress_bar
 from callbacks.rng_state import RNGStateCheckpoint
 from experiments.cores import apply_core_budget
 from experiments.init_from import InitFrom, load_init_from, resolve_init_from
@@ -214,7 +215,7 @@ class LatentLabCLI(LightningCLI):
         callbacks.append(RNGStateCheckpoint())
         has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
         if trainer_cfg.get("enable_progress_bar") is not False and not has_bar:
-            callbacks.append(RichProgressBar())
+            callbacks.append(default_progress_bar())  # rich on a terminal, lines in a log
         if trainer_cfg.get("enable_checkpointing") is not False:  # else the Trainer refuses one
             callbacks.append(built.checkpoint)
             if self.run_dir is not None and built.checkpoint.monitor:
