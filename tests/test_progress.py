@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -121,3 +124,55 @@ def test_the_cli_writes_lines_when_stdout_is_no_terminal(synthetic_faces_root, t
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = LatentLabCLI(args=args, run=False, environ={"WANDB_MODE": "disabled"})
     assert isinstance(cli.trainer.progress_bar_callback, LineProgressBar)  # pytest captures stdout
+
+
+# ---------------------------------------------------------------- numba says when it compiles
+def test_the_compile_notice_comes_once_before_numba_compiles(capsys):
+    import numba
+
+    from callbacks.wsol.level_sets.compile_notice import NOTICE, compile_notice
+
+    double, triple = numba.njit(lambda x: 2 * x), numba.njit(lambda x: 3 * x)
+    with compile_notice():
+        assert double(2) + triple(2) == 10
+    assert capsys.readouterr().err.count(NOTICE) == 1
+    with compile_notice():
+        assert double(3) == 6  # compiled already
+    assert NOTICE not in capsys.readouterr().err
+
+
+def test_analyse_says_when_it_compiles(monkeypatch, capsys):
+    import numba
+    import numpy as np
+
+    from callbacks.wsol.level_sets import analyse, batch
+    from callbacks.wsol.level_sets.compile_notice import NOTICE
+
+    @numba.njit
+    def image_range(*args):  # the real one compiles for about as long as a test suite runs
+        pass
+
+    monkeypatch.setattr(batch, "image_range", image_range)
+    gt, num_gt = np.array([[[2, 2, 9, 9]]], dtype=np.int64), np.ones(1, dtype=np.int64)
+    analyse(np.random.default_rng(0).random((1, 16, 16)), np.linspace(0, 1, 5), gt, num_gt)
+    assert NOTICE in capsys.readouterr().err
+
+
+def test_loading_from_numbas_cache_says_nothing(tmp_path):
+    from callbacks.wsol.level_sets.compile_notice import NOTICE
+
+    (tmp_path / "jitted.py").write_text(
+        "import numba\n\n@numba.njit(cache=True)\ndef double(x):\n    return 2 * x\n"
+    )
+    code = (
+        "from callbacks.wsol.level_sets.compile_notice import compile_notice\n"
+        "import jitted\nwith compile_notice():\n    assert jitted.double(2) == 4\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr
+    assert [NOTICE in run.stderr for run in runs] == [True, False]
