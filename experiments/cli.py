@@ -135,7 +135,7 @@ class LatentLabCLI(LightningCLI):
             cfg.trainer.precision = default_precision(cfg.trainer.get("accelerator", "auto"))
         if self.subcommand and cfg.get("weights_only") is None:
             cfg.weights_only = True  # checkpoints hold tensors and plain types only
-        apply_core_budget(cfg.get("data"), self.environ)  # threads and loader workers fit the cores
+        apply_core_budget(cfg.get("data"))  # threads and loader workers fit the cores
         fine_tune = self.subcommand in ("fit", None) and cfg.run.get("init_from") is not None
         if fine_tune and cfg.get("ckpt_path") is not None:
             raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")

@@ -1,9 +1,10 @@
 """The CPU cores a run is given, and how it spends them: intra-op threads and DataLoader workers.
 
 A machine's core count is not what a run may use: a Slurm task, a container's CPU quota or a
-``taskset`` gives it fewer. PyTorch starts one intra-op thread per core it sees, and every
-DataLoader worker is one more busy process; more busy threads than cores make OpenMP's threads
-wait for each other at every parallel region, which slows a run far more than in proportion.
+``taskset`` gives it fewer. PyTorch starts one intra-op thread per CPU the process may run on,
+whatever a container's quota, and every DataLoader worker is one more busy process; more busy
+threads than cores make OpenMP's threads wait for each other at every parallel region, which
+slows a run far more than in proportion.
 ``core_budget`` counts the cores (the smallest of the CPU affinity, the cgroup CPU quota and
 ``SLURM_CPUS_PER_TASK``), leaves one core to the training process and gives the rest to loader
 workers, up to the number the data config asks for; the training process takes the cores the
@@ -94,8 +95,8 @@ def core_budget(
     limits["SLURM_CPUS_PER_TASK"] = _positive_int(environ, "SLURM_CPUS_PER_TASK")
     limit, cores = min(((k, v) for k, v in limits.items() if v), key=lambda item: item[1])
     workers = max(0, min(workers, cores - 1))
-    explicit = [_positive_int(environ, name) for name in THREAD_VARIABLES]
-    threads = None if any(explicit) else max(1, cores - workers)
+    explicit = any(environ.get(name, "").strip() for name in THREAD_VARIABLES)
+    threads = None if explicit else max(1, cores - workers)
     return CoreBudget(cores, limit, threads, workers)
 
 
@@ -117,7 +118,10 @@ def apply_core_budget(
     cgroup: Path = CGROUP,
 ) -> CoreBudget:
     """Cap every ``num_workers`` in ``data_config`` (a parsed ``data`` config, nested DataModules
-    included) to the budget, set the intra-op threads, and say so in one line."""
+    included) to the budget, set the intra-op threads, and say so in one line.
+
+    ``environ`` defaults to the process's own environment, the one OpenMP read its settings from.
+    """
     environ = os.environ if environ is None else environ
     affinity = os.sched_getaffinity(0) if affinity is None else affinity
     settings = _worker_settings(data_config)
