@@ -118,3 +118,21 @@ def test_the_entry_point_makes_idle_openmp_threads_sleep_unless_the_user_chose()
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.stdout.strip() == "ACTIVE", run.stderr
+
+
+def test_the_benchmark_runs_the_old_setting_with_a_thread_per_core_and_openmp_defaults(
+    monkeypatch,
+):
+    from benchmarks import bench_shared_cores as bench
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    old, new = bench._environ("old"), bench._environ("new")
+    assert old["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0)))
+    assert "OMP_WAIT_POLICY" not in old and "OMP_WAIT_POLICY" not in new
+    assert "OMP_NUM_THREADS" not in new  # the budget decides
+    command = bench._command("new", 3, 2, "/tmp/runs")
+    assert command[1:3] == ["-m", "experiments"]
+    clock = next(arg.split("=", 1)[1] for arg in command if "callbacks+=" in arg)
+    module, name = clock.rsplit(".", 1)
+    assert getattr(__import__(module, fromlist=[name]), name) is bench.EpochClock
