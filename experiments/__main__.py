@@ -7,10 +7,16 @@ calls.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
-from experiments.cli import LatentLabCLI
+# Before PyTorch loads OpenMP: idle intra-op threads sleep instead of spinning on cores that other
+# processes (or this run's loader workers) need (experiments/cores.py); a value set by the
+# user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from experiments.cli import LatentLabCLI  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,15 +31,17 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.nan_guard import NaNGuard
+from callbacks.progress import default_progress_bar
 from callbacks.rng_state import RNGStateCheckpoint
 from callbacks.run_checkpoint import RunCheckpoint
 from experiments.console import CompactModelSummary, quiet_console, summarize_test_metrics
+from experiments.cores import apply_core_budget
 from experiments.errors import SetupError
 from experiments.init_from import InitFrom, load_init_from, resolve_init_from
 from experiments.loggers import configure_loggers, trim_metrics
@@ -178,6 +180,7 @@ class LatentLabCLI(LightningCLI):
             cfg.trainer.precision = default_precision(cfg.trainer.get("accelerator", "auto"))
         if self.subcommand and cfg.get("weights_only") is None:
             cfg.weights_only = True  # checkpoints hold tensors and plain types only
+        apply_core_budget(cfg.get("data"))  # threads and loader workers fit the cores
         fine_tune = self.subcommand in ("fit", None) and cfg.run.get("init_from") is not None
         if fine_tune and cfg.get("ckpt_path") is not None:
             raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
@@ -287,7 +290,7 @@ class LatentLabCLI(LightningCLI):
             callbacks.append(CompactModelSummary())
         has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
         if trainer_cfg.get("enable_progress_bar") is not False and not has_bar:
-            callbacks.append(RichProgressBar())
+            callbacks.append(default_progress_bar())  # rich on a terminal, lines in a log
         if trainer_cfg.get("enable_checkpointing") is not False:  # else the Trainer refuses one
             callbacks.append(built.checkpoint)
             if self.run_dir is not None and built.checkpoint.monitor:

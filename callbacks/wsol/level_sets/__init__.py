@@ -51,7 +51,8 @@ another file keeps running the old code.
 
 Modules: ``segments`` (row segments, regions), ``components``, ``holes``, ``image`` (one map's
 IoUs from both), ``boxes`` (the box IoU), ``workspace`` (the named buffers), ``maps`` (score maps
-from CAMs), ``batch`` (``analyse``: a batch on threads).
+from CAMs), ``batch`` (``analyse``: a batch on threads), ``compile_notice`` (says when numba
+compiles).
 """
 
 from callbacks.wsol.level_sets.batch import Analysis, analyse

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from callbacks.wsol.level_sets.compile_notice import compile_notice
 from callbacks.wsol.level_sets.image import image_ious
 from callbacks.wsol.level_sets.maps import OK, TO_CV2, prepare
 from callbacks.wsol.level_sets.workspace import workspace
@@ -199,5 +200,6 @@ def analyse(
         while (first := next(runs) * size) < num:
             image_range(*arguments, first, min(first + size, num), out, buffers)
 
-    _THREADS.map(work, list(range(threads)), threads)
+    with compile_notice():  # the first call of a fresh install compiles image_range
+        _THREADS.map(work, list(range(threads)), threads)
     return out
