@@ -3,14 +3,25 @@
 ``run`` is ``fit --run.evaluate=true``: fit, then test the best (or last) checkpoint, then predict
 when the datamodule has predict data, all in the same run folder. This is what ``make experiment``
 calls.
+
+A configuration the parser refuses ends the command with one line on stderr that names the file
+and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from argparse import ArgumentError
 
 from experiments.cli import LatentLabCLI
+from experiments.config_errors import (
+    ConfigError,
+    captured_help,
+    check_config_files,
+    explain,
+    help_options,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +31,17 @@ def main(argv: list[str] | None = None) -> None:
         args = ["fit", "--run.evaluate=true", *args[1:]]
     # we pass sys.argv on ourselves (rewritten for `run`); Lightning would warn about both being set
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    LatentLabCLI(args=args)
+    subcommand = args[:1] if args and not args[0].startswith("-") else []
+
+    def options() -> list[str]:  # what `--help` lists, for "did you mean"
+        return help_options(captured_help(lambda: LatentLabCLI(args=[*subcommand, "--help"])))
+
+    try:
+        check_config_files(args)
+        LatentLabCLI(args=args)
+    except (ConfigError, ArgumentError) as error:
+        print(f"error: {explain(error, args, options)}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
