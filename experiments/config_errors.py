@@ -4,12 +4,18 @@
 parsing (:func:`check_config_files`: missing, or not valid YAML) and turns jsonargparse's refusal
 of the configuration into one line (:func:`explain`), without the usage dump::
 
-    experiments/face_attributes/synthetic.yaml:19: model.init_args.lrr: FaceAttributeClassifier
-        has no argument `lrr`; did you mean `lr`?
-    --trainer.max_epoch=1: unknown option; did you mean `--trainer.max_epochs`?
+    error: my.yaml:19: `model.init_args.lrr`: FaceAttributeClassifier has no argument `lrr`; did
+        you mean `lr`?
+    error: my.yaml:42: `trainer.max_epoch`: unknown key `max_epoch` in `trainer`; did you mean
+        `max_epochs`?
+    error: --trainer.max_epoch=1: unknown option (options are not abbreviated); did you mean
+        `--trainer.max_epochs`?
+    error: my.yaml:4:1: invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing
+        a flow sequence that starts at line 3)
 
 The parser raises instead of exiting and takes no option by its prefix (``exit_on_error=False``,
-``allow_abbrev=False`` in :class:`experiments.cli.LatentLabCLI`'s parser kwargs). A key is found
+``allow_abbrev=False`` in :class:`experiments.cli.LatentLabCLI`'s parser kwargs; the subcommands'
+parsers inherit both). A key is found
 in the files and flags in their command-line order; the last one that sets it is named, as the
 last one wins. Close matches come from the keys valid at that place: the ``__init__`` arguments of
 the class named by ``class_path``, or the options ``--help`` lists.
