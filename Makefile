@@ -24,12 +24,15 @@ DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),
 	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
-.PHONY: help install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
+.PHONY: help list install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
 
 help: ## Show this help
 	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "NAME is experiments/<NAME>.yaml; methods: $$(cd experiments && ls -d */ | grep -v -e sweeps -e cluster | tr -d / | tr '\n' ' ')"
+	@echo "NAME is experiments/<NAME>.yaml; make list lists every experiment"
+
+list: install ## List every experiment (NAME=<method>/<name>) with its header's first sentence
+	@$(PY) -m experiments.listing
 
 install: $(VENV)/.installed ## Create .venv and install requirements.lock + this repo (editable)
 
@@ -40,7 +43,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 check-name:
-	@test -f experiments/$(NAME).yaml || { echo "No experiments/$(NAME).yaml (make help lists them)"; exit 2; }
+	@$(PY) -m experiments.listing --check "$(NAME)"
 
 experiment: install check-name ## Fit, test, predict NAME (default face_attributes/synthetic) into runs/NAME/<time>/
 	$(PY) -m experiments run $(CONFIGS) $(RESUME_FLAG) $(ARGS)

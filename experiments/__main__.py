@@ -3,6 +3,11 @@
 ``run`` is ``fit --run.evaluate=true``: fit, then test the best (or last) checkpoint, then predict
 when the datamodule has predict data, all in the same run folder. This is what ``make experiment``
 calls.
+
+A configuration the parser refuses ends the command with one line on stderr that names the file
+and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2; so
+does a run that cannot start as asked (:class:`experiments.errors.SetupError`, e.g. a resume with
+changed settings), with its message and no traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from argparse import ArgumentError
 
 # Before PyTorch loads OpenMP: idle intra-op threads sleep instead of spinning on cores that other
 # processes (or this run's loader workers) need (experiments/cores.py); a value set by the
@@ -17,6 +23,14 @@ import warnings
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from experiments.cli import LatentLabCLI  # noqa: E402
+from experiments.config_errors import (  # noqa: E402
+    ConfigError,
+    captured_help,
+    check_config_files,
+    explain,
+    help_options,
+)
+from experiments.errors import SetupError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +40,20 @@ def main(argv: list[str] | None = None) -> None:
         args = ["fit", "--run.evaluate=true", *args[1:]]
     # we pass sys.argv on ourselves (rewritten for `run`); Lightning would warn about both being set
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    LatentLabCLI(args=args)
+    subcommand = args[:1] if args and not args[0].startswith("-") else []
+
+    def options() -> list[str]:  # what `--help` lists, for "did you mean"
+        return help_options(captured_help(lambda: LatentLabCLI(args=[*subcommand, "--help"])))
+
+    try:
+        check_config_files(args)
+        LatentLabCLI(args=args)
+    except (ConfigError, ArgumentError) as error:
+        print(f"error: {explain(error, args, options)}", file=sys.stderr)
+        sys.exit(2)
+    except SetupError as error:  # a run that cannot start as asked: the message says what to do
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

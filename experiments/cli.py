@@ -110,7 +110,12 @@ class LatentLabCLI(LightningCLI):
                 LightningDataModule,
                 subclass_mode_model=True,
                 subclass_mode_data=True,
-                parser_kwargs={"parser_mode": "omegaconf", "description": DESCRIPTION},
+                parser_kwargs={  # errors raise (experiments.config_errors); no option by prefix
+                    "parser_mode": "omegaconf",
+                    "description": DESCRIPTION,
+                    "exit_on_error": False,
+                    "allow_abbrev": False,
+                },
                 save_config_kwargs={"overwrite": True},
                 auto_configure_optimizers=False,  # every module has its configure_optimizers
                 args=args,
