@@ -14,10 +14,14 @@ image normalisation come from ``source``; both must normalise alike, which ``set
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
+
+from datamodules.formats.errors import DatasetNotFoundError, FormatError, for_nested
 
 
 class LabelTransferDataModule(LightningDataModule):
@@ -62,8 +66,9 @@ class LabelTransferDataModule(LightningDataModule):
 
     # hooks ----------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.source.prepare_data()
-        self.target.prepare_data()
+        for part in ("source", "target"):
+            with _flags_of(part):
+                getattr(self, part).prepare_data()
 
     def setup(self, stage: str) -> None:
         """Set up ``source`` for fit/validate/test and ``target`` for predict."""
@@ -76,7 +81,9 @@ class LabelTransferDataModule(LightningDataModule):
                     f"({type(self.source).__name__}) vs {tuple(theirs)} "
                     f"({type(self.target).__name__})"
                 )
-        (self.target if stage == "predict" else self.source).setup(stage)
+        part = "target" if stage == "predict" else "source"
+        with _flags_of(part):
+            getattr(self, part).setup(stage)
 
     def train_dataloader(self) -> DataLoader:
         return self.source.train_dataloader()
@@ -89,3 +96,12 @@ class LabelTransferDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.target.predict_dataloader()
+
+
+@contextmanager
+def _flags_of(part: str) -> Iterator[None]:
+    """Data errors of the nested module ``part`` suggest the flags that reach it."""
+    try:
+        yield
+    except (DatasetNotFoundError, FormatError) as error:
+        raise for_nested(error, part) from error

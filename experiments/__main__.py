@@ -7,7 +7,8 @@ calls.
 A configuration the parser refuses ends the command with one line on stderr that names the file
 and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2; so
 does a run that cannot start as asked (:class:`experiments.errors.SetupError`, e.g. a resume with
-changed settings), with its message and no traceback.
+changed settings) or whose data is missing or malformed (``datamodules.formats.errors``), with
+its message and no traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from argparse import ArgumentError
 # user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from datamodules.formats.errors import DatasetNotFoundError, FormatError  # noqa: E402
 from experiments.cli import LatentLabCLI  # noqa: E402
 from experiments.config_errors import (  # noqa: E402
     ConfigError,
@@ -51,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ArgumentError) as error:
         print(f"error: {explain(error, args, options)}", file=sys.stderr)
         sys.exit(2)
-    except SetupError as error:  # a run that cannot start as asked: the message says what to do
+    except (SetupError, DatasetNotFoundError, FormatError) as error:
+        # a run that cannot start as asked, or data missing or malformed: the message names the
+        # file and says what to do; a traceback would only push it off the screen
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -169,3 +169,24 @@ def test_mnist_experiments_say_where_their_data_comes_from(tmp_path, monkeypatch
         assert resolve_root(args.root, "mnist") == resolve_root(None, "mnist"), path
         assert "--data.init_args.root=" in header, path
     assert len(readers) > 40
+
+
+def test_a_data_error_is_one_message_whose_flags_reach_the_nested_module(tmp_path, capsys):
+    """The face-attribute experiments nest CelebA under `source`: the hint's flag must say so, and
+    the command ends with the message (no traceback) and exit code 2."""
+    from experiments.__main__ import main
+
+    repo = Path(__file__).resolve().parents[1]
+    args = [
+        "run", "--config", str(repo / "experiments" / "_base.yaml"),
+        "--config", str(repo / "experiments" / "face_attributes" / "celeba_64px.yaml"),
+        f"--data.init_args.source.init_args.root={tmp_path / 'nothing'}",
+        f"--run.root={tmp_path / 'runs'}", "--trainer.accelerator=cpu",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "\nerror: CelebA not found" in f"\n{err}" and "Traceback" not in err
+    flags = re.findall(r"--data\.init_args\.[\w.]+=", err)
+    assert flags and all(f.startswith("--data.init_args.source.init_args.") for f in flags)

@@ -40,3 +40,19 @@ class DatasetNotFoundError(FileNotFoundError):
 
     def __reduce__(self):  # keeps the type when raised inside a DataLoader worker
         return type(self), self._args
+
+
+FLAG_PREFIX = "--data.init_args."  # how a data module's own arguments are set on the command line
+
+
+def for_nested(error: Exception, part: str) -> Exception:
+    """``error`` raised by a data module nested in another one under the init argument ``part``
+    (``source``, ``target``), with the flags its message suggests pointed at that module
+    (``--data.init_args.<part>.init_args.root=...``); other errors as they are."""
+    nested = f"{FLAG_PREFIX}{part}.init_args."
+    if isinstance(error, DatasetNotFoundError):
+        dataset, root, missing, how_to_get = error._args
+        return DatasetNotFoundError(dataset, root, missing, how_to_get.replace(FLAG_PREFIX, nested))
+    if isinstance(error, FormatError):
+        return FormatError(error.path, error.reason.replace(FLAG_PREFIX, nested), error.line)
+    return error
