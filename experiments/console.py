@@ -1,10 +1,11 @@
 """What a run prints: what a user can act on, without the lines they cannot.
 
 Dropped: Lightning's advertisement for its cloud logger, a deprecation warning that Lightning's
-own code triggers in PyTorch (nothing a user can change), a model summary's FLOPs column and total
-when nothing was counted (a module without ``example_input_array`` gives 0), and a test table with
-one row per metric (a per-attribute model logs dozens): :func:`summarize_test_metrics` prints the
-headline metrics in one line and says where all of them are.
+own code triggers in PyTorch (nothing a user can change), the warning that a resumed run's
+checkpoint folder is not empty (run folders are new unless resumed), a model summary's FLOPs
+column and total when nothing was counted (a module without ``example_input_array`` gives 0), and
+a test table with one row per metric (a per-attribute model logs dozens):
+:func:`summarize_test_metrics` prints the headline metrics in one line and says where all are.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
 
 __all__ = ["CompactModelSummary", "quiet_console", "summarize_test_metrics"]
 
-_NOISE_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+_NOISE_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Checkpoint directory .* exists and is not empty",  # a resumed run's own folder, by design
+)
 _NOISE_LOG_LINES = ("litlogger", "Skipping setting a default `ModelSummary`")
 _LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"
 

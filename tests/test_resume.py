@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -64,7 +65,10 @@ def test_resume_refuses_a_changed_learning_rate_and_records_nothing(experiment_a
 
 def test_resume_applies_and_records_a_longer_schedule(experiment_args):
     first, args = _one_epoch(experiment_args)
-    resumed = cli(["fit", *args, "--run.resume=true", "--trainer.max_epochs=2"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = cli(["fit", *args, "--run.resume=true", "--trainer.max_epochs=2"])
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # by design
     assert resumed.run_dir == first.run_dir and resumed.trainer.current_epoch == 2
     assert OmegaConf.load(first.run_dir / "config.yaml").trainer.max_epochs == 2
 
