@@ -241,3 +241,14 @@ def test_stale_twin_is_rewritten_and_foreign_data_left_alone(tmp_path, monkeypat
     assert calls == [tmp_path, tmp_path / "new"]
     with pytest.raises(ValueError, match="must end in 'ffhq'"):
         faces.ensure_twin(tmp_path / "faces", "ffhq", "tiny", 0, present=False)
+
+
+def test_writing_a_twin_into_a_log_file_prints_plain_lines(tmp_path, capsys):
+    """Under sbatch, nohup or a pipe, the rich bar would print once at the end: plain lines."""
+    from datamodules.synthetic.faces import write_synthetic_faces
+
+    write_synthetic_faces(tmp_path, preset="tiny", seed=0, workers=1, progress=True)
+    lines = capsys.readouterr().out.splitlines()  # pytest's captured stdout is no terminal
+    assert any(line.startswith("CelebA twin: writing") for line in lines)
+    assert any(line.startswith("CelebA twin: 330/330 done") for line in lines)
+    assert not any("━" in line for line in lines)

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from datamodules.synthetic.face_geometry import FRAME
 from datamodules.synthetic.face_io import render_chunk, render_record
 from datamodules.synthetic.face_render import render
 from datamodules.synthetic.face_sampling import FaceRecord, assign_splits, plan_faces, plan_identity
+from datamodules.synthetic.line_progress import LineProgress
 
 __all__ = [
     "NEGATIVE_CONTROLS",
@@ -249,7 +251,10 @@ def _write_sidecars(
             writer.writerow([name, int(s.rendered), s.level, s.prevalence, *s.region])
 
 
-def _progress(enabled: bool) -> Progress:
+def _progress(enabled: bool) -> Progress | LineProgress:
+    """A rich bar on a terminal; in a log file (Slurm, nohup, a pipe) plain lines."""
+    if enabled and not sys.stdout.isatty():
+        return LineProgress()
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
