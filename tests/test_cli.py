@@ -179,7 +179,7 @@ def test_smoke_run_writes_nothing(experiment_args, tmp_path, monkeypatch):
 
 
 def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(
-    experiment_args, synthetic_faces_root, tmp_path, monkeypatch
+    experiment_args, synthetic_faces_root, tmp_path, monkeypatch, capsys
 ):
     """A data error at setup: no run folder (W&B files and id included) is left behind."""
     monkeypatch.setenv("WANDB_MODE", "offline")  # a real (offline) W&B run is started
@@ -188,8 +188,9 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(
     table = broken / "list_attr_celeba.txt"
     table.write_text(table.read_text()[:-40])  # the last row cut short
     flag = f"--data.init_args.source.init_args.root={broken}"
-    with pytest.raises(ValueError, match="list_attr_celeba.txt"):
+    with pytest.raises(SystemExit) as exit_info:  # the data error, reported in one message
         main(["run", *experiment_args, flag])
+    assert exit_info.value.code == 2 and "list_attr_celeba.txt" in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("*"))  # run folder, its parents, W&B files: gone
     # a run that saved an epoch before failing is kept: it can be resumed
     with pytest.raises(RuntimeError, match="simulated kill"):
