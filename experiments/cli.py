@@ -4,8 +4,9 @@ Every run writes ``<run.root>/<run.name>/<timestamp>/`` with the resolved ``conf
 ``checkpoints/`` (including ``last.ckpt``), ``metrics.csv`` (:mod:`experiments.loggers`) and
 ``wandb/`` (W&B's own files, its own ``config.yaml`` among them, kept apart from ours).
 ``--run.resume=true`` continues the latest run of that name from its ``last.ckpt`` and the same W&B
-run (:mod:`experiments.wandb_setup`). ``--run.init_from`` starts a fit from (parts of) other runs'
-weights (:mod:`experiments.init_from`).
+run (:mod:`experiments.wandb_setup`), and refuses changed model, data or optimizer settings
+(:mod:`experiments.resume`). ``--run.init_from`` starts a fit from (parts of) other runs' weights
+(:mod:`experiments.init_from`). ``--print_config`` prints the config the run would save and stops.
 
     python -m experiments fit --config experiments/_base.yaml --config experiments/<m>/<d>.yaml
     python -m experiments run ...  # = fit --run.evaluate=true: fit, test, predict, one folder
@@ -13,8 +14,10 @@ weights (:mod:`experiments.init_from`).
 The order of a command: parse; choose the run folder and fill in the config
 (``before_instantiate_classes``, nothing written); build model, data, loggers and callbacks; check
 and load ``--run.init_from`` into the model; create the run folder; build the Trainer; run. So a
-configuration that cannot start leaves no folder behind. Only public LightningCLI hooks are
-overridden; ``pyproject.toml`` pins the Lightning versions they are tested with.
+configuration that cannot start leaves no folder behind, and a run that fails before it saved an
+epoch (data errors surface in the Trainer's setup) removes the folder it made. Only public
+LightningCLI hooks are overridden; ``pyproject.toml`` pins the Lightning versions they are tested
+with.
 """
 
 from __future__ import annotations
