@@ -57,7 +57,7 @@ def experiment_args(data_root: Path, run_root: Path) -> list[str]:
     ]
 
 
-def cli(args: list[str], run: bool = True) -> LatentLabCLI:
+def run_cli(args: list[str], run: bool = True) -> LatentLabCLI:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return LatentLabCLI(args=args, run=run, environ={"WANDB_MODE": "disabled"})

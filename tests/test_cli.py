@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import NAME, REPO, KillAt, cli
+from cli_runs import NAME, REPO, KillAt, run_cli
 from omegaconf import OmegaConf
 
 from experiments.__main__ import main
@@ -30,14 +30,8 @@ from experiments.run_dirs import (
 )
 from experiments.wandb_setup import WANDB_ID_FILE, wandb_has_credentials
 
-
-@pytest.fixture(autouse=True)
-def _restore_global_state(restore_global_state):
-    """Every test here runs the CLI, which seeds and may switch deterministic algorithms on."""
-
-
-def _cli(args: list[str], run: bool = True) -> LatentLabCLI:
-    return cli(args, run=run)
+# every test here runs the CLI, which seeds and may switch deterministic algorithms on
+pytestmark = pytest.mark.usefixtures("restore_global_state")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -84,14 +78,14 @@ def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
     The experiment's evaluation callbacks (charts) are dropped to save time.
     """
     experiment_args = [*experiment_args, "--trainer.callbacks=[]"]
-    _cli(["fit", *experiment_args, "--run.name=straight"])
-    killed = _cli([*experiment_args, "--run.name=resumed"], run=False)
+    run_cli(["fit", *experiment_args, "--run.name=straight"])
+    killed = run_cli([*experiment_args, "--run.name=resumed"], run=False)
     killed.trainer.callbacks.append(KillAt(epoch=1))
     with pytest.raises(RuntimeError, match="simulated kill"):
         killed.trainer.fit(killed.model, datamodule=killed.datamodule)
     last = torch.load(killed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (0, 2)
-    cli = _cli(["fit", *experiment_args, "--run.name=resumed", "--run.resume=true"])
+    cli = run_cli(["fit", *experiment_args, "--run.name=resumed", "--run.resume=true"])
     assert cli.run_dir == killed.run_dir and cli.trainer.global_step == 4
 
     run_a = latest_run_dir(tmp_path / "runs", "straight")
@@ -109,15 +103,15 @@ def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
 
 def test_resume_without_a_checkpoint_says_what_to_do(experiment_args):
     with pytest.raises(FileNotFoundError, match="Nothing to resume"):
-        _cli(["fit", *experiment_args, "--run.resume=true"])
+        run_cli(["fit", *experiment_args, "--run.resume=true"])
 
 
 def test_init_from_loads_weights_but_starts_afresh(experiment_args, tmp_path):
     """--run.init_from: the weights of another run's checkpoint, epoch and optimizer from zero."""
     args = [*experiment_args, "--trainer.callbacks=[]"]
-    first = _cli(["fit", *args, "--run.name=first", "--trainer.max_epochs=1"])
+    first = run_cli(["fit", *args, "--run.name=first", "--trainer.max_epochs=1"])
     ckpt = first.run_dir / "checkpoints" / "last.ckpt"
-    tuned = _cli(
+    tuned = run_cli(
         ["fit", *args, "--run.name=tuned", f"--run.init_from={ckpt}",
          "--trainer.limit_train_batches=0", "--trainer.limit_val_batches=0"]
     )  # fmt: skip
@@ -126,15 +120,15 @@ def test_init_from_loads_weights_but_starts_afresh(experiment_args, tmp_path):
     for key, value in tuned.model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
     with pytest.raises(FileNotFoundError, match="init_from: no checkpoint file"):
-        _cli(["fit", *args, f"--run.init_from={tmp_path / 'missing.ckpt'}"])
+        run_cli(["fit", *args, f"--run.init_from={tmp_path / 'missing.ckpt'}"])
 
 
 def test_init_from_latest_run_of_a_name(experiment_args, tmp_path):
     """--run.init_from=latest:<name>: the last.ckpt of that name's newest run (pipeline YAMLs)."""
     args = [*experiment_args, "--trainer.callbacks=[]", "--trainer.limit_val_batches=0"]
-    _cli(["fit", *args, "--run.name=pre", "--trainer.max_epochs=1"])
-    newer = _cli(["fit", *args, "--run.name=pre", "--trainer.max_epochs=2"])
-    tuned = _cli(
+    run_cli(["fit", *args, "--run.name=pre", "--trainer.max_epochs=1"])
+    newer = run_cli(["fit", *args, "--run.name=pre", "--trainer.max_epochs=2"])
+    tuned = run_cli(
         ["fit", *args, "--run.name=tuned", "--run.init_from=latest:pre",
          "--trainer.limit_train_batches=0"]
     )  # fmt: skip
@@ -146,14 +140,14 @@ def test_init_from_latest_run_of_a_name(experiment_args, tmp_path):
     saved = OmegaConf.load(tuned.run_dir / "config.yaml")
     assert saved.run.init_from == str(last)  # the run records which file it started from
     with pytest.raises(FileNotFoundError, match="make experiment NAME=absent"):
-        _cli(["fit", *args, "--run.name=orphan", "--run.init_from=latest:absent"])
+        run_cli(["fit", *args, "--run.name=orphan", "--run.init_from=latest:absent"])
     assert not (tmp_path / "runs" / "orphan").exists()  # refused at setup, before a run folder
 
 
 def test_bf16_mixed_run_end_to_end(experiment_args, tmp_path):
     """The mixed-precision path the GPU tier uses, on CPU autocast: fit, test and FFHQ labels."""
     args = [*experiment_args, "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1"]
-    cli = _cli(["fit", *args, "--run.name=bf16", "--run.evaluate=true"])
+    cli = run_cli(["fit", *args, "--run.name=bf16", "--run.evaluate=true"])
     assert cli.trainer.precision == "bf16-mixed"
     (row,) = [r for r in _rows(cli.run_dir / "metrics.csv") if r.get("test/auroc_macro")]
     assert 0 <= float(row["test/auroc_macro"]) <= 1 and math.isfinite(float(row["test/loss"]))
@@ -164,17 +158,17 @@ def test_bf16_mixed_run_end_to_end(experiment_args, tmp_path):
 def test_smoke_run_writes_nothing(experiment_args, tmp_path, monkeypatch):
     smoke = tmp_path / "smoke"
     args = ["--trainer.fast_dev_run=true", "--trainer.logger=false"]
-    cli = _cli(["fit", *experiment_args, *args, f"--trainer.default_root_dir={smoke}"])
+    cli = run_cli(["fit", *experiment_args, *args, f"--trainer.default_root_dir={smoke}"])
     assert cli.run_dir is None and not (tmp_path / "runs").exists()
     assert cli.trainer.default_root_dir == str(smoke)
-    cli = _cli([*experiment_args, *args], run=False)
+    cli = run_cli([*experiment_args, *args], run=False)
     temporary = Path(cli.trainer.default_root_dir)
     assert temporary.name.startswith("latentlab-smoke-")  # not the cwd
     temporary.rmdir()
     # a smoke run removes its temporary folder (with what callbacks wrote there) at the end
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    _cli(["fit", *experiment_args, *args, "--run.evaluate=true"])  # predict writes labels
+    run_cli(["fit", *experiment_args, *args, "--run.evaluate=true"])  # predict writes labels
     assert not list((tmp_path / "tmp").iterdir())
 
 
@@ -203,7 +197,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(
 def test_nested_datamodules_record_their_own_hparams(experiment_args):
     """The label-transfer datamodule nests CelebA and FFHQ ones: Lightning's CLI hparams (the whole
     data config, to rebuild it from a checkpoint) go to the outer one only."""
-    cli = _cli([*experiment_args, "--trainer.fast_dev_run=true"], run=False)
+    cli = run_cli([*experiment_args, "--trainer.fast_dev_run=true"], run=False)
     outer, source = cli.datamodule.hparams, cli.datamodule.source.hparams
     assert outer["_class_path"] == "datamodules.label_transfer.LabelTransferDataModule"
     assert "_class_path" not in source and "source" not in source
@@ -222,7 +216,7 @@ def test_trainer_callbacks_and_their_order(experiment_args):
     from callbacks.nan_guard import NaNGuard
     from callbacks.rng_state import RNGStateCheckpoint
 
-    cli = _cli(experiment_args, run=False)
+    cli = run_cli(experiment_args, run=False)
     assert cli.environ[RUN_DIR_ENV] == str(cli.run_dir)  # for DDP children, once it exists
     kinds = [type(c) for c in cli.trainer.callbacks]
     assert kinds[0] is LogAUROC and RNGStateCheckpoint in kinds
@@ -232,7 +226,7 @@ def test_trainer_callbacks_and_their_order(experiment_args):
     assert (last.monitor, last.filename, Path(last.dirpath)) == (
         None, "last", cli.run_dir / "checkpoints"
     )  # fmt: skip
-    off = _cli([*experiment_args, "--trainer.enable_checkpointing=false"], run=False)
+    off = run_cli([*experiment_args, "--trainer.enable_checkpointing=false"], run=False)
     assert not any(isinstance(c, ModelCheckpoint) for c in off.trainer.callbacks)
 
 

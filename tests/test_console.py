@@ -13,10 +13,8 @@ from cli_runs import NAME
 from experiments.__main__ import main
 from experiments.console import CompactModelSummary, summarize_test_metrics
 
-
-@pytest.fixture(autouse=True)
-def _restore(restore_global_state):
-    """These tests run the CLI, which seeds and may switch deterministic algorithms on."""
+# every test here runs the CLI, which seeds and may switch deterministic algorithms on
+pytestmark = pytest.mark.usefixtures("restore_global_state")
 
 
 def _run_folder(config: dict) -> str:

@@ -9,22 +9,20 @@ import warnings
 
 import pytest
 import torch
-from cli_runs import NAME, cli
+from cli_runs import NAME, run_cli
 from omegaconf import OmegaConf
 
 from callbacks.run_checkpoint import RunCheckpoint
 from experiments.errors import SetupError
 from experiments.resume import changed_settings, refusal_message
 
-
-@pytest.fixture(autouse=True)
-def _restore(restore_global_state):
-    """These tests run the CLI, which seeds and may switch deterministic algorithms on."""
+# every test here runs the CLI, which seeds and may switch deterministic algorithms on
+pytestmark = pytest.mark.usefixtures("restore_global_state")
 
 
 def _one_epoch(experiment_args):
     args = [*experiment_args, "--trainer.callbacks=[]", "--trainer.max_epochs=1"]
-    return cli(["fit", *args]), args
+    return run_cli(["fit", *args]), args
 
 
 def test_changed_settings_names_fixed_keys_only():
@@ -58,7 +56,7 @@ def test_resume_refuses_a_changed_learning_rate_and_records_nothing(experiment_a
     last = first.run_dir / "checkpoints" / "last.ckpt"
     hparams = torch.load(last, weights_only=True)["hyper_parameters"]
     with pytest.raises(SetupError, match=r"(?s)model\.init_args\.lr: 0\.003 .*--run\.init_from="):
-        cli(["fit", *args, "--run.resume=true", "--model.init_args.lr=1e12"])
+        run_cli(["fit", *args, "--run.resume=true", "--model.init_args.lr=1e12"])
     assert (first.run_dir / "config.yaml").read_text() == config
     assert torch.load(last, weights_only=True)["hyper_parameters"] == hparams
 
@@ -67,7 +65,7 @@ def test_resume_applies_and_records_a_longer_schedule(experiment_args):
     first, args = _one_epoch(experiment_args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resumed = cli(["fit", *args, "--run.resume=true", "--trainer.max_epochs=2"])
+        resumed = run_cli(["fit", *args, "--run.resume=true", "--trainer.max_epochs=2"])
     assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # by design
     assert resumed.run_dir == first.run_dir and resumed.trainer.current_epoch == 2
     assert OmegaConf.load(first.run_dir / "config.yaml").trainer.max_epochs == 2
@@ -77,12 +75,13 @@ def test_a_moved_run_folder_resumes_and_tests_its_own_best_checkpoint(experiment
     """The best checkpoint's path is kept relative to the run folder, so after moving the folder
     (the old place gone) the resumed run tests the file where it is now."""
     args = [*experiment_args, "--trainer.callbacks=[]", "--trainer.max_epochs=1"]
-    first = cli(["fit", *args, "--run.evaluate=true"])
+    first = run_cli(["fit", *args, "--run.evaluate=true"])
     best = first.trainer.checkpoint_callback.best_model_path
     assert best and "last" not in best  # synthetic_tiny monitors a metric
     moved = tmp_path / "moved"
     shutil.move(tmp_path / "runs", moved)
-    resumed = cli(["fit", *args, "--run.evaluate=true", "--run.resume=true", f"--run.root={moved}"])
+    resume = ["--run.evaluate=true", "--run.resume=true", f"--run.root={moved}"]
+    resumed = run_cli(["fit", *args, *resume])
     run_dir = moved / NAME / first.run_dir.name
     assert resumed.run_dir == run_dir
     assert resumed.trainer.checkpoint_callback.best_model_path.startswith(str(run_dir))
