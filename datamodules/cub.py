@@ -40,7 +40,7 @@ from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
 from datamodules.paths import make_data_command, resolve_root
-from datamodules.samplers import ClassSetBatchSampler
+from datamodules.samplers import ClassSetSampler
 
 
 def how_to_get(root: Path) -> str:
@@ -93,11 +93,14 @@ class WSOLImages(Dataset):
 class CUBDataModule(LightningDataModule):
     """CUB-200-2011 (or its synthetic twin) with N x m class-set training batches.
 
+    Under DDP on W processes each process trains on its own N classes of a W*N class set
+    (``datamodules.samplers.ClassSetSampler``).
+
     Args:
         root: Folder holding ``CUB_200_2011/``, ``CUBV2/`` and ``metadata/CUB/``.
         image_size: Crop / eval side S (224 in the paper).
         resize_size: Train resize before the random crop (256 in [WSOL]).
-        classes_per_batch: N (12; ResNet-50: 10).
+        classes_per_batch: N per process (12; ResNet-50: 10); W*N may not exceed the classes.
         samples_per_class: m (5).
         eval_batch_size: Batch size of val/test.
         num_workers: DataLoader workers.
@@ -195,7 +198,7 @@ class CUBDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.splits["train"]
         labels = [dataset.split.labels[p] for p in dataset.split.image_ids]
-        sampler = ClassSetBatchSampler(
+        sampler = ClassSetSampler(
             labels,
             self.hparams.classes_per_batch,
             self.hparams.samples_per_class,
@@ -203,7 +206,9 @@ class CUBDataModule(LightningDataModule):
         )
         return DataLoader(
             dataset,
-            batch_sampler=sampler,
+            sampler=sampler,
+            batch_size=sampler.batch_size,
+            drop_last=True,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
