@@ -41,6 +41,7 @@ from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
 from datamodules.paths import make_data_command, resolve_root
 from datamodules.samplers import ClassSetSampler
+from datamodules.sharding import eval_sampler
 
 
 def how_to_get(root: Path) -> str:
@@ -94,7 +95,8 @@ class CUBDataModule(LightningDataModule):
     """CUB-200-2011 (or its synthetic twin) with N x m class-set training batches.
 
     Under DDP on W processes each process trains on its own N classes of a W*N class set
-    (``datamodules.samplers.ClassSetSampler``).
+    (``datamodules.samplers.ClassSetSampler``), and val/test are split across the processes, each
+    image evaluated once (``datamodules.sharding``).
 
     Args:
         root: Folder holding ``CUB_200_2011/``, ``CUBV2/`` and ``metadata/CUB/``.
@@ -221,9 +223,11 @@ class CUBDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.hparams.eval_batch_size,
+            sampler=eval_sampler(dataset, split),
             num_workers=self.hparams.num_workers,
             pin_memory=torch.cuda.is_available(),
         )
