@@ -40,7 +40,7 @@ from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
 from datamodules.paths import make_data_command, resolve_root
-from datamodules.samplers import ClassSetSampler
+from datamodules.samplers import ClassSetSampler, check_enough_classes
 from datamodules.sharding import eval_sampler
 
 
@@ -161,8 +161,13 @@ class CUBDataModule(LightningDataModule):
         return self._num_classes
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        if not self.splits:
+            self._read_splits()
+        if stage == "fit":  # W * N classes per step on W processes: fail here, not at the loader
+            train = self.splits["train"].split
+            check_enough_classes(self.hparams.classes_per_batch, len(set(train.labels.values())))
+
+    def _read_splits(self) -> None:
         root = resolve_root(self.hparams.root, "cub")
         splits = read_training_metadata(root, with_val=self.hparams.val_split == "metadata")
         train, test = splits["train"], splits["test"]

@@ -64,7 +64,7 @@ class ClassSetSampler(DistributedSampler):
         if classes_per_batch < 1 or samples_per_class < 1:
             raise ValueError("classes_per_batch and samples_per_class must be positive")
         classes = labels.unique()
-        _check_enough_classes(classes_per_batch, num_replicas, len(classes))
+        check_enough_classes(classes_per_batch, len(classes), num_replicas)
         self.groups = [torch.nonzero(labels == c).flatten() for c in classes]
         small = [
             int(c) for c, g in zip(classes, self.groups, strict=True) if len(g) < samples_per_class
@@ -107,7 +107,14 @@ class ClassSetSampler(DistributedSampler):
             yield batch
 
 
-def _check_enough_classes(classes_per_batch: int, num_replicas: int, num_classes: int) -> None:
+def check_enough_classes(
+    classes_per_batch: int, num_classes: int, num_replicas: int | None = None
+) -> None:
+    """Raise unless W * ``classes_per_batch`` distinct classes exist (W: the process group's).
+
+    ``ClassSetSampler`` calls it; a DataModule calls it in ``setup`` to fail before training.
+    """
+    num_replicas, _ = replicas_and_rank(num_replicas)
     needed = classes_per_batch * num_replicas
     if needed <= num_classes:
         return

@@ -99,9 +99,11 @@ def test_cub_loaders_under_ddp(birds, fake_world):
     sampler = data.train_dataloader().sampler
     assert isinstance(sampler, ClassSetSampler) and (sampler.num_replicas, sampler.rank) == (2, 1)
     wide = CUBDataModule(root=str(birds), classes_per_batch=4, num_workers=0)
-    wide.setup("fit")
+    wide.setup("test")  # no class sets to draw: no check
     with pytest.raises(ValueError, match="--data.init_args.classes_per_batch=3 or fewer"):
-        wide.train_dataloader()  # 2 x 4 classes per step, 6 classes
+        wide.setup("fit")  # 2 x 4 classes per step, 6 classes
+    with pytest.raises(ValueError, match="--data.init_args.classes_per_batch=3 or fewer"):
+        wide.train_dataloader()
 
 
 def test_label_transfer_loaders_under_ddp(synthetic_faces_root, fake_world):
