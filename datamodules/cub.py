@@ -40,7 +40,8 @@ from datamodules.formats.errors import DatasetNotFoundError
 from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import NORMALIZATIONS, RandomIntensity, read_rgb
 from datamodules.paths import make_data_command, resolve_root
-from datamodules.samplers import ClassSetBatchSampler
+from datamodules.samplers import ClassSetSampler, check_enough_classes
+from datamodules.sharding import eval_sampler
 
 
 def how_to_get(root: Path) -> str:
@@ -93,11 +94,15 @@ class WSOLImages(Dataset):
 class CUBDataModule(LightningDataModule):
     """CUB-200-2011 (or its synthetic twin) with N x m class-set training batches.
 
+    Under DDP on W processes each process trains on its own N classes of a W*N class set
+    (``datamodules.samplers.ClassSetSampler``), and val/test are split across the processes, each
+    image evaluated once (``datamodules.sharding``).
+
     Args:
         root: Folder holding ``CUB_200_2011/``, ``CUBV2/`` and ``metadata/CUB/``.
         image_size: Crop / eval side S (224 in the paper).
         resize_size: Train resize before the random crop (256 in [WSOL]).
-        classes_per_batch: N (12; ResNet-50: 10).
+        classes_per_batch: N per process (12; ResNet-50: 10); W*N may not exceed the classes.
         samples_per_class: m (5).
         eval_batch_size: Batch size of val/test.
         num_workers: DataLoader workers.
@@ -156,8 +161,13 @@ class CUBDataModule(LightningDataModule):
         return self._num_classes
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        if not self.splits:
+            self._read_splits()
+        if stage == "fit":  # W * N classes per step on W processes: fail here, not at the loader
+            train = self.splits["train"].split
+            check_enough_classes(self.hparams.classes_per_batch, len(set(train.labels.values())))
+
+    def _read_splits(self) -> None:
         root = resolve_root(self.hparams.root, "cub")
         splits = read_training_metadata(root, with_val=self.hparams.val_split == "metadata")
         train, test = splits["train"], splits["test"]
@@ -195,7 +205,7 @@ class CUBDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.splits["train"]
         labels = [dataset.split.labels[p] for p in dataset.split.image_ids]
-        sampler = ClassSetBatchSampler(
+        sampler = ClassSetSampler(
             labels,
             self.hparams.classes_per_batch,
             self.hparams.samples_per_class,
@@ -203,7 +213,9 @@ class CUBDataModule(LightningDataModule):
         )
         return DataLoader(
             dataset,
-            batch_sampler=sampler,
+            sampler=sampler,
+            batch_size=sampler.batch_size,
+            drop_last=True,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -216,9 +228,11 @@ class CUBDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.hparams.eval_batch_size,
+            sampler=eval_sampler(dataset, split),
             num_workers=self.hparams.num_workers,
             pin_memory=torch.cuda.is_available(),
         )

@@ -17,9 +17,10 @@ Bag lengths are ``max(1, int(N(mean, std)))``. Tasks (thesis section 7.4.1):
 
 Train bags use the MNIST train split minus its last ``val_fraction`` (the validation bags come
 from those held-out images, so no test digit leaks); test bags use t10k. Training bags are
-permuted on every fetch (``shuffle_instances``). A batch is ``bag`` (B, T, 1, 28, 28) normalized
-by (0.1307, 0.3081), ``bag_mask`` (B, T) bool, ``bag_label`` (B,) float (0/1 or the count), and
-``instance_labels`` (B, T) long digit labels, -1 on padding.
+permuted on every fetch (``shuffle_instances``). Under DDP each process evaluates its own val/test
+bags, each bag once over all processes (``datamodules.sharding.eval_sampler``). A batch is ``bag``
+(B, T, 1, 28, 28) normalized by (0.1307, 0.3081), ``bag_mask`` (B, T) bool, ``bag_label`` (B,)
+float (0/1 or the count), and ``instance_labels`` (B, T) long digit labels, -1 on padding.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.formats.mnist import read_mnist_split
 from datamodules.paths import resolve_root
+from datamodules.sharding import eval_sampler
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 Task = Literal["single", "multiple", "counting", "outlier"]
@@ -317,10 +319,12 @@ class MNISTBagsDataModule(LightningDataModule):
         return self._loader("test")
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        dataset = self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(dataset, split),
             collate_fn=collate_bags,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,

@@ -7,6 +7,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.images import NORMALIZATIONS
+from datamodules.sharding import eval_sampler
 
 
 class SplitDataModule(LightningDataModule):
@@ -14,7 +15,9 @@ class SplitDataModule(LightningDataModule):
 
     Subclasses save ``batch_size``, ``num_workers`` and ``normalize`` (a key of
     ``datamodules.images.NORMALIZATIONS``) among their hyperparameters and fill ``self.splits`` in
-    ``setup``. Training batches are shuffled; evaluation batches keep file order.
+    ``setup``. Training batches are shuffled (under DDP Lightning gives each process its share);
+    evaluation batches keep file order, and under DDP each process evaluates its own items, each
+    item once over all processes (``datamodules.sharding.eval_sampler``).
     """
 
     splits: dict[str, Dataset]
@@ -42,11 +45,12 @@ class SplitDataModule(LightningDataModule):
         return self._loader("test")
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
+        workers, dataset = self.hparams.num_workers, self.splits[split]
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(dataset, split),
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

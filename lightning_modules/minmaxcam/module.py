@@ -3,7 +3,7 @@
 Thesis chapter 5; spec ``shared/specs/minmaxcam.md``. Reproduced by ``experiments/minmaxcam/*.yaml``
 (Table 5.1 rows on CUB; sweeps in ``experiments/sweeps/minmaxcam_*.yaml`` for Fig. 5.7 and
 Table 5.4). A CAM classifier (backbone B -> GAP -> ``fc``) trained on N x m class-set batches
-(``datamodules.samplers.ClassSetBatchSampler``) with two optimizer steps per batch:
+(``datamodules.samplers.ClassSetSampler``) with two optimizer steps per batch:
 
 - Stage I: cross-entropy (Eq. 5.4, mean over the batch) updates B and ``fc``.
 - Stage II: B frozen and in eval mode; the CAM of the GT class, min-max normalized per image and
@@ -149,7 +149,7 @@ class MinMaxCAM(LightningModule):
         if len(labels) % m or not (grouped == grouped[:, :1]).all():
             raise ValueError(
                 f"Stage II needs batches ordered class by class in groups of m={m} "
-                "(use datamodules.samplers.ClassSetBatchSampler)"
+                "(use datamodules.samplers.ClassSetSampler)"
             )
         self.backbone.requires_grad_(False)
         self.backbone.eval()
