@@ -1,0 +1,48 @@
+"""A backward pass that reaches only part of a model, correct under DDP (manual optimization).
+
+DDP's reducer expects a gradient for every parameter after each backward it is prepared for, so
+with plain ``strategy="ddp"`` a step that updates part of the model fails ("parameters that were
+not used in producing the loss"): MinMaxCAM's Stage II (``fc.weight`` only), a GAN's discriminator
+step. ``find_unused_parameters=True`` would search the whole graph on every backward instead.
+``partial_backward`` blocks DDP's gradient hooks for this one backward and averages the gradients
+of the parameters it names across processes itself, as DDP would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.strategies import ParallelStrategy
+from torch import Tensor
+from torch.nn import Parameter
+
+
+def partial_backward(module: LightningModule, loss: Tensor, params: Sequence[Parameter]) -> None:
+    """``module.manual_backward(loss)`` for a ``loss`` whose gradient reaches only ``params``.
+
+    Under DDP the backward runs with DDP's synchronization blocked (the strategy's public
+    ``block_backward_sync``), then the gradients of ``params`` are averaged over the processes
+    in one all-reduce (``strategy.reduce``, a mean). On one device it is ``manual_backward``.
+    Loss scaling (``16-mixed``) is kept: the averaged gradients stay scaled for the optimizer
+    step to unscale.
+
+    Raises:
+        ValueError: A parameter of ``params`` received no gradient (every process would then
+            disagree on what to average).
+    """
+    strategy = module.trainer.strategy
+    parallel = isinstance(strategy, ParallelStrategy) and strategy.world_size > 1
+    with strategy.block_backward_sync() if parallel else nullcontext():
+        module.manual_backward(loss)
+    missing = [i for i, p in enumerate(params) if p.grad is None]
+    if missing:
+        raise ValueError(f"partial_backward: the loss does not reach params {missing}")
+    if not parallel:
+        return
+    grads = [p.grad for p in params]
+    mean = strategy.reduce(torch.cat([g.flatten() for g in grads]), reduce_op="mean")
+    for grad, part in zip(grads, mean.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(part.view_as(grad))
