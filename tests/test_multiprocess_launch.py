@@ -136,6 +136,32 @@ def test_the_launch_docs_name_the_variables_of_the_simulated_launch():
     assert all(name in script for name in variables)
 
 
+def test_a_failed_or_hung_launch_shows_each_process_and_leaves_none_running(tmp_path):
+    """The harness: a launch with a failing and a hanging process fails at the timeout with every
+    process's state and output tail, and the hanging one's child is killed with it."""
+    child = tmp_path / "child.pid"
+    hang = [
+        "import subprocess, time",
+        "p = subprocess.Popen(['sleep', '60'])",
+        f"open({str(child)!r}, 'w').write(str(p.pid))",
+        "print('waiting', flush=True)",
+        "time.sleep(60)",
+    ]
+    scripts = {
+        "fine": "print('done')",
+        "broken": "import sys; print('bad input'); sys.exit(3)",
+        "stuck": "; ".join(hang),
+    }
+    launches = [(k, [sys.executable, "-c", v], clean_env()) for k, v in scripts.items()]
+    with pytest.raises(AssertionError) as failed:
+        run_processes(launches, timeout=10)
+    message = str(failed.value)
+    assert message.startswith("fine: exit 0, broken: exit 3, stuck: timed out")
+    assert "done" in message and "bad input" in message and "waiting" in message
+    stat = Path(f"/proc/{child.read_text()}/stat")  # gone, or a zombie left to be reaped
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 # ---------------------------------------------------------------------------- subprocesses
 @pytest.mark.slow
 def test_ddp_and_a_simulated_two_node_launch_make_one_run_each_with_the_same_numbers(
