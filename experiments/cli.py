@@ -13,11 +13,19 @@ run (:mod:`experiments.wandb_setup`), and refuses changed model, data or optimiz
 
 The order of a command: parse; choose the run folder and fill in the config
 (``before_instantiate_classes``, nothing written); build model, data, loggers and callbacks; check
-and load ``--run.init_from`` into the model; create the run folder; build the Trainer; run. So a
+and load ``--run.init_from`` into the model; build the Trainer; create the run folder; run. So a
 configuration that cannot start leaves no folder behind, and a run that fails before it saved an
 epoch (data errors surface in the Trainer's setup) removes the folder it made. Only public
 LightningCLI hooks are overridden; ``pyproject.toml`` pins the Lightning versions they are tested
 with.
+
+Several processes (DDP) make one run: one folder, one ``config.yaml``, one ``metrics.csv``, one W&B
+run. Rank zero alone creates the folder and writes its files (the Trainer says which rank a process
+is, so the folder comes after it). The processes that Lightning starts on one node re-run the
+command and learn the folder from rank zero through ``LATENTLAB_RUN_DIR``; processes started apart
+(several nodes, or a launcher such as ``srun`` or ``torchrun``) must all be given the same
+``LATENTLAB_RUN_DIR`` (``experiments/cluster/slurm_multinode.sh`` does), else the run stops with an
+error that says so; a resume needs none, as every process finds the same newest run.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from jsonargparse import Namespace
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.nan_guard import NaNGuard
@@ -52,6 +60,7 @@ from experiments.nested_modules import nested_instantiators
 from experiments.resume import changed_settings, refusal_message
 from experiments.run_dirs import (
     RUN_DIR_ENV,
+    check_shared_run_dir,
     choose_run_dir,
     remove_run_dir,
     run_name_from_configs,
@@ -75,6 +84,20 @@ def last_checkpoint(dirpath: Path) -> RunCheckpoint:
     return RunCheckpoint(
         dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
+
+
+def started_apart(trainer: Trainer) -> str | None:
+    """Why the processes of ``trainer``'s run start as separate commands, so that rank zero cannot
+    tell the others its run folder (several nodes, or a cluster launcher); None when there is one
+    process or rank zero starts the others (DDP on one node)."""
+    if trainer.world_size == 1:
+        return None
+    if trainer.num_nodes > 1:
+        return f"--trainer.num_nodes={trainer.num_nodes}"
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is not None and environment.creates_processes_externally:
+        return f"started by a launcher: Lightning's {type(environment).__name__}"
+    return None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -260,7 +283,8 @@ class LatentLabCLI(LightningCLI):
     # ---------------------------------------------------------------- building
     def instantiate_classes(self) -> None:
         """Build model, data, loggers and callbacks; load ``--run.init_from`` (refused on any key
-        or shape mismatch); only then create the run folder; then build the Trainer."""
+        or shape mismatch); build the Trainer (nothing written yet); only then create the run
+        folder, on rank zero."""
         instantiators = nested_instantiators(self._active(self.config))
         self.config_init = self.parser.instantiate(self.config, instantiators=instantiators)
         built = self._active(self.config_init)
@@ -268,17 +292,22 @@ class LatentLabCLI(LightningCLI):
         if self._init_from:
             load_init_from(self.model, self._init_from)
             rank_zero_info(f"Fine-tuning from {', '.join(p.checkpoint for p in self._init_from)}")
+        self.trainer = self.instantiate_trainer()
         if self.run_dir is not None:
             self._create_run_dir()
-        self.trainer = self.instantiate_trainer()
 
     def _create_run_dir(self) -> None:
+        """Create the run folder and its W&B id file on rank zero; the other ranks write nothing
+        (processes started apart must have been given the folder: refused otherwise)."""
         assert self.run_dir is not None
-        self._made_run_dir = not self.run_dir.exists() and rank_zero_only.rank == 0
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        apart = started_apart(self.trainer)
+        if apart and not self._active(self.config).run.resume:
+            check_shared_run_dir(self.run_dir, self.environ, apart)
         self.environ[RUN_DIR_ENV] = str(self.run_dir)  # DDP children re-run the command: same one
-        if rank_zero_only.rank != 0:
+        if self.trainer.global_rank != 0:
             return
+        self._made_run_dir = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._resume_epoch is not None:
             trim_metrics(self.run_dir / "metrics.csv", last_epoch=self._resume_epoch)
         id_file = self.run_dir / WANDB_ID_FILE

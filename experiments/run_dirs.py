@@ -3,6 +3,11 @@
 A run's name is ``<method>/<dataset>[_<variant>]``, taken from its experiment YAML. Choosing a
 folder (:func:`choose_run_dir`) touches nothing on disk, so that the CLI can refuse a bad
 configuration before any folder exists; the CLI creates the folder afterwards.
+
+All processes of a run (DDP ranks) use one folder, named in ``LATENTLAB_RUN_DIR``
+(:data:`RUN_DIR_ENV`): rank zero sets it for the processes Lightning starts on its node; a launch
+whose processes start apart (one command per node, ``srun``) sets it for all of them
+(:func:`check_shared_run_dir` refuses a new run without it).
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import SetupError
+
 __all__ = [
     "EXPERIMENTS_DIR",
     "RUN_DIR_ENV",
     "TIMESTAMP_FORMAT",
+    "check_shared_run_dir",
     "choose_run_dir",
     "free_run_dir",
     "latest_run_dir",
@@ -91,9 +99,30 @@ def choose_run_dir(root: Path, name: str, resume: bool, environ: Mapping[str, st
     """
     if resume:
         return latest_run_dir(root, name)
-    if environ.get(RUN_DIR_ENV) and Path(environ[RUN_DIR_ENV]).parent == root / name:
-        return Path(environ[RUN_DIR_ENV])
+    given = environ.get(RUN_DIR_ENV)
+    if given and Path(given).resolve().parent == (root / name).resolve():
+        return Path(given)
     return free_run_dir(root, name)
+
+
+def check_shared_run_dir(run_dir: Path, environ: Mapping[str, str], why: str) -> None:
+    """Refuse a new ``run_dir`` that the processes of a run started apart (``why``) do not share.
+
+    Such processes (one command per node, or tasks of ``srun``) each choose a folder of their own
+    unless every one gets the same ``environ[RUN_DIR_ENV]`` under ``<root>/<name>/``; the error
+    names the variable and a value to give it.
+    """
+    given = environ.get(RUN_DIR_ENV)
+    if given and Path(given) == run_dir:
+        return
+    found = f"{RUN_DIR_ENV}={given} is not under {run_dir.parent}" if given else "it is not set"
+    raise SetupError(
+        f"{RUN_DIR_ENV} must name the run folder when the processes of a run start apart "
+        f"({why}), and {found}: each process would make a folder of its own. Give all of them "
+        f"the same one, e.g. run `export {RUN_DIR_ENV}={run_dir}` before starting them "
+        "(experiments/cluster/slurm_multinode.sh sets it), or add --run.resume=true to continue "
+        "the newest run of this name."
+    )
 
 
 def remove_run_dir(run_dir: Path, root: Path) -> None:

@@ -30,17 +30,20 @@ import argparse
 import csv
 import importlib
 import math
+import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from experiments.run_dirs import RUN_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -221,15 +224,26 @@ def run_command(name: str, root: Path, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "experiments", "run", *configs, f"--run.root={root}", *args]
 
 
+def run_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of one run: ``environ`` without ``LATENTLAB_RUN_DIR`` (a cluster job's, or
+    a DDP parent's), which would put every seed of a cell into that one folder."""
+    return {k: v for k, v in environ.items() if k != RUN_DIR_ENV}
+
+
 def _run_seeds(name: str, jobs: list[tuple[int, list[str]]], root: Path, log_dir: Path) -> list:
-    """Run one experiment's seeds in turn; return ``(name, seed, log)`` of the failed ones."""
+    """Run one experiment's seeds in turn, each choosing its own run folder; return
+    ``(name, seed, log)`` of the failed ones."""
     failed = []
     for seed, args in jobs:
         log = log_dir / f"{name.replace('/', '__')}_seed{seed}.log"
         print(f"run {name} seed {seed} (log {log})", flush=True)
         with log.open("w") as out:
             code = subprocess.call(
-                run_command(name, root, args), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+                run_command(name, root, args),
+                cwd=REPO,
+                env=run_env(os.environ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         if code != 0:
             failed.append((name, seed, log))

@@ -13,6 +13,7 @@ import yaml
 
 from datamodules.synthetic.mnist import write_synthetic_mnist
 from experiments.mil_lstm.table71 import TABLE as TABLE71
+from experiments.run_dirs import RUN_DIR_ENV
 from experiments.tables import (
     REPORT_MARKER,
     Table,
@@ -99,8 +100,10 @@ def _test_error(run_dir: Path) -> float:
         return [float(r["test/error"]) for r in csv.DictReader(f) if r.get("test/error")][-1]
 
 
-def test_table_runs_seeds_through_the_cli_and_resumes(tmp_path):
-    """Two seeds of one cell via `python -m experiments run`; a second call runs nothing."""
+def test_table_runs_seeds_through_the_cli_and_resumes(tmp_path, monkeypatch):
+    """Two seeds of one cell via `python -m experiments run`, each in its own run folder (also
+    where the caller's environment names one, as in a cluster job); a second call runs nothing."""
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "runs" / NAME / "from_the_job"))
     twin = write_synthetic_mnist(tmp_path / "twin")
     overrides = [
         f"--data.init_args.root={twin}",
