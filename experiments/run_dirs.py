@@ -125,6 +125,13 @@ def check_shared_run_dir(run_dir: Path, environ: Mapping[str, str], why: str) ->
     )
 
 
+def new_runs_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a command that starts runs of its own (a table's seeds, a sweep's
+    trials): ``environ`` without ``LATENTLAB_RUN_DIR`` (a cluster job's, or a DDP parent's), which
+    would put all of those runs into that one folder."""
+    return {k: v for k, v in environ.items() if k != RUN_DIR_ENV}
+
+
 def remove_run_dir(run_dir: Path, root: Path) -> None:
     """Delete ``run_dir`` and then its parents up to ``root`` (excluded) that are left empty."""
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.run_dirs import run_name_from_configs
+from experiments.run_dirs import new_runs_env, run_name_from_configs
 from experiments.sweep_agent import cli_args, command_problems, expand_command, program_index
 from experiments.sweep_file import (
     Sweep,
@@ -218,7 +218,7 @@ def run_local(
         print(f"{head}: running, log {shown_path(trial.log)}", flush=True)
         with trial.log.open("w") as out:
             code = subprocess.call(
-                argv, cwd=REPO, env=dict(environ), stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=REPO, env=new_runs_env(environ), stdout=out, stderr=subprocess.STDOUT
             )
         trial.run_dir = find_run(runs, wanted, sweep.metric)
         if trial.run_dir is not None:
@@ -299,7 +299,7 @@ def run_with_wandb(
     agent += ["--count", str(count)] if count else []
     more = shlex.join([shown_path(Path(agent[0])), *agent[1:], sweep_id])
     print(f"More agents, from the repository root of any machine with it installed: {more}")
-    return subprocess.call([*agent, sweep_id], cwd=REPO)
+    return subprocess.call([*agent, sweep_id], cwd=REPO, env=new_runs_env(os.environ))
 
 
 # ---------------------------------------------------------------------------- command line

@@ -35,7 +35,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from experiments.run_dirs import RUN_DIR_ENV
+from experiments.run_dirs import new_runs_env
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -224,12 +224,6 @@ def run_command(name: str, root: Path, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "experiments", "run", *configs, f"--run.root={root}", *args]
 
 
-def run_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment of one run: ``environ`` without ``LATENTLAB_RUN_DIR`` (a cluster job's, or
-    a DDP parent's), which would put every seed of a cell into that one folder."""
-    return {k: v for k, v in environ.items() if k != RUN_DIR_ENV}
-
-
 def _run_seeds(name: str, jobs: list[tuple[int, list[str]]], root: Path, log_dir: Path) -> list:
     """Run one experiment's seeds in turn, each choosing its own run folder; return
     ``(name, seed, log)`` of the failed ones."""
@@ -241,7 +235,7 @@ def _run_seeds(name: str, jobs: list[tuple[int, list[str]]], root: Path, log_dir
             code = subprocess.call(
                 run_command(name, root, args),
                 cwd=REPO,
-                env=run_env(os.environ),
+                env=new_runs_env(os.environ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -17,7 +17,7 @@ import yaml
 
 from experiments import sweep as sweep_module
 from experiments import sweep_file
-from experiments.run_dirs import run_name_from_configs
+from experiments.run_dirs import RUN_DIR_ENV, run_name_from_configs
 from experiments.sweep import TrialParser, check_trials, main, offline_reason, trial_runs
 from experiments.sweep_agent import agent_args, cli_args, command_problems, expand_command
 from experiments.sweep_file import SWEEPS, SweepError, load_sweep, sweep_path
@@ -308,6 +308,7 @@ def fake_cli(fail_seeds: set[int], calls: list):
 
     def call(argv, cwd, env, stdout, stderr):
         assert cwd == REPO and stderr == sweep_module.subprocess.STDOUT
+        assert RUN_DIR_ENV not in env  # a cluster job's folder would take every trial
         runs, wanted = trial_runs(argv)
         seed = wanted["seed_everything"]
         calls.append(seed)
@@ -331,7 +332,7 @@ def test_local_sweep_ranks_trials_reports_failures_and_resumes(tmp_path, monkeyp
     calls: list[int] = []
     monkeypatch.setattr(sweep_module.subprocess, "call", fake_cli({2}, calls))
     argv = [str(path), "--local", "--root", str(root)]
-    assert main(argv, {}) == 1 and calls == [3, 2, 1]
+    assert main(argv, {RUN_DIR_ENV: str(root / "job")}) == 1 and calls == [3, 2, 1]
     out = capsys.readouterr().out
     assert "Local sweep (--local): 3 grid trials" in out and "trial output of seed 2" in out
     table = (root / "sweeps" / "sweep.md").read_text()
