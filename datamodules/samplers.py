@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DistributedSampler
 
+from datamodules.formats.errors import SettingError
 from datamodules.sharding import replicas_and_rank
 
 
@@ -44,8 +45,8 @@ class ClassSetSampler(DistributedSampler):
         rank: r; default from ``torch.distributed`` (0 when not initialized).
 
     Raises:
-        ValueError: W*N exceeds the number of classes (names ``--data.init_args.classes_per_batch``
-            and the largest N that works on W ranks).
+        SettingError: W*N exceeds the number of classes (names
+            ``--data.init_args.classes_per_batch`` and the largest N that works on W ranks).
     """
 
     def __init__(
@@ -120,7 +121,7 @@ def check_enough_classes(
         return
     flag = "--data.init_args.classes_per_batch"
     if num_replicas == 1:
-        raise ValueError(
+        raise SettingError(
             f"{flag}={classes_per_batch} but the training split has only {num_classes} "
             f"classes: set {flag}={num_classes} or fewer"
         )
@@ -132,7 +133,7 @@ def check_enough_classes(
         )
     else:
         hint = f"set {flag}={num_classes // num_replicas} or fewer"
-    raise ValueError(
+    raise SettingError(
         f"{flag}={classes_per_batch} {where} needs {needed} distinct classes per step but the "
         f"training split has only {num_classes}: {hint}"
     )

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sized
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from datamodules.formats.errors import SettingError
+
 
 def replicas_and_rank(num_replicas: int | None = None, rank: int | None = None) -> tuple[int, int]:
     """``(world size, rank)``: the given values, else the process group's, else ``(1, 0)``."""
@@ -45,7 +47,7 @@ class UnrepeatedDistributedSampler(DistributedSampler):
         split: Name of the split, for the error message.
 
     Raises:
-        ValueError: The dataset has fewer items than ranks, but some (a rank would evaluate
+        SettingError: The dataset has fewer items than ranks, but some (a rank would evaluate
             nothing while the others evaluate; an empty split stays empty on every rank).
     """
 
@@ -58,7 +60,7 @@ class UnrepeatedDistributedSampler(DistributedSampler):
     ) -> None:
         num_replicas, rank = replicas_and_rank(num_replicas, rank)
         if 0 < len(dataset) < num_replicas:
-            raise ValueError(
+            raise SettingError(
                 f"the {split} split has {len(dataset)} items but {num_replicas} processes "
                 f"evaluate it, and every process needs at least one: run on at most "
                 f"{len(dataset)}, e.g. --trainer.devices={len(dataset)} --trainer.num_nodes=1"

@@ -23,7 +23,11 @@ from argparse import ArgumentError
 # user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from datamodules.formats.errors import DatasetNotFoundError, FormatError  # noqa: E402
+from datamodules.formats.errors import (  # noqa: E402
+    DatasetNotFoundError,
+    FormatError,
+    SettingError,
+)
 from experiments.cli import LatentLabCLI  # noqa: E402
 from experiments.config_errors import (  # noqa: E402
     ConfigError,
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ArgumentError) as error:
         print(f"error: {explain(error, args, options)}", file=sys.stderr)
         sys.exit(2)
-    except (SetupError, DatasetNotFoundError, FormatError) as error:
+    except (SetupError, SettingError, DatasetNotFoundError, FormatError) as error:
         # a run that cannot start as asked, or data missing or malformed: the message names the
         # file and says what to do; a traceback would only push it off the screen
         print(f"error: {error}", file=sys.stderr)

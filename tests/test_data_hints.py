@@ -190,3 +190,28 @@ def test_a_data_error_is_one_message_whose_flags_reach_the_nested_module(tmp_pat
     assert "\nerror: CelebA not found" in f"\n{err}" and "Traceback" not in err
     flags = re.findall(r"--data\.init_args\.[\w.]+=", err)
     assert flags and all(f.startswith("--data.init_args.source.init_args.") for f in flags)
+
+
+def test_a_class_set_larger_than_the_classes_is_one_message(tmp_path, capsys):
+    """N x m batches of more classes than the training split holds: the run stops at setup with
+    the flag and a value that works (exit 2, no traceback), and leaves no run folder."""
+    from datamodules.synthetic.birds import make_synthetic_cub
+    from experiments.__main__ import main
+
+    root = make_synthetic_cub(tmp_path / "birds", 3, (4, 1, 1), (40, 48), seed=0)
+    repo = Path(__file__).resolve().parents[1]
+    args = [
+        "run", "--config", str(repo / "experiments" / "_base.yaml"),
+        "--config", str(repo / "experiments" / "minmaxcam" / "synthetic.yaml"),
+        f"--data.init_args.root={root}", "--model.init_args.num_classes=3",
+        f"--run.root={tmp_path / 'runs'}", "--trainer.logger=false",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "\nerror: --data.init_args.classes_per_batch=10 but the training split has only 3" in (
+        f"\n{err}"
+    )
+    assert not list((tmp_path / "runs").rglob("*"))

@@ -23,6 +23,11 @@ class FormatError(ValueError):
         return type(self), self._args
 
 
+class SettingError(ValueError):
+    """A data-module setting the data (or the number of processes) cannot serve; the message names
+    the flag and a value that works."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset or one of its files is absent; the message says where to get it, laid out how."""
 
