@@ -42,14 +42,18 @@ def log_global(pl_module: LightningModule, values: Mapping[str, float | Tensor])
     """
     mine = {name: _as_float(v) for name, v in values.items()}
     views = gather_items([mine], order="rank")
-    for rank, theirs in enumerate(views):
-        differ = sorted(set(mine) ^ set(theirs))
-        differ += sorted(k for k in set(mine) & set(theirs) if not _same(mine[k], theirs[k]))
-        if differ:
-            raise ValueError(
-                f"log_global: rank {rank} and this rank hold different values for {differ}; "
-                "compute them from gathered data or synced metric states on every rank"
-            )
+    names = sorted(set().union(*views))
+    differ = [
+        name
+        for name in names
+        if any(name not in v or not _same(v[name], views[0].get(name, math.nan)) for v in views)
+    ]
+    if differ:
+        per_rank = {name: [v.get(name) for v in views] for name in differ}
+        raise ValueError(
+            f"log_global: the ranks hold different values (rank by rank) {per_rank}; compute "
+            "them from gathered data or synced metric states on every rank"
+        )
     device = pl_module.device
     logged = {name: torch.tensor(v, dtype=torch.float64, device=device) for name, v in mine.items()}
     pl_module.log_dict(logged, sync_dist=True, reduce_fx="max", on_step=False, on_epoch=True)
