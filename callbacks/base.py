@@ -16,7 +16,9 @@ The base does the rest, once for every callback:
   0``) for ``every_n_epochs = n`` and always after the last epoch; test always;
 - device rule: the stage's metrics live on ``pl_module.device``; state is synced across processes
   by the metrics themselves (``dist_reduce_fx``), so every rank calls ``report`` and values are
-  global; drawing and file writing are left to rank zero (``trainer.is_global_zero``);
+  global; ``report`` logs them with ``callbacks.global_log.log_global`` (exact, the same on every
+  rank), gathers per-item data with ``callbacks.gather`` (uneven shares), and leaves drawing and
+  file writing to rank zero (``trainer.is_global_zero``), never a collective inside that branch;
 - keys: at setup, when the module lists ``evaluation_outputs``, every key of ``required_keys``
   must be among them, else a ``ValueError`` names the missing keys; at every step the output dict
   must hold them, else the same error. Nothing is skipped silently.

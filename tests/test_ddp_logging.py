@@ -48,7 +48,9 @@ class Shards(LightningDataModule):
         ddp = torch.distributed.is_initialized()
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if ddp else (1, 0)
         sampler = Unrepeated(self.items, num_replicas=world, rank=rank, shuffle=False)
-        return DataLoader(self.items, self.batch_size, sampler=sampler, collate_fn=self.collate)
+        return DataLoader(
+            self.items, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
+        )
 
     val_dataloader = test_dataloader = predict_dataloader = _loader
 
@@ -86,6 +88,7 @@ def run(tmp_path, devices: int, model, data, stage: str, callbacks=()) -> list[d
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[Record(out), *callbacks],
+        default_root_dir=tmp_path / f"root_{stage}_{devices}",
     )
     getattr(trainer, stage)(model, datamodule=data)
     return [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(devices)]
