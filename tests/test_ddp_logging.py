@@ -94,10 +94,13 @@ def run(tmp_path, devices: int, model, data, stage: str, callbacks=()) -> list[d
     return [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(devices)]
 
 
-def assert_same_as_one_process(tmp_path, model, data, stage: str, callbacks=(), rel=0.0):
-    """Both ranks log the same keys and values, equal to one process's (within ``rel``)."""
-    alone = run(tmp_path, 1, model, data, stage, callbacks)[0]
-    ranks = run(tmp_path, 2, model, data, stage, callbacks)
+def assert_same_as_one_process(tmp_path, make_model, data, stage, make_callbacks=list, rel=0.0):
+    """Both ranks log the same keys and values, equal to one process's (within ``rel``).
+
+    ``make_model()`` and ``make_callbacks()`` build fresh objects for each run.
+    """
+    alone = run(tmp_path, 1, make_model(), data, stage, make_callbacks())[0]
+    ranks = run(tmp_path, 2, make_model(), data, stage, make_callbacks())
     assert ranks[0] == ranks[1]
     assert ranks[0] == pytest.approx(alone, rel=rel, abs=0.0)
     return alone
@@ -124,7 +127,7 @@ class Tiny(LightningModule):
 @pytest.mark.slow
 def test_epoch_means_and_global_values_over_uneven_shares(tmp_path):
     items = [torch.tensor(float(i) ** 2) for i in range(ITEMS)]
-    alone = assert_same_as_one_process(tmp_path, Tiny(), Shards(items), "validate")
+    alone = assert_same_as_one_process(tmp_path, Tiny, Shards(items), "validate")
     # the item-weighted mean, not the mean of batch means nor a floored count (Lightning's
     # sync_dist mean of 4 + 3 items would divide by 6)
     assert alone == {"val/mean": 13.0, "val/first": 0.0, "val/items": 7.0}

@@ -21,6 +21,7 @@ from datamodules.mnist_bags import collate_bags
 from lightning_modules.face_attributes import FaceAttributeClassifier
 from lightning_modules.face_attributes.label_writer import WriteAttributeLabels
 from lightning_modules.mil_lstm import LSTMPooling, MILModule
+from lightning_modules.mil_lstm.studies import LogMILStudies
 from lightning_modules.minmaxcam import MinMaxCAM
 from lightning_modules.minmaxcam.region_features import LogRegionFeatures
 
@@ -35,7 +36,7 @@ def _generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-def test_mil_validation_and_its_checkpoint_monitor(tmp_path):
+def _bags() -> list[dict]:
     g = _generator()
     bags = []
     for i in range(ITEMS):
@@ -47,11 +48,31 @@ def test_mil_validation_and_its_checkpoint_monitor(tmp_path):
                 "bag_label": torch.tensor(float(i % 2)),
             }
         )
+    return bags
+
+
+def _instances(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DataModule's ``instances(split)``: 40 images and their digits."""
+    g = _generator()
+    return torch.randn(40, 1, 28, 28, generator=g), torch.arange(40) % 10
+
+
+def _mil() -> MILModule:
     torch.manual_seed(0)
-    model = MILModule(partial(LSTMPooling, hidden_dim=8), feature_dim=16)
-    data = Shards(bags, collate=collate_bags, is_regression=False)
-    alone = assert_same_as_one_process(tmp_path, model, data, "validate", rel=REL)
+    return MILModule(partial(LSTMPooling, hidden_dim=8), feature_dim=16)
+
+
+def test_mil_validation_and_its_checkpoint_monitor(tmp_path):
+    data = Shards(_bags(), collate=collate_bags, is_regression=False)
+    alone = assert_same_as_one_process(tmp_path, _mil, data, "validate", rel=REL)
     assert {"val/loss", "val/error", "val/select", "val/auroc"} <= set(alone)
+
+
+def test_mil_test_with_the_clustering_study(tmp_path):
+    data = Shards(_bags(), collate=collate_bags, is_regression=False, instances=_instances)
+    studies = partial(LogMILStudies, order_repeats=0, cluster_k=2, tsne=False)
+    alone = assert_same_as_one_process(tmp_path, _mil, data, "test", lambda: [studies()], rel=REL)
+    assert {"test/loss", "test/error", "test/auroc", "test/cluster_score"} <= set(alone)
 
 
 def _images(with_labels: bool) -> list[dict]:
@@ -65,12 +86,18 @@ def _images(with_labels: bool) -> list[dict]:
     return items
 
 
-def test_minmaxcam_test_with_localization_and_region_features(tmp_path):
+def _minmaxcam() -> MinMaxCAM:
     torch.manual_seed(0)
-    model = MinMaxCAM(backbone="tiny", num_classes=6, width=4, crr_weight=0.0, frr_weight=0.0)
-    callbacks = [LogWSOLMetrics(image_size=32, workers=1), LogRegionFeatures(classes=[0, 1])]
+    return MinMaxCAM(backbone="tiny", num_classes=6, width=4, crr_weight=0.0, frr_weight=0.0)
+
+
+def _cam_callbacks() -> list:
+    return [LogWSOLMetrics(image_size=32, workers=1), LogRegionFeatures(classes=[0, 1])]
+
+
+def test_minmaxcam_test_with_localization_and_region_features(tmp_path):
     data = Shards(_images(with_labels=True), num_classes=6)
-    alone = assert_same_as_one_process(tmp_path, model, data, "test", callbacks, rel=REL)
+    alone = assert_same_as_one_process(tmp_path, _minmaxcam, data, "test", _cam_callbacks, rel=REL)
     assert {"test/accuracy", "test/maxboxacc", "test/top1_loc", "test/dispersion_f"} <= set(alone)
 
 
@@ -96,10 +123,11 @@ def _face_classifier() -> FaceAttributeClassifier:
 
 
 def test_face_attributes_test_thresholds_and_auroc(tmp_path):
-    callbacks = [LogAUROC(plot=False, csv=False)]
     data = Shards(_faces(), attribute_names=NAMES, num_attributes=len(NAMES))
-    model = _face_classifier()
-    alone = assert_same_as_one_process(tmp_path, model, data, "test", callbacks, rel=REL)
+    auroc = partial(LogAUROC, plot=False, csv=False)
+    alone = assert_same_as_one_process(
+        tmp_path, _face_classifier, data, "test", lambda: [auroc()], rel=REL
+    )
     assert {"test/loss", "test/hamming", "test/hamming_tuned", "test/auroc_macro"} <= set(alone)
 
 

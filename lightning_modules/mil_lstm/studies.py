@@ -144,7 +144,9 @@ class LogMILStudies(EvaluationCallback):
         self.order_repeats, self.cluster_k, self.tsne = order_repeats, cluster_k, tsne
         self.cluster_groups = cluster_groups or []
         self.max_points, self.seed = max_points, seed
-        self._generator = torch.Generator()
+        # made per test epoch and dropped after it: a torch.Generator does not pickle through
+        # torch.multiprocessing (ddp_spawn pickles the trainer, its callbacks included)
+        self._generator: torch.Generator | None = None
         self._trajectories: list[tuple[torch.Tensor, float]] = []
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -157,7 +159,7 @@ class LogMILStudies(EvaluationCallback):
             raise ValueError(f"LogMILStudies needs {missing} (see lightning_modules/mil_lstm)")
 
     def make_metrics(self, stage: str) -> _OrderCounts:
-        self._generator.manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
         self._trajectories = []
         return _OrderCounts(max(self.order_repeats, 1))
 
@@ -169,7 +171,7 @@ class LogMILStudies(EvaluationCallback):
             self._keep_trajectories(batch, pl_module)
 
     def report(self, stage: str, metrics, trainer: Trainer, pl_module: LightningModule) -> None:
-        results = {}
+        results, self._generator = {}, None
         if self.order_repeats > 0:
             wrong, total = metrics.compute()  # summed over ranks
             mean, std = order_errors(wrong, int(total))
