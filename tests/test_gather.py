@@ -8,6 +8,7 @@ import pytest
 import torch
 from ranks import run_in_group
 
+from callbacks.base import FirstBatch
 from callbacks.gather import gather_items, gather_rows, interleaved_positions
 from callbacks.global_log import log_global
 
@@ -35,6 +36,10 @@ def _gather_a_share(rank: int, world: int, out: str) -> None:
         gather_rows(_whole()[: 2 + rank])  # 2 and 3 rows: not a strided sharding
     except ValueError as error:
         result["error"] = str(error)
+    panel = FirstBatch(3)  # 10 items, batches of 4: rank r's first batch is r, r + 2, ...
+    panel.keep({"x": torch.arange(10)[rank::2][:4], "id": [f"i{i}" for i in range(rank, 8, 2)]})
+    panel.gather(world)
+    result["panel"] = {"x": panel.values["x"].tolist(), "id": panel.values["id"]}
     try:
         log_global(_NoLog(), {"test/equal": 1.0, "test/score": float(rank)})
     except ValueError as error:
@@ -54,6 +59,7 @@ def test_gather_restores_the_dataset_order_of_uneven_shares(tmp_path):
     assert parts[0]["bool"] == (whole[:, 0] > 4).tolist()
     assert parts[0]["names"] == [f"item{i}" for i in range(ITEMS)]
     assert "[2, 3] are not a strided sharding of 5 items" in parts[0]["error"]
+    assert parts[0]["panel"] == {"x": [0, 1, 2], "id": ["i0", "i1", "i2"]}  # one process's rows
     assert "different values (rank by rank) {'test/score': [0.0, 1.0]}" in parts[0]["log_error"]
 
 
