@@ -55,5 +55,6 @@ def log_global(pl_module: LightningModule, values: Mapping[str, float | Tensor])
             "them from gathered data or synced metric states on every rank"
         )
     device = pl_module.device
-    logged = {name: torch.tensor(v, dtype=torch.float64, device=device) for name, v in mine.items()}
-    pl_module.log_dict(logged, sync_dist=True, reduce_fx="max", on_step=False, on_epoch=True)
+    for name, value in mine.items():
+        tensor = torch.tensor(value, dtype=torch.float64, device=device)
+        pl_module.log(name, tensor, sync_dist=True, reduce_fx="max", on_step=False, on_epoch=True)
