@@ -33,6 +33,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from callbacks import keys
 from callbacks.base import EvaluationCallback, evaluated_epoch
+from callbacks.global_log import log_global
 from callbacks.panels import (
     attribute_bar_chart,
     local_log_dir,
@@ -141,8 +142,8 @@ class LogAUROC(EvaluationCallback):
 
     def report(self, stage: str, metrics, trainer: Trainer, pl_module: LightningModule) -> None:
         if not metrics.update_called:
-            # under DDP the distributed sampler gives every rank as many batches, so all ranks
-            # take this branch together and no collective is left unmatched
+            # the evaluation sampler gives every rank at least one item when there is any, so
+            # all ranks take this branch together and no collective is left unmatched
             rank_zero_warn(f"LogAUROC: no {stage} batches were evaluated; nothing logged")
             return
         scores, target = metrics.compute()  # gathered from every process under DDP
@@ -180,7 +181,7 @@ class LogAUROC(EvaluationCallback):
         macro: float,
         num_defined: int,
     ) -> None:
-        # values are already global (gathered states); sync_dist only averages identical copies
+        # values are already global (gathered states): logged as such, exact on every rank
         log = {
             f"{stage}/auroc/{n}": v
             for n, v in zip(names, auroc.tolist(), strict=True)
@@ -189,7 +190,7 @@ class LogAUROC(EvaluationCallback):
         if not math.isnan(macro):
             log[f"{stage}/auroc_macro"] = macro
         log[f"{stage}/auroc_num_defined"] = float(num_defined)
-        pl_module.log_dict(log, sync_dist=True)
+        log_global(pl_module, log)
 
     def _chart(self, stage: str, names: list[str], auroc: Tensor, macro: float):
         order = list(range(len(names)))

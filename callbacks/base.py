@@ -16,7 +16,9 @@ The base does the rest, once for every callback:
   0``) for ``every_n_epochs = n`` and always after the last epoch; test always;
 - device rule: the stage's metrics live on ``pl_module.device``; state is synced across processes
   by the metrics themselves (``dist_reduce_fx``), so every rank calls ``report`` and values are
-  global; drawing and file writing are left to rank zero (``trainer.is_global_zero``);
+  global; ``report`` logs them with ``callbacks.global_log.log_global`` (exact, the same on every
+  rank), gathers per-item data with ``callbacks.gather`` (uneven shares), and leaves drawing and
+  file writing to rank zero (``trainer.is_global_zero``), never a collective inside that branch;
 - keys: at setup, when the module lists ``evaluation_outputs``, every key of ``required_keys``
   must be among them, else a ``ValueError`` names the missing keys; at every step the output dict
   must hold them, else the same error. Nothing is skipped silently.
@@ -33,6 +35,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from callbacks import keys as output_keys
+from callbacks.gather import gather_items
 
 STAGES: tuple[str, ...] = ("val", "test")
 
@@ -185,6 +188,31 @@ class FirstBatch(nn.Module):
             k: v[:n].detach().cpu() if isinstance(v, torch.Tensor) else list(v[:n])
             for k, v in values.items()
         }
+
+    def gather(self, world_size: int) -> None:
+        """Replace ``values`` by the first ``num_images`` rows of the stage over all ranks.
+
+        Every rank sends its first ``ceil(num_images / world_size)`` rows; in dataset order
+        (``callbacks.gather``), cut to the rows of the longest first batch kept, they are the
+        rows one process keeps, so a panel does not depend on the world size. Call it on every
+        rank (collectives) before drawing on rank zero.
+        """
+        if world_size <= 1:
+            return
+        share = -(-self.num_images // world_size)
+        values = self.values or {}
+        count = min((len(v) for v in values.values()), default=0)
+        rows = [{k: v[i] for k, v in values.items()} for i in range(min(share, count))]
+        longest = max(gather_items([count], order="rank"))  # one process keeps its first batch's
+        rows = gather_items(rows)[:longest]
+        if not rows:
+            self.values = None
+            return
+        self.values = {
+            k: torch.stack([r[k] for r in rows]) if isinstance(rows[0][k], torch.Tensor)
+            else [r[k] for r in rows]
+            for k in rows[0]
+        }  # fmt: skip
 
 
 def is_evaluation_epoch(trainer: Trainer, every_n_epochs: int) -> bool:

@@ -122,6 +122,7 @@ class LogCAMOverlay(EvaluationCallback):
     def report(
         self, stage: str, metrics: FirstBatch, trainer: Trainer, pl_module: LightningModule
     ) -> None:
+        metrics.gather(trainer.world_size)  # every rank: the first rows in dataset order
         if not trainer.is_global_zero or metrics.values is None:
             return
         batch = metrics.values

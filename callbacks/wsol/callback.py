@@ -18,6 +18,7 @@ from typing import Any
 from lightning import LightningModule, Trainer
 
 from callbacks.base import EvaluationCallback, declared_outputs
+from callbacks.global_log import log_global
 from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from callbacks.wsol.boxes import Method
 from callbacks.wsol.metrics import Variant, WSOLMetrics
@@ -100,7 +101,6 @@ class LogWSOLMetrics(EvaluationCallback):
     def report(
         self, stage: str, metrics: WSOLMetrics, trainer: Trainer, pl_module: LightningModule
     ) -> None:
-        values = metrics.compute()
-        for name, value in values.items():
-            pl_module.log(f"{stage}/{name}", value, sync_dist=False)
+        values = metrics.compute()  # summed over ranks: the same on every rank
+        log_global(pl_module, {f"{stage}/{name}": value for name, value in values.items()})
         self.last = {f"{stage}/{name}": value for name, value in values.items()}

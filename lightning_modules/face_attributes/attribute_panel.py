@@ -84,6 +84,7 @@ class LogAttributePanel(EvaluationCallback):
         metrics.keep({"image": batch["image"], "logits": logits.float(), "target": target})
 
     def report(self, stage: str, metrics: FirstBatch, trainer: Trainer, pl_module) -> None:
+        metrics.gather(trainer.world_size)  # every rank: the first rows in dataset order
         if metrics.values is None or not trainer.loggers or not trainer.is_global_zero:
             return
         panel = self.render(trainer, metrics)

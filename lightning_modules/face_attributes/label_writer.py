@@ -2,12 +2,15 @@
 
 Consumes ``predict_step`` outputs ``{"probs" (B, L), "image_id" list[str]}`` of any multi-label
 classifier and the module's per-attribute ``thresholds`` buffer (duck-typed, no method import).
+Under DDP every rank gathers the rows of all ranks in dataset order (``callbacks.gather``) and
+rank zero writes the files, which are those of a one-process run.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
+from callbacks.gather import gather_items, gather_rows
 from callbacks.panels import (
     figure_to_image,
     local_log_dir,
@@ -117,19 +121,17 @@ class WriteAttributeLabels(BasePredictionWriter):
         log_images(trainer, "predict/positive_rate", [chart], [f"{self.prefix} positive rate"])
 
     def _gather(self, trainer: Trainer) -> tuple[list[str], torch.Tensor]:
-        ids, probs = self._ids, torch.cat(self._probs) if self._probs else torch.zeros(0, 0)
-        if trainer.world_size > 1:
-            import torch.distributed as dist
-
-            parts: list[Any] = [None] * trainer.world_size
-            dist.all_gather_object(parts, (ids, probs))
-            seen: dict[str, torch.Tensor] = {}
-            for part_ids, part_probs in parts:
-                for i, p in zip(part_ids, part_probs, strict=True):
-                    seen.setdefault(i, p)  # the distributed sampler pads with repeats
-            ids, probs = list(seen), torch.stack(list(seen.values()))
+        """Every rank's rows in dataset order: the files are those of one process."""
+        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, 0)
+        ids, probs = gather_items(self._ids), gather_rows(probs)
         if not ids:
             raise ValueError("no predictions to write: the predict dataloader was empty")
+        repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if repeated:
+            raise ValueError(
+                f"WriteAttributeLabels: image ids predicted more than once: {repeated[:5]}; the "
+                "predict loader repeats items (use the DataModule's predict_dataloader)"
+            )
         return ids, probs
 
     def write_files(self, out_dir: Path, ids, names, probs, hard, thresholds) -> None:

@@ -20,8 +20,11 @@ from lightning import LightningModule
 from torchmetrics.classification import MultilabelHammingDistance
 
 from callbacks import keys
+from callbacks.gather import gather_rows
+from callbacks.global_log import log_global
 from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.face_attributes.losses import attribute_bce, attribute_weights
 from lightning_modules.face_attributes.thresholds import (
     hamming_per_label,
@@ -97,6 +100,7 @@ class FaceAttributeClassifier(LightningModule):
         self.train_hamming = MultilabelHammingDistance(**metric)
         self.val_hamming = MultilabelHammingDistance(**metric)
         self.test_hamming = MultilabelHammingDistance(**metric)
+        self.losses = EpochMeans(f"{stage}/loss" for stage in ("train", "val", "test"))
         self._test_probs: list[torch.Tensor] = []
         self._test_target: list[torch.Tensor] = []
 
@@ -152,9 +156,10 @@ class FaceAttributeClassifier(LightningModule):
         loss = attribute_bce(logits, target, self.class_weights, self.hparams.weight_mode)
         metric = getattr(self, f"{stage}_hamming")
         metric.update(torch.sigmoid(logits.detach()), target.long())
-        kw = {"on_epoch": True, "batch_size": target.shape[0]}
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", prog_bar=True, **kw)
-        self.log(f"{stage}/hamming", metric, on_step=False, prog_bar=stage != "train", **kw)
+        size, train = target.shape[0], stage == "train"
+        epoch = {"on_epoch": True, "batch_size": size}
+        self.losses.log(self, {f"{stage}/loss": loss}, on_step=train, prog_bar=True, **epoch)
+        self.log(f"{stage}/hamming", metric, on_step=False, prog_bar=not train, **epoch)
         return {"loss": loss, keys.LOGITS: logits.detach(), keys.TARGET: target}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -195,17 +200,16 @@ class FaceAttributeClassifier(LightningModule):
         self.thresholds.copy_(taus.float())
         self.thresholds_tuned.fill_(True)
         at_half = hamming_per_label(probs, target, torch.full_like(taus, 0.5))
-        self.log("test/hamming_tuned", tuned.mean().float())
-        self.log("test/hamming_at_0.5", at_half.mean().float())
+        log_global(
+            self, {"test/hamming_tuned": tuned.mean(), "test/hamming_at_0.5": at_half.mean()}
+        )
         log_dir = self.trainer.log_dir
         if self.trainer.is_global_zero and log_dir is not None:
             self._write_thresholds(Path(log_dir), probs, target, tuned, at_half)
 
     def _gather(self, values: torch.Tensor) -> torch.Tensor:
-        if self.trainer.world_size <= 1:
-            return values
-        gathered = self.all_gather(values.to(self.device))
-        return gathered.reshape(-1, *values.shape[1:]).cpu()
+        """Every rank's test rows, in dataset order (``callbacks.gather.gather_rows``)."""
+        return gather_rows(values).cpu()
 
     def _write_thresholds(self, out_dir, probs, target, tuned, at_half) -> None:
         """``thresholds.json`` {name: tau} and ``threshold_search.csv`` (per-attribute report)."""

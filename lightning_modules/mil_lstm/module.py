@@ -23,7 +23,9 @@ the pooling's result, so a batch gives the per-bag outputs. ``validation_step``/
 return (``callbacks/keys.py``) ``PROBS`` + ``TARGET`` (B, 1) for classification and ``COUNT`` +
 ``TARGET_COUNT`` (B,) for counting. Logged: ``{stage}/loss``, ``{stage}/error`` (percent),
 ``{stage}/auroc`` (classification), ``{stage}/mae`` (counting), ``val/select`` (loss + error
-fraction, the model-selection key).
+fraction, the model-selection key). The val/test values are item-weighted means over every bag
+of all ranks (``components/epoch_means.py``), the same on each rank under DDP; ``train/*`` are
+step values of each rank's own batch.
 
 In a YAML the pooling is a ``class_path`` / ``init_args`` entry without ``feature_dim`` (the
 module passes it); in Python, the class or a ``functools.partial`` of it. The pooling is not a
@@ -46,6 +48,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from callbacks import keys
 from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.lenet import LeNetInstanceEncoder
 from lightning_modules.mil_lstm.infomax import InstanceInfoMax
 from lightning_modules.mil_lstm.pooling import BagPooling
@@ -95,6 +98,10 @@ class MILModule(LightningModule):
         self.encoder = LeNetInstanceEncoder(1, feature_dim)
         self.infomax = InstanceInfoMax(feature_dim, variant=infomax_variant) if infomax else None
         self.val_auroc, self.test_auroc = BinaryAUROC(), BinaryAUROC()
+        self.means = EpochMeans(
+            [f"{stage}/{name}" for stage in ("val", "test") for name in ("loss", "error", "mae")]
+            + ["val/select"]
+        )
         self.pooling = pooling(feature_dim)
         if not isinstance(self.pooling, BagPooling):
             raise TypeError(f"pooling built {type(self.pooling).__name__}, not a BagPooling")
@@ -164,7 +171,7 @@ class MILModule(LightningModule):
             self.log_dict({f"train/dim_{k}": v for k, v in dim.items()}, batch_size=len(target))
         loss = self.hparams.loss_weight * loss
         error = self._error(output, target)
-        self.log_dict(
+        self.log_dict(  # step values only: each rank's own batch, no epoch mean to sync
             {"train/loss": loss, "train/bag_loss": bag_loss, "train/error": error},
             prog_bar=True,
             batch_size=len(target),
@@ -189,11 +196,12 @@ class MILModule(LightningModule):
         output, target = self(batch["bag"], batch["bag_mask"]), batch["bag_label"].float()
         loss, error = self._bag_loss(output, target), self._error(output, target)
         size = len(target)
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/error": error}, batch_size=size)
+        self.means.log(self, {f"{stage}/loss": loss, f"{stage}/error": error}, batch_size=size)
         if stage == "val":
-            self.log("val/select", loss + error / 100, prog_bar=True, batch_size=size)
+            self.means.log(self, {"val/select": loss + error / 100}, batch_size=size, prog_bar=True)
         if self.regression:
-            self.log(f"{stage}/mae", (output - target).abs().mean(), batch_size=size)
+            mae = (output - target).abs().mean()
+            self.means.log(self, {f"{stage}/mae": mae}, batch_size=size)
             return {keys.COUNT: output.detach(), keys.TARGET_COUNT: target}
         auroc.update(output, target.long())
         self.log(f"{stage}/auroc", auroc, batch_size=size)

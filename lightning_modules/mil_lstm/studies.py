@@ -9,13 +9,17 @@ runs a dataloader of its own) plus the DataModule's ``instances("test")`` -> (im
 - Order study (section 7.4.2): every test batch is predicted again ``repeats`` times, each time
   with a fresh random permutation inside every bag (one seeded generator, drawn batch by batch);
   the error over the test set of each repeat gives ``test/order_error`` (mean over repeats,
-  percent) and ``test/order_error_std``. Counts are summed over processes.
+  percent) and ``test/order_error_std``. Counts are summed over processes; under DDP each rank
+  draws its own orders (same seed, its own bags), so the orders differ from one process's and
+  the numbers agree within the spread between repeats (``test/order_error_std``), not exactly.
 - Clustering (Table 7.5): KMeans(k, n_init=10) on the singleton features of distinct test images;
   the score is the mean over clusters of each cluster's majority fraction
   (``test/cluster_score``, percent), with the digit grouping of the task (``groups``).
 - Figures: t-SNE of singleton features coloured by digit (Figs. 7.9/7.10) and of the
   forward-LSTM trajectories of the first 20 test bags, red positive / blue negative (Fig. 7.8;
-  only for a pooling with ``forward_states``).
+  only for a pooling with ``forward_states``). Under DDP the trajectories are gathered from all
+  ranks in dataset order, the instance studies run on rank zero (they read the whole
+  ``instances("test")``) and their score is sent to every rank, so every rank logs the same.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from lightning import LightningModule, Trainer
 from torchmetrics import Metric
 
 from callbacks.base import EvaluationCallback
+from callbacks.gather import gather_items
+from callbacks.global_log import log_global
 from callbacks.panels import figure_to_image, log_images, new_figure
 
 TRAJECTORY_BAGS = 20
@@ -138,7 +144,9 @@ class LogMILStudies(EvaluationCallback):
         self.order_repeats, self.cluster_k, self.tsne = order_repeats, cluster_k, tsne
         self.cluster_groups = cluster_groups or []
         self.max_points, self.seed = max_points, seed
-        self._generator = torch.Generator()
+        # made per test epoch and dropped after it: a torch.Generator does not pickle through
+        # torch.multiprocessing (ddp_spawn pickles the trainer, its callbacks included)
+        self._generator: torch.Generator | None = None
         self._trajectories: list[tuple[torch.Tensor, float]] = []
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -151,7 +159,7 @@ class LogMILStudies(EvaluationCallback):
             raise ValueError(f"LogMILStudies needs {missing} (see lightning_modules/mil_lstm)")
 
     def make_metrics(self, stage: str) -> _OrderCounts:
-        self._generator.manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
         self._trajectories = []
         return _OrderCounts(max(self.order_repeats, 1))
 
@@ -163,29 +171,33 @@ class LogMILStudies(EvaluationCallback):
             self._keep_trajectories(batch, pl_module)
 
     def report(self, stage: str, metrics, trainer: Trainer, pl_module: LightningModule) -> None:
-        results = {}
+        results, self._generator = {}, None
         if self.order_repeats > 0:
-            wrong, total = metrics.compute()
+            wrong, total = metrics.compute()  # summed over ranks
             mean, std = order_errors(wrong, int(total))
             results.update({"test/order_error": mean, "test/order_error_std": std})
+        # the first test bags of all ranks, in dataset order (every rank joins the gather)
+        self._trajectories = gather_items(self._trajectories)[:TRAJECTORY_BAGS]
+        clustering = {}
         if trainer.is_global_zero and (self.cluster_k > 0 or self.tsne):
-            images, digits = trainer.datamodule.instances("test")
-            keep = torch.randperm(len(digits), generator=torch.Generator().manual_seed(self.seed))
-            images, digits = (
-                images[keep[: self.max_points]],
-                digits[keep[: self.max_points]].numpy(),
-            )
-            features = embed(pl_module, images)
-            if self.cluster_k > 0:
-                classes = (
-                    group_digits(digits, self.cluster_groups) if self.cluster_groups else digits
-                )
-                score = clustering_score(features, classes, self.cluster_k, self.seed)
-                results["test/cluster_score"] = 100.0 * score
-            if self.tsne:
-                self._log_tsne(trainer, features, digits)
-        for key, value in results.items():
-            pl_module.log(key, value, rank_zero_only=True)
+            clustering = self._instance_studies(trainer, pl_module)
+        results.update(trainer.strategy.broadcast(clustering, src=0))
+        log_global(pl_module, results)
+
+    def _instance_studies(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Clustering score and t-SNE figures of the test instances (the whole set; rank zero)."""
+        images, digits = trainer.datamodule.instances("test")
+        keep = torch.randperm(len(digits), generator=torch.Generator().manual_seed(self.seed))
+        images, digits = images[keep[: self.max_points]], digits[keep[: self.max_points]].numpy()
+        features = embed(pl_module, images)
+        results = {}
+        if self.cluster_k > 0:
+            classes = group_digits(digits, self.cluster_groups) if self.cluster_groups else digits
+            score = clustering_score(features, classes, self.cluster_k, self.seed)
+            results["test/cluster_score"] = 100.0 * score
+        if self.tsne:
+            self._log_tsne(trainer, features, digits)
+        return results
 
     def _keep_trajectories(self, batch, pl_module) -> None:
         """Forward-LSTM states of the first ``TRAJECTORY_BAGS`` test bags (none without LSTM)."""

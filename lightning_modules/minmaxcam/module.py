@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from lightning_modules.components.cams import minmax_normalize
 from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
@@ -104,6 +105,10 @@ class MinMaxCAM(LightningModule):
         self.automatic_optimization = False
         self.backbone = build_cam_backbone(backbone, weights_file, width)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
+        train = ("loss_s1", "accuracy", "crr", "frr", "loss_s2", "stage_two_grad_norm")
+        self.means = EpochMeans(
+            [f"train/{name}" for name in train] + ["val/accuracy", "test/accuracy"]
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) -> class logits (B, C)."""
@@ -140,7 +145,9 @@ class MinMaxCAM(LightningModule):
         }
         if self.hparams.crr_weight or self.hparams.frr_weight:
             logs.update(self._stage_two(images, labels, opt))
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
+        self.means.log(
+            self, logs, batch_size=len(labels), prog_bar=True, on_step=True, on_epoch=True
+        )
 
     def _stage_two(self, images: Tensor, labels: Tensor, opt) -> dict[str, Tensor]:
         """Freeze B (eval, no grad), then update fc.weight on λ1·CRR + λ2·FRR."""
@@ -215,7 +222,7 @@ class MinMaxCAM(LightningModule):
         features = self.backbone(images)
         logits = self.fc(features.mean((2, 3)))
         accuracy = (logits.argmax(1) == labels).float().mean()
-        self.log(f"{stage}/accuracy", accuracy, on_epoch=True, batch_size=len(labels))
+        self.means.log(self, {f"{stage}/accuracy": accuracy}, batch_size=len(labels))
         out = {CAMS: self.cam(features, labels).float(), LOGITS: logits, LABEL: labels}
         if "boxes" in batch:
             out[BOXES] = batch["boxes"]

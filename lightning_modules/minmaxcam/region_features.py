@@ -2,9 +2,10 @@
 
 Duck-typed on the module's ``region_features(images, labels) -> (f, f^o)``: the pooled features of
 the CAM-masked image and of the whole image
-(``lightning_modules.minmaxcam.module.MinMaxCAM.region_features``). On the test split it logs the
-dispersion of both sets (``test/dispersion_f``, ``test/dispersion_fo`` and their ``_std``; CUB in
-the thesis: f 1.03 +- 0.34, f^o 1.47 +- 0.38) and a t-SNE of f (dots) and f^o (crosses) for a few
+(``lightning_modules.minmaxcam.module.MinMaxCAM.region_features``). On the test split, gathered
+from every rank under DDP in dataset order, it logs the dispersion of both sets
+(``test/dispersion_f``, ``test/dispersion_fo`` and their ``_std``; CUB in the thesis: f 1.03 +-
+0.34, f^o 1.47 +- 0.38) and a t-SNE of f (dots) and f^o (crosses) for a few
 classes (``test/tsne_region_features``; the thesis shows CUB classes 64, 67 and 70).
 """
 
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from callbacks.gather import gather_rows
+from callbacks.global_log import log_global
 from callbacks.panels import figure_to_image, log_images, new_figure
 
 
@@ -66,15 +69,15 @@ class LogRegionFeatures(Callback):
         self.labels.append(batch["label"].cpu())
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        masked, full = torch.cat(self.masked), torch.cat(self.full)
-        labels = torch.cat(self.labels)
+        # every rank's test items, in dataset order: the numbers one process computes
+        masked, full = gather_rows(torch.cat(self.masked)), gather_rows(torch.cat(self.full))
+        labels = gather_rows(torch.cat(self.labels))
         self.results = {}
         for name, features in (("f", masked), ("fo", full)):
             mean, std = dispersion(features, labels)
             self.results[f"test/dispersion_{name}"] = mean
             self.results[f"test/dispersion_{name}_std"] = std
-        for key, value in self.results.items():
-            pl_module.log(key, value, rank_zero_only=True)
+        log_global(pl_module, self.results)
         if trainer.is_global_zero:
             classes = self.classes or labels.unique()[:3].tolist()
             keep = torch.isin(labels, torch.tensor(classes))
