@@ -21,9 +21,9 @@ DATA = {
     "image_size": 32, "resize_size": 36, "classes_per_batch": 2, "samples_per_class": 2,
     "eval_batch_size": 3, "num_workers": 0, "seed": 3,
 }  # fmt: skip
-#: The CAM baseline (no Stage II): Stage II updates fc.weight only, which plain DDP refuses
-#: ("parameters that were not used in producing the loss") -- a module matter, not the loaders'.
-WEIGHTS = {"crr_weight": 0.0, "frr_weight": 0.0}
+#: Stage II on: its backward reaches fc.weight only, which plain DDP accepts through
+#: ``components.partial_backward``.
+WEIGHTS = {"crr_weight": 1.0, "frr_weight": 1.0}
 
 
 class RecordBatches(Callback):

@@ -40,6 +40,7 @@ from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from lightning_modules.components.cams import minmax_normalize
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
+from lightning_modules.components.partial_backward import partial_backward
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
@@ -164,7 +165,8 @@ class MinMaxCAM(LightningModule):
             crr, frr = self._regularizers(images, labels)
             loss_s2 = self.hparams.crr_weight * crr + self.hparams.frr_weight * frr
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss_s2)
+            # fc.weight alone: plain DDP would refuse a backward that skips the backbone
+            partial_backward(self, loss_s2, [self.fc.weight])
             max_norm = self.hparams.stage_two_max_norm
             grad_norm = nn.utils.clip_grad_norm_(self.fc.weight, max_norm or float("inf"))
             opt.step()

@@ -36,6 +36,7 @@ def _step(module: MinMaxCAM, batch: dict) -> tuple[dict, dict]:
     optimizer = module.configure_optimizers()[0][0]
     before = {k: v.detach().clone() for k, v in module.state_dict().items()}
     module.manual_backward = lambda loss: loss.backward()
+    module.trainer = Trainer(accelerator="cpu", devices=1, logger=False)  # one device: no DDP
     logs = module._stage_two(batch["image"], batch["label"], optimizer)
     return before, logs
 
