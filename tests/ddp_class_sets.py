@@ -22,7 +22,7 @@ DATA = {
     "eval_batch_size": 3, "num_workers": 0, "seed": 3,
 }  # fmt: skip
 #: Stage II on: its backward reaches fc.weight only, which plain DDP accepts through
-#: ``components.partial_backward``.
+#: ``components.manual_ddp.partial_backward``.
 WEIGHTS = {"crr_weight": 1.0, "frr_weight": 1.0}
 
 

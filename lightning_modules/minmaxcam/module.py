@@ -40,7 +40,7 @@ from callbacks.keys import BOXES, CAMS, LABEL, LOGITS, MASKS
 from lightning_modules.components.cams import minmax_normalize
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
-from lightning_modules.components.partial_backward import partial_backward
+from lightning_modules.components.manual_ddp import broadcast_buffers, partial_backward
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
@@ -231,6 +231,15 @@ class MinMaxCAM(LightningModule):
         if "mask" in batch:
             out[MASKS] = batch["mask"]
         return out
+
+    def on_validation_epoch_start(self) -> None:
+        broadcast_buffers(self)  # under DDP every process evaluates the checkpoint's statistics
+
+    def on_test_epoch_start(self) -> None:
+        broadcast_buffers(self)
+
+    def on_predict_epoch_start(self) -> None:
+        broadcast_buffers(self)
 
     def on_train_epoch_end(self) -> None:
         self.lr_schedulers().step()

@@ -1,11 +1,16 @@
-"""A backward pass that reaches only part of a model, correct under DDP (manual optimization).
+"""Manual optimization under DDP: what Lightning's DDP wrapper does not do for such modules.
 
-DDP's reducer expects a gradient for every parameter after each backward it is prepared for, so
-with plain ``strategy="ddp"`` a step that updates part of the model fails ("parameters that were
-not used in producing the loss"): MinMaxCAM's Stage II (``fc.weight`` only), a GAN's discriminator
-step. ``find_unused_parameters=True`` would search the whole graph on every backward instead.
-``partial_backward`` blocks DDP's gradient hooks for this one backward and averages the gradients
-of the parameters it names across processes itself, as DDP would have.
+- ``partial_backward``: a backward pass that reaches only part of a model. DDP's reducer expects
+  a gradient for every parameter after each backward it is prepared for, so with plain
+  ``strategy="ddp"`` a step that updates part of the model fails ("parameters that were not used
+  in producing the loss"): MinMaxCAM's Stage II (``fc.weight`` only), a GAN's discriminator step.
+  ``find_unused_parameters=True`` would search the whole graph on every backward instead.
+  ``partial_backward`` blocks DDP's gradient hooks for this one backward and averages the
+  gradients of the parameters it names across processes itself, as DDP would have.
+- ``broadcast_buffers``: rank zero's buffers (BatchNorm statistics) to every process. DDP
+  broadcasts them before each forward, but Lightning turns that off after every manual-
+  optimization step, so each process would evaluate with the statistics of its own batches
+  while the checkpoint holds rank zero's. A module calls it when an evaluation epoch starts.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
+import torch.distributed as dist
 from lightning import LightningModule
 from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor
@@ -46,3 +52,15 @@ def partial_backward(module: LightningModule, loss: Tensor, params: Sequence[Par
     mean = strategy.reduce(torch.cat([g.flatten() for g in grads]), reduce_op="mean")
     for grad, part in zip(grads, mean.split([g.numel() for g in grads]), strict=True):
         grad.copy_(part.view_as(grad))
+
+
+def broadcast_buffers(module: LightningModule) -> None:
+    """Copy rank zero's buffers to every process, in place (no-op without a process group).
+
+    Every process must call it (``on_validation_epoch_start``, ``on_test_epoch_start``,
+    ``on_predict_epoch_start``); then every process evaluates the module the checkpoint holds.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
