@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from ddp_class_sets import DATA
+from ddp_runs import free_port
 
 from datamodules.cub import CUBDataModule
 from datamodules.samplers import ClassSetSampler
 from datamodules.synthetic.birds import make_synthetic_cub
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow  # two processes each import torch and Lightning and start gloo

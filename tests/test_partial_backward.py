@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_ddp_loaders import free_port
+from ddp_runs import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
