@@ -166,11 +166,13 @@ class MNISTBagsDataset(Dataset):
             "bag": bag[:, None],
             "instance_labels": self.digits[index],
             "bag_label": torch.tensor(float(self.bags.labels[i])),
+            "index": torch.tensor(i),
         }
 
 
 def collate_bags(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Pad bags to the longest: ``bag`` (B, T, 1, 28, 28), ``bag_mask`` (B, T), labels -1 padded."""
+    """Pad bags to the longest: ``bag`` (B, T, 1, 28, 28), ``bag_mask`` (B, T), labels -1 padded;
+    ``index`` (B,) the bags' dataset indices."""
     lengths = [len(item["instance_labels"]) for item in items]
     size, longest = len(items), max(lengths)
     bag = items[0]["bag"].new_zeros(size, longest, *items[0]["bag"].shape[1:])
@@ -185,6 +187,7 @@ def collate_bags(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
         "bag_mask": mask,
         "bag_label": bag_label,
         "instance_labels": instance_labels,
+        "index": torch.stack([item["index"] for item in items]),
     }
 
 

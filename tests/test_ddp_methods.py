@@ -46,6 +46,7 @@ def _bags() -> list[dict]:
                 "bag": torch.randn(length, 1, 28, 28, generator=g),
                 "instance_labels": torch.zeros(length, dtype=torch.long),
                 "bag_label": torch.tensor(float(i % 2)),
+                "index": torch.tensor(i),
             }
         )
     return bags
@@ -68,11 +69,12 @@ def test_mil_validation_and_its_checkpoint_monitor(tmp_path):
     assert {"val/loss", "val/error", "val/select", "val/auroc"} <= set(alone)
 
 
-def test_mil_test_with_the_clustering_study(tmp_path):
+def test_mil_test_with_the_order_and_clustering_studies(tmp_path):
     data = Shards(_bags(), collate=collate_bags, is_regression=False, instances=_instances)
-    studies = partial(LogMILStudies, order_repeats=0, cluster_k=2, tsne=False)
+    studies = partial(LogMILStudies, order_repeats=5, cluster_k=2, tsne=False)
     alone = assert_same_as_one_process(tmp_path, _mil, data, "test", lambda: [studies()], rel=REL)
     assert {"test/loss", "test/error", "test/auroc", "test/cluster_score"} <= set(alone)
+    assert {"test/order_error", "test/order_error_std"} <= set(alone)
 
 
 def _images(with_labels: bool) -> list[dict]:

@@ -105,12 +105,14 @@ def test_collate_pads_and_masks():
             "bag": torch.full((n, 1, 28, 28), float(n)),
             "instance_labels": torch.arange(n),
             "bag_label": torch.tensor(1.0),
+            "index": torch.tensor(10 + n),
         }
         for n in (3, 1, 5)
     ]
     batch = collate_bags(items)
     assert batch["bag"].shape == (3, 5, 1, 28, 28)
     assert batch["bag_mask"].sum(1).tolist() == [3, 1, 5]
+    assert batch["index"].tolist() == [13, 11, 15]
     assert batch["instance_labels"][1].tolist() == [0, -1, -1, -1, -1]
     assert batch["bag"][0, 3:].abs().sum() == 0 and batch["bag"][0, :3].eq(3.0).all()
 

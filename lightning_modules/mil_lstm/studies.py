@@ -7,11 +7,10 @@ runs a dataloader of its own) plus the DataModule's ``instances("test")`` -> (im
 (``datamodules.mnist_bags.MNISTBagsDataModule`` offers it):
 
 - Order study (section 7.4.2): every test batch is predicted again ``repeats`` times, each time
-  with a fresh random permutation inside every bag (one seeded generator, drawn batch by batch);
-  the error over the test set of each repeat gives ``test/order_error`` (mean over repeats,
-  percent) and ``test/order_error_std``. Counts are summed over processes; under DDP each rank
-  draws its own orders (same seed, its own bags), so the orders differ from one process's and
-  the numbers agree within the spread between repeats (``test/order_error_std``), not exactly.
+  with a random permutation inside every bag, drawn from the study's seed and the bag's dataset
+  index (the batch's ``index``), so every bag gets the same orders whatever the batching and the
+  number of processes; the error over the test set of each repeat gives ``test/order_error``
+  (mean over repeats, percent) and ``test/order_error_std``. Counts are summed over processes.
 - Clustering (Table 7.5): KMeans(k, n_init=10) on the singleton features of distinct test images;
   the score is the mean over clusters of each cluster's majority fraction
   (``test/cluster_score``, percent), with the digit grouping of the task (``groups``).
@@ -64,21 +63,32 @@ def group_digits(digits: np.ndarray, groups: list[list[int]]) -> np.ndarray:
     return out
 
 
-def permute_bags(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Index (B, T) that shuffles each bag's valid (leading) positions and keeps padding last."""
-    keys = torch.rand(mask.shape, generator=generator).to(mask.device)
-    return torch.argsort(keys.masked_fill(~mask, 2.0), dim=1)
+def bag_orders(mask: torch.Tensor, indices: torch.Tensor, repeats: int, seed: int) -> torch.Tensor:
+    """``repeats`` in-bag orders of each bag of a padded batch: an index (repeats, B, T).
+
+    Each bag's valid (leading) positions are permuted, padding stays last. The permutations of a
+    bag come from a generator seeded by ``seed`` and the bag's dataset index (``indices``), so a
+    bag gets the same orders in whichever batch, and on whichever DDP process, it is evaluated.
+    """
+    longest = mask.shape[1]
+    order = torch.arange(longest).repeat(repeats, len(mask), 1)
+    for b, (index, length) in enumerate(zip(indices.tolist(), mask.sum(1).tolist(), strict=True)):
+        generator = torch.Generator().manual_seed((seed << 32) + int(index))
+        for r in range(repeats):
+            order[r, b, :length] = torch.randperm(length, generator=generator)
+    return order.to(mask.device)
 
 
 @torch.no_grad()
 def permuted_mistakes(
-    model, batch: dict[str, torch.Tensor], repeats: int, generator: torch.Generator
+    model, batch: dict[str, torch.Tensor], repeats: int, seed: int
 ) -> torch.Tensor:
-    """Wrong bag decisions (repeats,) on ``batch`` under ``repeats`` random in-bag orders."""
+    """Wrong bag decisions (repeats,) on ``batch`` under ``repeats`` random in-bag orders
+    (``bag_orders`` of the batch's ``index``: each bag's dataset index)."""
     bag, mask = batch["bag"], batch["bag_mask"]
+    orders = bag_orders(mask, batch["index"], repeats, seed)
     wrong = torch.zeros(repeats, dtype=torch.long)
-    for r in range(repeats):
-        order = permute_bags(mask, generator)
+    for r, order in enumerate(orders):
         shuffled = torch.gather(bag, 1, order[(...,) + (None,) * (bag.dim() - 2)].expand_as(bag))
         wrong[r] = (model.predict(shuffled, mask) != batch["bag_label"]).sum().cpu()
     return wrong
@@ -144,9 +154,6 @@ class LogMILStudies(EvaluationCallback):
         self.order_repeats, self.cluster_k, self.tsne = order_repeats, cluster_k, tsne
         self.cluster_groups = cluster_groups or []
         self.max_points, self.seed = max_points, seed
-        # made per test epoch and dropped after it: a torch.Generator does not pickle through
-        # torch.multiprocessing (ddp_spawn pickles the trainer, its callbacks included)
-        self._generator: torch.Generator | None = None
         self._trajectories: list[tuple[torch.Tensor, float]] = []
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -159,19 +166,23 @@ class LogMILStudies(EvaluationCallback):
             raise ValueError(f"LogMILStudies needs {missing} (see lightning_modules/mil_lstm)")
 
     def make_metrics(self, stage: str) -> _OrderCounts:
-        self._generator = torch.Generator().manual_seed(self.seed)
         self._trajectories = []
         return _OrderCounts(max(self.order_repeats, 1))
 
     def update(self, metrics, outputs, batch, pl_module: LightningModule) -> None:
         if self.order_repeats > 0:
-            wrong = permuted_mistakes(pl_module, batch, self.order_repeats, self._generator)
+            if "index" not in batch:
+                raise KeyError(
+                    "LogMILStudies' order study needs each bag's dataset index in the batch "
+                    "('index', as datamodules.mnist_bags.collate_bags gives it)"
+                )
+            wrong = permuted_mistakes(pl_module, batch, self.order_repeats, self.seed)
             metrics.update(wrong, len(batch["bag_mask"]))
         if self.tsne:
             self._keep_trajectories(batch, pl_module)
 
     def report(self, stage: str, metrics, trainer: Trainer, pl_module: LightningModule) -> None:
-        results, self._generator = {}, None
+        results = {}
         if self.order_repeats > 0:
             wrong, total = metrics.compute()  # summed over ranks
             mean, std = order_errors(wrong, int(total))

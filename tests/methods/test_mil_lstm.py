@@ -23,11 +23,11 @@ from lightning_modules.mil_lstm.infomax import (
 )
 from lightning_modules.mil_lstm.studies import (
     LogMILStudies,
+    bag_orders,
     clustering_score,
     group_digits,
     mean_cluster_purity,
     order_errors,
-    permute_bags,
     permuted_mistakes,
 )
 
@@ -132,20 +132,29 @@ def test_mean_cluster_purity_toy_case():
     assert group_digits(np.array([3, 6, 1, 9]), [[3], [6]]).tolist() == [0, 1, 2, 2]
 
 
-def test_order_study_permutes_valid_positions_only():
+def test_order_study_permutes_valid_positions_only_and_by_bag():
     _, mask = padded_batch()
-    order = permute_bags(mask, torch.Generator().manual_seed(0))
-    for row, n in zip(order, mask.sum(1), strict=True):
-        assert sorted(row[:n].tolist()) == list(range(n)) and row[n:].tolist() == list(
-            range(n, mask.shape[1])
-        )
+    orders = bag_orders(mask, torch.tensor([4, 7, 9, 2]), 3, seed=0)
+    assert orders.shape == (3, *mask.shape)
+    for order in orders:
+        for row, n in zip(order, mask.sum(1), strict=True):
+            assert sorted(row[:n].tolist()) == list(range(n)) and row[n:].tolist() == list(
+                range(n, mask.shape[1])
+            )
+    assert any(not torch.equal(orders[0, 2], orders[r, 2]) for r in (1, 2))  # repeats differ
+    # a bag's orders depend on its dataset index only, not on its batch (or process)
+    n = int(mask[2].sum())
+    alone = bag_orders(mask[2:3, :n], torch.tensor([9]), 3, seed=0)
+    assert torch.equal(alone[:, 0], orders[:, 2, :n])
+    assert not torch.equal(bag_orders(mask, torch.tensor([4, 7, 8, 2]), 3, seed=0), orders)
     torch.manual_seed(0)
     pooling = partial(AttentionPooling, attention_dim=8)
     model = MILModule(pooling, feature_dim=16).eval()  # permutation invariant
     bag, mask = padded_batch((5, 2, 6))
     batch = {"bag": bag, "bag_mask": mask, "bag_label": torch.tensor([1.0, 1.0, 0.0])}
+    batch["index"] = torch.arange(3)
     expected = 100 * (model.predict(bag, mask) != batch["bag_label"]).float().mean().item()
-    wrong = permuted_mistakes(model, batch, 5, torch.Generator().manual_seed(0))
+    wrong = permuted_mistakes(model, batch, 5, seed=0)
     mean, std = order_errors(wrong, len(mask))
     assert mean == pytest.approx(expected) and std == 0.0
     assert order_errors(torch.tensor([1, 3]), 4) == (50.0, 25.0)
