@@ -69,6 +69,9 @@ LAUNCH_VARIABLES = (
     RUN_DIR_ENV,
 )
 LAUNCH_PREFIXES = ("SLURM_", "TORCHELASTIC_")
+# a W&B run started in this (test) process leaves its service's address here; a launched process
+# would join that service, where a run it resumes is still registered ("run ID ... is in use")
+INHERITED_SERVICES = ("WANDB_SERVICE",)
 
 __all__ = [
     "Finished",
@@ -135,14 +138,14 @@ def free_port(low: int | None = None, high: int | None = None) -> int:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a launched process: this one's without :data:`LAUNCH_VARIABLES` and
-    Slurm/torchelastic variables, with one thread per process, ``WANDB_MODE=disabled`` unless set
-    in ``extra`` (``offline`` writes W&B's files), this repository on ``PYTHONPATH``, then
-    ``extra``."""
+    """The environment of a launched process: this one's without :data:`LAUNCH_VARIABLES`,
+    Slurm/torchelastic variables and :data:`INHERITED_SERVICES`, with one thread per process,
+    ``WANDB_MODE=disabled`` unless set in ``extra`` (``offline`` writes W&B's files), this
+    repository on ``PYTHONPATH``, then ``extra``."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in LAUNCH_VARIABLES and not k.startswith(LAUNCH_PREFIXES)
+        if k not in (*LAUNCH_VARIABLES, *INHERITED_SERVICES) and not k.startswith(LAUNCH_PREFIXES)
     }
     path = [str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled", WANDB_SILENT="true", HF_HUB_OFFLINE="1")
