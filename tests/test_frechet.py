@@ -66,6 +66,13 @@ def test_trace_sqrt_product_of_commuting_matrices():
     assert trace_sqrt_product(torch.diag(a), torch.diag(b)).item() == pytest.approx(2 + 0 + 6 + 0)
 
 
+def test_frechet_of_constant_features_is_the_mean_distance_plus_the_other_trace():
+    # a zero covariance has no positive eigenvalue: its factor has no column
+    zero = torch.zeros(4, 4, dtype=torch.float64)
+    assert frechet_distance(torch.zeros(4), zero, torch.ones(4), zero) == 4.0
+    assert frechet_distance(torch.zeros(4), zero, torch.ones(4), 2 * torch.eye(4)) == 12.0
+
+
 def test_frechet_refuses_mismatched_or_non_finite_inputs():
     mu, sigma = torch.zeros(3), torch.eye(3)
     with pytest.raises(ValueError, match="sigma2 must be"):

@@ -4,9 +4,12 @@
 the square roots of the eigenvalues of S1 S2, which are those of the symmetric positive
 semi-definite matrix F^T S2 F for any factor F with F F^T = S1. F is the Cholesky factor of
 whichever covariance is numerically positive definite (S1 S2 and S2 S1 share their eigenvalues);
-when neither is (fewer samples than dimensions), F is sqrt(S1) from its eigendecomposition with
-negative eigenvalues, rounding noise, set to zero. Eigenvalues of F^T S2 F below zero are
-rounding noise as well and count as zero. Everything runs on the tensors' device.
+when neither is (fewer samples than dimensions), F = V W^(1/2) from the eigendecomposition
+S1 = V W V^T, keeping only the eigenvalues above NumPy's rank tolerance (largest eigenvalue x d x
+float64 epsilon, as ``numpy.linalg.matrix_rank``): the others, negative ones included, are
+rounding noise of zero, and dropping their columns makes F^T S2 F as small as S1's rank.
+Eigenvalues of F^T S2 F below zero are rounding noise as well and count as zero. Everything runs
+on the tensors' device.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def _factor(sigma1: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
         if int(info) == 0:
             return lower, second
     values, vectors = torch.linalg.eigh(sigma1)
-    return vectors * values.clamp(min=0).sqrt(), sigma2
+    keep = values > values.max() * sigma1.shape[0] * torch.finfo(values.dtype).eps
+    return vectors[:, keep] * values[keep].sqrt(), sigma2
 
 
 def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> Tensor:
