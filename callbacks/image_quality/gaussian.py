@@ -9,8 +9,8 @@ The filter is separable: one 1-D pass along the width, one along the height. Eac
 product with a banded (Toeplitz) matrix holding the window, which is the same sum as a 1-D
 convolution but runs as a matrix product: on a CPU, ``conv2d`` with one channel and a float64
 kernel is several times slower than the product at the sizes of face crops, and on a GPU the
-product runs in float64 without TF32 rounding. Long rows are cut into overlapping blocks so the
-matrix stays small and the work per pixel stays near the window's length.
+product runs in float64 without TF32 rounding. Sides longer than ``BLOCK + size - 1`` are cut
+into overlapping blocks, so the matrix and the work per pixel stay bounded on large images.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import Tensor
 __all__ = ["gaussian_window", "valid_gaussian_filter"]
 
 #: Output pixels per block of a long row (the banded matrix is (BLOCK + size - 1, BLOCK)).
-BLOCK = 64
+BLOCK = 256
 
 
 def gaussian_window(
