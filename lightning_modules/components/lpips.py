@@ -68,7 +68,12 @@ class _Trunk(nn.Module):
     def __init__(self, net: str) -> None:
         super().__init__()
         build = torchvision.models.vgg16 if net == "vgg" else torchvision.models.alexnet
-        self.features = build(weights=None).features  # never downloads
+        with torch.device("meta"):  # the classifier is never materialized
+            features = build(weights=None).features  # weights=None: never downloads
+        self.features = features.to_empty(device="cpu")
+        for module in self.features.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()  # a random trunk; a weights file overwrites it
 
 
 def _load_trunk(net: str, trunk_weights: str | None, random_trunk: bool) -> nn.Sequential:
