@@ -1,0 +1,186 @@
+"""LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features"), VGG and AlexNet.
+
+The distance of two images: both go through a fixed input scaling and an ImageNet trunk
+(torchvision's ``vgg16`` or ``alexnet`` ``features``); at each of five tapped ReLU outputs the
+features are unit-normalized along the channels, their squared differences weighted per channel
+by a learned non-negative 1 x 1 linear head (no bias), averaged over the pixels; the five layer
+values are summed. :class:`LPIPS` is an ``nn.Module`` returning one value per image pair, usable
+as a training loss (gradients flow to the images, its own weights are frozen) and, through
+``callbacks/lpips.py``, as an evaluation metric.
+
+Weights, offline: the trunk's ImageNet weights come from a local torchvision state-dict file
+(``trunk_weights``; see ``TRUNK_FILES`` for the file of each net and where to download it), the
+linear heads from the files the installed ``lpips`` package ships (``lpips/weights/v0.1/``), read
+by path. Nothing is downloaded; a random trunk only when asked for with ``random_trunk=True``.
+
+Input range: images in [-1, 1], as LPIPS defines them; ``normalize=True`` takes [0, 1] images and
+maps them to [-1, 1] first (``2 x - 1``), as ``lpips.LPIPS(...)(x, y, normalize=True)`` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lightning_modules.components.weights import load_local_weights, read_state_dict
+
+__all__ = ["LPIPS", "TRUNK_FILES", "lpips_head_file"]
+
+#: Per net: the indices of ``features`` that end each tapped block (after its last ReLU).
+SPLITS: dict[str, tuple[int, ...]] = {
+    "vgg": (4, 9, 16, 23, 30),  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+    "alex": (2, 5, 8, 10, 12),  # relu1 .. relu5
+}
+#: Per net: the torchvision ImageNet weights file the trunk expects and its download address.
+TRUNK_FILES: dict[str, tuple[str, str]] = {
+    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+    "alex": (
+        "alexnet-owt-7be5be79.pth",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    ),
+}
+#: LPIPS's input scaling for [-1, 1] images: ``(x - SHIFT) / SCALE`` per RGB channel.
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+#: Added to the channel norm before dividing by it (LPIPS's value).
+NORM_EPS = 1e-10
+
+
+def lpips_head_file(net: str) -> Path:
+    """The linear-head weights of ``net`` the installed ``lpips`` package ships (v0.1)."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "LPIPS linear heads come from the lpips package, which is not installed: "
+            "pip install lpips"
+        )
+    return Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
+
+
+class _Trunk(nn.Module):
+    """torchvision's ``features`` under the name its state-dict files use (``features.N...``)."""
+
+    def __init__(self, net: str) -> None:
+        super().__init__()
+        build = torchvision.models.vgg16 if net == "vgg" else torchvision.models.alexnet
+        with torch.device("meta"):  # the classifier is never materialized
+            features = build(weights=None).features  # weights=None: never downloads
+        self.features = features.to_empty(device="cpu")
+        for module in self.features.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()  # a random trunk; a weights file overwrites it
+
+
+def _load_trunk(net: str, trunk_weights: str | None, random_trunk: bool) -> nn.Sequential:
+    trunk = _Trunk(net)
+    name, url = TRUNK_FILES[net]
+    if trunk_weights is None:
+        if not random_trunk:
+            raise ValueError(
+                f"LPIPS({net!r}) needs trunk_weights, torchvision's ImageNet file {name} "
+                f"(curl -L -o {name} {url}); random_trunk=True for a random trunk (tests only)"
+            )
+        return trunk.features
+    if random_trunk:
+        raise ValueError("LPIPS: give trunk_weights or random_trunk=True, not both")
+    path = Path(trunk_weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"LPIPS({net!r}) trunk_weights file not found: {path}; get it with "
+            f"curl -L -o {path} {url}"
+        )
+    load_local_weights(trunk, path, drop_prefixes=("classifier.",))
+    return trunk.features
+
+
+def _load_heads(net: str, path: Path, channels: list[int]) -> list[Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"LPIPS linear heads not found: {path} (pip install lpips)")
+    state = read_state_dict(path)
+    heads = []
+    for i, c in enumerate(channels):
+        weight = state.get(f"lin{i}.model.1.weight")
+        if weight is None or tuple(weight.shape) != (1, c, 1, 1):
+            raise ValueError(f"{path}: no lin{i}.model.1.weight of shape (1, {c}, 1, 1)")
+        if (weight < 0).any():
+            raise ValueError(f"{path}: lin{i} has negative weights; LPIPS heads are >= 0")
+        heads.append(weight.float())
+    return heads
+
+
+class LPIPS(nn.Module):
+    """The LPIPS distance of image pairs: ``forward(x, y)`` returns (N,), one value per pair.
+
+    Args:
+        net: ``"vgg"`` (VGG16 trunk) or ``"alex"`` (AlexNet trunk).
+        trunk_weights: torchvision's ImageNet state-dict file of the trunk (``TRUNK_FILES``);
+            only ``features.*`` keys are used, ``classifier.*`` ones are ignored.
+        random_trunk: Use a randomly initialised trunk instead (tests); required when
+            ``trunk_weights`` is None, so a missing file is never silently replaced.
+        normalize: Inputs are in [0, 1] (mapped to [-1, 1]); default False: inputs in [-1, 1].
+        head_weights: The linear heads file; default that of the installed ``lpips`` package.
+
+    The module is frozen (``requires_grad=False``) and has no dropout or batch norm, so train
+    and eval modes compute the same values; gradients flow to ``x`` and ``y``. Inputs are
+    (N, 3, H, W) floating point and are computed in float32 with autocast off.
+    """
+
+    def __init__(
+        self,
+        net: str = "vgg",
+        trunk_weights: str | None = None,
+        random_trunk: bool = False,
+        normalize: bool = False,
+        head_weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        if net not in SPLITS:
+            raise ValueError(f"LPIPS net must be one of {sorted(SPLITS)}, got {net!r}")
+        self.net = net
+        self.normalize = normalize
+        features = _load_trunk(net, trunk_weights, random_trunk)
+        bounds = (0, *SPLITS[net])
+        self.blocks = nn.ModuleList(
+            features[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        )
+        channels = [
+            [m for m in block if isinstance(m, nn.Conv2d)][-1].out_channels for block in self.blocks
+        ]
+        path = lpips_head_file(net) if head_weights is None else Path(head_weights).expanduser()
+        for i, weight in enumerate(_load_heads(net, path, channels)):
+            self.register_buffer(f"head{i}", weight)
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def heads(self) -> list[Tensor]:
+        """The five (1, C, 1, 1) non-negative linear heads."""
+        return [getattr(self, f"head{i}") for i in range(len(self.blocks))]
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The unit-normalized (along channels) features of ``x`` at the five tapped layers."""
+        if self.normalize:
+            x = 2 * x - 1
+        h = (x - self.shift) / self.scale
+        out = []
+        for block in self.blocks:
+            h = block(h)
+            out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + NORM_EPS))
+        return out
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"LPIPS needs two image batches of one shape (N, 3, H, W), got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        with torch.autocast(x.device.type, enabled=False):
+            fx, fy = self.features(x.float()), self.features(y.float())
+            pairs = zip(fx, fy, self.heads(), strict=True)
+            layers = [F.conv2d((a - b) ** 2, w).mean((2, 3)) for a, b, w in pairs]
+        return torch.stack(layers).sum(0).flatten()
