@@ -92,6 +92,7 @@ __all__ = [
     "run_multinode",
     "run_processes",
     "run_single",
+    "run_script",
     "run_slurm_script",
     "stage_metrics",
 ]
@@ -313,6 +314,14 @@ def run_multinode(
     envs = [{**(env or {}), **node_env(n, nodes, devices, port, run_dir)} for n in range(nodes)]
     launches = [(f"node {n}", command, clean_env(e)) for n, e in enumerate(envs)]
     return run_processes(launches, timeout, cwd, check)
+
+
+def run_script(label: str, args: Sequence[str], check: bool = True) -> Finished:
+    """``python <args>`` (a test's own DDP script, run from the repository root) as one launch:
+    :func:`clean_env` with ``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT``; Lightning starts
+    the other ranks; the timeout kills them all."""
+    env = clean_env({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
+    return run_processes([(label, [sys.executable, *map(str, args)], env)], check=check)[0]
 
 
 def sbatch_option(script: Path, option: str) -> str | None:

@@ -8,20 +8,14 @@ of 2N classes; val and test see every image exactly once, each rank in file orde
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from ddp_class_sets import DATA
-from ddp_runs import free_port
+from ddp_runs import run_script
 
 from datamodules.cub import CUBDataModule
 from datamodules.samplers import ClassSetSampler
 from datamodules.synthetic.birds import make_synthetic_cub
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow  # two processes each import torch and Lightning and start gloo
@@ -29,13 +23,7 @@ def test_minmaxcam_loaders_under_two_process_ddp(tmp_path):
     root = make_synthetic_cub(tmp_path / "birds", 6, (4, 2, 3), (40, 48), seed=0)
     out = tmp_path / "out"
     out.mkdir()
-    env = os.environ | {
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-        "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
-    script = [sys.executable, "tests/ddp_class_sets.py", str(root), str(out)]
-    run = subprocess.run(script, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-4000:]
+    run_script("ddp_class_sets", ["tests/ddp_class_sets.py", root, out])
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     for rank in ranks:
         assert rank["samplers"] == {
