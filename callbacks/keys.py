@@ -30,6 +30,9 @@ CAMS = "cams"
 BOXES = "boxes"
 #: (B, H, W): ground-truth masks, 1 object, 0 background, any other value ignored.
 MASKS = "masks"
+#: (B, C, H, W) float in [0, 1]: the images a model maps to ``PREDS`` (the source to edit, the
+#: low-resolution face, the person to dress), at any size.
+INPUTS = "inputs"
 #: (B, C, H, W) float in [0, 1]: predicted (reconstructed, edited, super-resolved) images.
 PREDS = "preds"
 #: (B, C, H, W) float in [0, 1]: ground-truth images, compared with ``PREDS`` pixel by pixel.
@@ -52,6 +55,7 @@ ALL: frozenset[str] = frozenset(
         CAMS,
         BOXES,
         MASKS,
+        INPUTS,
         PREDS,
         TARGET_IMAGES,
         FAKE,

@@ -8,7 +8,8 @@ CSV-only run keeps it too.
 
 - ``attribute_bar_chart``: one bar per attribute or class; NaN values are grey hatched
   "undefined" bars.
-- ``captioned_grid``: a grid of images, each with a caption underneath.
+- ``captioned_grid``: a grid of images, each with a caption underneath;
+- ``image_table``: images in rows and titled columns (e.g. input | output | target per item).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "captioned_grid",
     "figure_to_image",
     "image_normalization",
+    "image_table",
     "local_log_dir",
     "log_images",
     "new_figure",
@@ -248,3 +250,40 @@ def resolve_attribute_names(
             f"{source} has {len(names)} names but the logits have {num_attributes} columns"
         )
     return list(names)
+
+
+def image_table(
+    rows: Sequence[Sequence[torch.Tensor]],
+    column_titles: Sequence[str],
+    row_titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Image.Image:
+    """A table of images: ``rows[i][j]`` (C, H, W) in [0, 1] under ``column_titles[j]``.
+
+    Every row has one image per column; ``row_titles`` (one per row) are written at the left.
+    Cells are as large as the largest image up to 2.56 inches (its pixels at 100 dpi).
+    """
+    if not rows:
+        raise ValueError("image_table needs at least one row")
+    if any(len(row) != len(column_titles) for row in rows):
+        raise ValueError(f"every row needs {len(column_titles)} images, one per column")
+    if row_titles is not None and len(row_titles) != len(rows):
+        raise ValueError(f"got {len(rows)} rows but {len(row_titles)} row titles")
+    side = max(max(image.shape[-2:]) for row in rows for image in row) / 100
+    cell = min(max(side, 1.2), 2.56)
+    fig = new_figure(cell * len(column_titles) + 0.4, cell * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), len(column_titles), squeeze=False)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            ax = axes[i, j]
+            ax.imshow(tensor_to_image(image), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(column_titles[j], fontsize=8)
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return figure_to_image(fig)

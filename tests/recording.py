@@ -1,5 +1,8 @@
-"""A logger for tests that records the images callbacks send it."""
+"""A logger for tests that records the images callbacks send it, and a fit that uses it."""
 
+import warnings
+
+from lightning import Trainer
 from lightning.pytorch.loggers import Logger
 
 
@@ -26,3 +29,25 @@ class RecordingLogger(Logger):
 
     def log_image(self, key, images, step=None, **kwargs) -> None:
         self.image_calls.append({"key": key, "images": images, "step": step, **kwargs})
+
+
+def fit_recorded(tmp_path, module, callback, epochs: int = 2, **fit_kwargs) -> RecordingLogger:
+    """Fit ``module`` on the CPU for ``epochs`` of one training batch with ``callback`` and a
+    ``RecordingLogger`` writing to ``tmp_path`` (one sanity step, no checkpoints or bars)."""
+    logger = RecordingLogger(str(tmp_path))
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_train_batches=1,
+        logger=logger,
+        callbacks=[callback],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, **fit_kwargs)
+    return logger

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning import LightningDataModule, LightningModule, Trainer
 from PIL import Image
-from recording import RecordingLogger
+from recording import RecordingLogger, fit_recorded
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.panels import attribute_bar_chart, captioned_grid
@@ -76,24 +76,8 @@ class FaceData(LightningDataModule):
 def fit(
     tmp_path, callback: LogAttributePanel, epochs: int = 2
 ) -> tuple[RecordingLogger, Predictor]:
-    logger = RecordingLogger(str(tmp_path))
     module = Predictor()
-    trainer = Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        limit_train_batches=1,
-        logger=logger,
-        callbacks=[callback],
-        default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=1,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(module, datamodule=FaceData())
-    return logger, module
+    return fit_recorded(tmp_path, module, callback, epochs, datamodule=FaceData()), module
 
 
 def test_panel_is_logged_with_true_and_predicted_names(tmp_path):
