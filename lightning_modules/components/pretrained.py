@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST",
     "ChecksumError",
     "PretrainedFile",
+    "WeightsNotFoundError",
     "download_command",
     "file_sha256",
     "initial_weights",
@@ -250,9 +251,13 @@ class ChecksumError(ValueError):
     """A manifest file whose sha256 is not the recorded one."""
 
 
+class WeightsNotFoundError(FileNotFoundError):
+    """A weights file that is not there; the message says how to get it."""
+
+
 def _verify(entry: PretrainedFile, path: Path, weights_dir: str | Path | None) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(
+        raise WeightsNotFoundError(
             f"pretrained file {entry.name!r} ({entry.file}) not found at {path}; get it with "
             f"{download_command(entry, weights_dir, path)}; `make weights` lists every file"
         )
@@ -283,8 +288,8 @@ def resolve_weights(
         manifest: The entries to look keys and file names up in.
 
     Raises:
-        FileNotFoundError: the file is missing (naming it, the expected path and the command
-            that gets it).
+        WeightsNotFoundError: the file is missing (naming it, the expected path and the command
+            that gets it); a ``FileNotFoundError``.
         ChecksumError: a manifest file with the wrong sha256 (expected and actual digests).
     """
     text = str(name_or_path)
@@ -296,7 +301,7 @@ def resolve_weights(
     if entry is not None:
         return _verify(entry, path, weights_dir)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise WeightsNotFoundError(
             f"weights file not found: {path} (neither a file nor a manifest key; keys: "
             f"{', '.join(e.name for e in manifest)}; `make weights` lists them)"
         )
@@ -315,7 +320,7 @@ def weights_status(entry: PretrainedFile, path: Path) -> str:
 
 
 def initial_weights(owner: str, weights_file: str | None, random_init: bool) -> str | None:
-    """The weights file a module starts from, or None for random initialisation.
+    """The verified weights file a module starts from, or None for random initialisation.
 
     ``random_init=True`` is the explicit opt-out of a configuration that names a file: the file
     is not read, with a warning. A start without a file is logged too, so the run's log says so
@@ -323,9 +328,13 @@ def initial_weights(owner: str, weights_file: str | None, random_init: bool) -> 
     ``random_init``).
 
     Args:
-        owner: Who starts (for the message), e.g. the module's class name.
-        weights_file: Manifest key or path; None = no pretrained weights.
+        owner: Who starts (for the messages), e.g. the module's class name.
+        weights_file: Manifest key or path (``resolve_weights``); None = no pretrained weights.
         random_init: Start from random weights even where ``weights_file`` names a file.
+
+    Raises:
+        WeightsNotFoundError, ChecksumError: as ``resolve_weights``, the message ending with the
+            opt-out (``random_init``).
     """
     if random_init:
         skipped = f" (weights_file={weights_file!r} is not loaded)" if weights_file else ""
@@ -333,4 +342,12 @@ def initial_weights(owner: str, weights_file: str | None, random_init: bool) -> 
         return None
     if weights_file is None:
         rank_zero_info(f"{owner}: no weights_file: random initialisation")
-    return weights_file
+        return None
+    try:
+        return str(resolve_weights(weights_file))
+    except (WeightsNotFoundError, ChecksumError) as error:
+        opt_out = (
+            f"; {owner} starts from these weights: to start from random ones instead, set "
+            'random_init: true (ARGS="--model.init_args.random_init=true")'
+        )
+        raise type(error)(f"{error}{opt_out}") from None
