@@ -95,7 +95,9 @@ _MINMAXCAM_MOBILENET_V2 = tuple(
     f"minmaxcam/cub_mobilenet_v2{v}" for v in ("", "_cam", "_mask_features")
 )
 
-#: Every pretrained file the suite can use. Digest sources: see the README section on weights.
+#: Every pretrained file the suite can use. Digests: the full sha256 where public projects that
+#: verify these files pin it (facenet_vggface2: one such project only), else the prefix in the
+#: file name (torch.hub's convention), else None (nothing published: the Hugging Face files).
 MANIFEST: tuple[PretrainedFile, ...] = (
     PretrainedFile(
         "fid_inception",
