@@ -10,6 +10,7 @@ import yaml
 from cli_runs import FAST, REPO, data_flags
 
 from experiments.__main__ import main
+from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.pretrained import WeightsNotFoundError, manifest_entry
 from lightning_modules.minmaxcam import MinMaxCAM
 
@@ -80,3 +81,35 @@ def test_minmaxcam_refuses_a_missing_file_unless_random_init(tmp_path, monkeypat
     with pytest.warns(UserWarning, match="random_init=True"):
         model = MinMaxCAM(backbone="resnet50", weights_file="resnet50", random_init=True)
     assert model.hparams.random_init is True
+
+
+def test_a_checkpoint_loads_without_its_pretrained_file_when_asked(tmp_path):
+    """``load_from_checkpoint(path, random_init=True)`` rebuilds a module trained from a file that
+    is not on this machine: the checkpoint holds every weight."""
+    import lightning
+    import torch
+
+    from lightning_modules.face_attributes import FaceAttributeClassifier
+
+    tiny = {"channels": [8, 16, 32, 64], "stem_width": 8}
+    start = tmp_path / "imagenet-start.pth"
+    torch.save(create_backbone("resnet10t", 1000, model_kwargs=tiny).state_dict(), start)
+    model = FaceAttributeClassifier("resnet10t", 4, weights_file=str(start), model_kwargs=tiny)
+    checkpoint = tmp_path / "model.ckpt"
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        checkpoint,
+    )
+    start.unlink()
+    with pytest.raises(WeightsNotFoundError, match="imagenet-start.pth"):
+        FaceAttributeClassifier.load_from_checkpoint(checkpoint, weights_only=True)
+    with pytest.warns(UserWarning, match="random_init=True"):
+        restored = FaceAttributeClassifier.load_from_checkpoint(
+            checkpoint, random_init=True, weights_only=True
+        )
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(restored.state_dict()[key], value, equal_nan=True)
