@@ -34,7 +34,7 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)  # what components/download.py calls
 
 
 def test_the_table_offline_good_wrong_and_missing(tmp_path, capsys, no_network):

@@ -5,7 +5,7 @@ name under one weights folder, its sha256 (the full digest, or the prefix its pu
 file name, torch.hub's convention, or None where nothing is published), its download address and
 the experiments that need it. ``MANIFEST`` lists them all; ``make weights`` (``experiments/
 weights.py``) prints it with what is present and verified, and fetches missing files with
-``DOWNLOAD=1``.
+``DOWNLOAD=1`` (``components/download.py``).
 
 The weights folder is an explicit argument, else ``$LATENTLAB_WEIGHTS``, else ``weights/`` under the
 current directory. Every weight-file argument of the suite (``weights_file``, ``trunk_weights`` ...)
