@@ -24,7 +24,7 @@ DATA_FLAGS = $(if $(ROOT),--root $(ROOT)) $(if $(RES),--res $(RES)) $(if $(OUT),
 	$(if $(filter 1 true yes,$(DOWNLOAD)),--download)
 
 .DEFAULT_GOAL := help
-.PHONY: help list install experiment smoke table report test test-all lint format data bench bench-gpu clean check-name
+.PHONY: help list install experiment smoke table report test test-all lint format data weights bench bench-gpu clean check-name
 
 help: ## Show this help
 	@echo "Usage: make <target> [NAME=<method>/<dataset>[_<variant>]] [ARGS=\"--trainer.max_epochs=1\"] [RESUME=1]"
@@ -84,6 +84,12 @@ format: install ## Fix what ruff can and format the code
 data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|synthetic-{faces,mnist,birds} [ROOT= RES= OUT= DOWNLOAD=1 ARGS=]
 	@test -n "$(DATASET)" || { echo "Set DATASET (see: $(PY) -m datamodules.prepare --help)"; exit 2; }
 	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS) $(ARGS)
+
+WEIGHTS_FLAGS = $(if $(WEIGHTS_DIR),--weights-dir $(WEIGHTS_DIR)) \
+	$(if $(filter 1 true yes,$(DOWNLOAD)),--download) $(NAMES)
+
+weights: install ## Table of pretrained files: present, verified, size, needed by (offline) [WEIGHTS_DIR= DOWNLOAD=1 NAMES=]
+	$(PY) -m experiments.weights $(WEIGHTS_FLAGS)
 
 bench: install ## Run every benchmarks/bench_*.py (ratios against in-run baselines)
 	@shopt -s nullglob; files=(benchmarks/bench_*.py); \

@@ -67,8 +67,8 @@ class LogLPIPS(EvaluationCallback):
 
     Args:
         net: ``"vgg"`` or ``"alex"``.
-        trunk_weights: torchvision's ImageNet file of the trunk (``vgg16-397923af.pth``,
-            ``alexnet-owt-7be5be79.pth``).
+        trunk_weights: torchvision's ImageNet file of the trunk: its manifest key (``vgg16``,
+            ``alexnet``; ``make weights``) or a path.
         random_trunk: A random trunk instead (tests only); needed when ``trunk_weights`` is None.
         inputs_in_unit_range: Images are in [0, 1] (default) rather than [-1, 1].
         stages: Stages to evaluate, any of ``"val"`` and ``"test"``.

@@ -7,7 +7,8 @@ calls.
 A configuration the parser refuses ends the command with one line on stderr that names the file
 and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2; so
 does a run that cannot start as asked (:class:`experiments.errors.SetupError`, e.g. a resume with
-changed settings) or whose data is missing or malformed (``datamodules.formats.errors``), with
+changed settings) or whose data is missing or malformed (``datamodules.formats.errors``), or
+whose pretrained file is missing or has the wrong checksum (``components/pretrained.py``), with
 its message and no traceback.
 """
 
@@ -37,6 +38,32 @@ from experiments.config_errors import (  # noqa: E402
     help_options,
 )
 from experiments.errors import SetupError  # noqa: E402
+from lightning_modules.components.pretrained import (  # noqa: E402
+    ChecksumError,
+    WeightsNotFoundError,
+)
+
+#: Errors whose message says what to do: reported as one line, without a traceback.
+ONE_MESSAGE = (
+    SetupError,
+    SettingError,
+    DatasetNotFoundError,
+    FormatError,
+    WeightsNotFoundError,
+    ChecksumError,
+)
+
+
+def one_message_cause(error: BaseException | None) -> BaseException | None:
+    """The first ``ONE_MESSAGE`` error in the chain of ``error`` (jsonargparse wraps what a class
+    raises while the CLI instantiates it, e.g. a module whose pretrained file is missing)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ONE_MESSAGE):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,10 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ArgumentError) as error:
         print(f"error: {explain(error, args, options)}", file=sys.stderr)
         sys.exit(2)
-    except (SetupError, SettingError, DatasetNotFoundError, FormatError) as error:
-        # a run that cannot start as asked, or data missing or malformed: the message names the
-        # file and says what to do; a traceback would only push it off the screen
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        # a run that cannot start as asked, data or pretrained weights missing or malformed: the
+        # message names the file and says what to do; a traceback would only push it off the
+        # screen
+        cause = one_message_cause(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 

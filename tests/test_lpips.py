@@ -12,14 +12,15 @@ NETS = sorted(SPLITS)
 
 
 def trunk_file(tmp_path, net: str) -> str:
-    """A randomly initialised trunk saved as torchvision's file is laid out (``features.N...``)."""
+    """A randomly initialised trunk saved as torchvision's file is laid out (``features.N...``),
+    under a name of its own (a file named as the manifest's would be checksum-verified)."""
     torch.manual_seed(0)
     trunk = LPIPS(net, random_trunk=True)
     state = {}
     for block in trunk.blocks:
         state.update({f"features.{k}": v for k, v in block.state_dict().items()})
     state["classifier.1.weight"] = torch.zeros(2, 2)  # ignored, as an ImageNet head is
-    path = tmp_path / TRUNK_FILES[net][0]
+    path = tmp_path / f"random-trunk-{net}.pth"
     torch.save(state, path)
     return str(path)
 
@@ -57,14 +58,17 @@ def test_equal_to_the_lpips_package_on_the_same_weights(tmp_path, net):
 
 
 def test_trunk_weights_are_never_silently_random(tmp_path):
-    with pytest.raises(ValueError, match=r"needs trunk_weights.*curl -L -o vgg16-397923af.pth "):
+    with pytest.raises(
+        ValueError,
+        match=r"trunk_weights: 'vgg16'.*vgg16-397923af.pth.*make weights DOWNLOAD=1 NAMES=vgg16",
+    ):
         LPIPS("vgg")
     missing = tmp_path / "absent.pth"
-    url = TRUNK_FILES["alex"][1]
-    with pytest.raises(
-        FileNotFoundError, match=f"not found: {missing}; get it with curl -L -o {missing} {url}"
-    ):
+    with pytest.raises(FileNotFoundError, match=f"weights file not found: {missing}"):
         LPIPS("alex", trunk_weights=str(missing))
+    named = tmp_path / TRUNK_FILES["alex"][0]  # the manifest's file name: expected, with its URL
+    with pytest.raises(FileNotFoundError, match=f"not found at {named}.*curl -L -o {named} "):
+        LPIPS("alex", trunk_weights=str(named))
     with pytest.raises(ValueError, match="not both"):
         LPIPS("alex", trunk_weights=str(missing), random_trunk=True)
     with pytest.raises(ValueError, match="net must be one of"):

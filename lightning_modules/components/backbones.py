@@ -17,8 +17,9 @@ VGG, dropping the last max-pool; parameter names and shapes do not change, so Im
 load after it. ``create_backbone(..., output_stride=8)`` applies it.
 
 Offline first: nothing is fetched from a hub. Pretrained weights come from an explicit
-``weights_file`` (safetensors or a torch state dict, ``components/weights.py``);
-``pretrained=True`` without one fails fast, naming the file to get.
+``weights_file``: a key of the pretrained-file manifest (``components/pretrained.py``, e.g.
+``resnet50``), checksum-verified, or a path (safetensors or a torch state dict,
+``components/weights.py``); ``pretrained=True`` without one fails fast, naming the file to get.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from lightning_modules.components.pretrained import MANIFEST, resolve_weights
 from lightning_modules.components.weights import load_local_weights
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -150,8 +152,10 @@ def create_backbone(
         name: ``torchvision/<arch>``, ``timm/<arch>`` or a bare timm name (``"resnet10t"``).
         num_classes: 0 for the trunk (unpooled feature maps, ``num_features`` channels); else
             the outputs of a fresh linear head (timm models only).
-        weights_file: Local ImageNet weights of the unmodified library model (``.safetensors``
-            or torch state dict); its classifier keys are dropped, every other key must match.
+        weights_file: ImageNet weights of the unmodified library model: a manifest key
+            (``resolve_weights``: verified file in the weights folder) or a path to a
+            ``.safetensors`` or torch state-dict file; its classifier keys are dropped, every
+            other key must match.
         pretrained: Require pretrained weights; hubs are not used, so this needs
             ``weights_file``.
         output_stride: Apply ``reduce_stride`` (e.g. 8 or 16) after building; None keeps 32.
@@ -163,6 +167,8 @@ def create_backbone(
     Raises:
         ValueError: unknown name, ``pretrained=True`` without ``weights_file``, weights that do
             not match, or an unsupported combination.
+        FileNotFoundError: ``weights_file`` is missing (the message says how to get it).
+        ChecksumError: a manifest file with the wrong sha256.
     """
     canonical = canonical_name(name)
     source, arch = canonical.split("/", 1)
@@ -181,7 +187,7 @@ def create_backbone(
         )
         heads = _timm_heads(model)
     if weights_file is not None:
-        load_local_weights(model, weights_file, drop_prefixes=heads)
+        load_local_weights(model, resolve_weights(weights_file), drop_prefixes=heads)
     if output_stride is not None:
         reduce_stride(model, canonical, output_stride)
     return model
@@ -194,6 +200,12 @@ def _timm_heads(model: nn.Module) -> tuple[str, ...]:
 
 
 def _missing_weights_message(source: str, arch: str) -> str:
+    if any(entry.name == arch for entry in MANIFEST):
+        return (
+            f"pretrained=True for {source} '{arch}' needs a local weights file (hubs are not "
+            f"used offline): pass weights_file={arch}, the manifest file of that key in the "
+            f"weights folder (get it with `make weights DOWNLOAD=1 NAMES={arch}`)"
+        )
     if source == "torchvision":
         return (
             f"pretrained=True for torchvision '{arch}' needs a local weights file (hubs are not "

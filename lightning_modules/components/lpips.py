@@ -9,7 +9,8 @@ as a training loss (gradients flow to the images, its own weights are frozen) an
 ``callbacks/lpips.py``, as an evaluation metric.
 
 Weights, offline: the trunk's ImageNet weights come from a local torchvision state-dict file
-(``trunk_weights``; see ``TRUNK_FILES`` for the file of each net and where to download it), the
+(``trunk_weights``: the manifest key of ``TRUNK_KEYS``, ``vgg16`` or ``alexnet``, resolved and
+checksum-verified by ``components/pretrained.py``, or a path), the
 linear heads from the files the installed ``lpips`` package ships (``lpips/weights/v0.1/``), read
 by path. Nothing is downloaded; a random trunk only when asked for with ``random_trunk=True``.
 
@@ -27,22 +28,21 @@ import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightning_modules.components.pretrained import manifest_entry, resolve_weights
 from lightning_modules.components.weights import load_local_weights, read_state_dict
 
-__all__ = ["LPIPS", "TRUNK_FILES", "lpips_head_file"]
+__all__ = ["LPIPS", "TRUNK_FILES", "TRUNK_KEYS", "lpips_head_file"]
 
 #: Per net: the indices of ``features`` that end each tapped block (after its last ReLU).
 SPLITS: dict[str, tuple[int, ...]] = {
     "vgg": (4, 9, 16, 23, 30),  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
     "alex": (2, 5, 8, 10, 12),  # relu1 .. relu5
 }
-#: Per net: the torchvision ImageNet weights file the trunk expects and its download address.
+#: Per net: the key of its trunk's torchvision ImageNet file in the pretrained-file manifest.
+TRUNK_KEYS: dict[str, str] = {"vgg": "vgg16", "alex": "alexnet"}
+#: Per net: that file's name and download address (from the manifest).
 TRUNK_FILES: dict[str, tuple[str, str]] = {
-    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
-    "alex": (
-        "alexnet-owt-7be5be79.pth",
-        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    ),
+    net: (manifest_entry(key).file, manifest_entry(key).url) for net, key in TRUNK_KEYS.items()
 }
 #: LPIPS's input scaling for [-1, 1] images: ``(x - SHIFT) / SCALE`` per RGB channel.
 SHIFT = (-0.030, -0.088, -0.188)
@@ -78,22 +78,18 @@ class _Trunk(nn.Module):
 
 def _load_trunk(net: str, trunk_weights: str | None, random_trunk: bool) -> nn.Sequential:
     trunk = _Trunk(net)
-    name, url = TRUNK_FILES[net]
+    key = TRUNK_KEYS[net]
     if trunk_weights is None:
         if not random_trunk:
             raise ValueError(
-                f"LPIPS({net!r}) needs trunk_weights, torchvision's ImageNet file {name} "
-                f"(curl -L -o {name} {url}); random_trunk=True for a random trunk (tests only)"
+                f"LPIPS({net!r}) needs trunk_weights: {key!r}, the manifest key of torchvision's "
+                f"ImageNet file {manifest_entry(key).file} (get it with `make weights DOWNLOAD=1 "
+                f"NAMES={key}`), or its path; random_trunk=True for a random trunk (tests only)"
             )
         return trunk.features
     if random_trunk:
         raise ValueError("LPIPS: give trunk_weights or random_trunk=True, not both")
-    path = Path(trunk_weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"LPIPS({net!r}) trunk_weights file not found: {path}; get it with "
-            f"curl -L -o {path} {url}"
-        )
+    path = resolve_weights(trunk_weights)
     load_local_weights(trunk, path, drop_prefixes=("classifier.",))
     return trunk.features
 
@@ -118,8 +114,9 @@ class LPIPS(nn.Module):
 
     Args:
         net: ``"vgg"`` (VGG16 trunk) or ``"alex"`` (AlexNet trunk).
-        trunk_weights: torchvision's ImageNet state-dict file of the trunk (``TRUNK_FILES``);
-            only ``features.*`` keys are used, ``classifier.*`` ones are ignored.
+        trunk_weights: torchvision's ImageNet state-dict file of the trunk: its manifest key
+            (``TRUNK_KEYS``: ``vgg16``, ``alexnet``) or a path (``resolve_weights``); only
+            ``features.*`` keys are used, ``classifier.*`` ones are ignored.
         random_trunk: Use a randomly initialised trunk instead (tests); required when
             ``trunk_weights`` is None, so a missing file is never silently replaced.
         normalize: Inputs are in [0, 1] (mapped to [-1, 1]); default False: inputs in [-1, 1].

@@ -25,6 +25,7 @@ from callbacks.global_log import log_global
 from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
+from lightning_modules.components.pretrained import initial_weights
 from lightning_modules.face_attributes.losses import attribute_bce, attribute_weights
 from lightning_modules.face_attributes.thresholds import (
     hamming_per_label,
@@ -43,13 +44,17 @@ class FaceAttributeClassifier(LightningModule):
     ``IMAGE_ID``. At the end of the test epoch the per-attribute thresholds are searched on the
     accumulated test probabilities, kept in the ``thresholds`` buffer and written to
     ``<log_dir>/thresholds.json``. ``predict_step`` returns ``{"probs", "image_id"}`` (+ ``index``).
-    On another machine, ``load_from_checkpoint(path, weights_file=None)`` skips re-reading the
+    On another machine, ``load_from_checkpoint(path, random_init=True)`` skips re-reading the
     ImageNet file (the checkpoint holds every weight).
 
     Args:
         model_name: timm architecture (paper: ``seresnext101_32x4d``).
         num_attributes: Number of binary attributes (CelebA: 40); checked against the DataModule.
-        weights_file: Local ImageNet weights for the trunk; None = random initialisation.
+        weights_file: ImageNet weights for the trunk: a key of the pretrained-file manifest
+            (``components/pretrained.py``, e.g. ``seresnext101_32x4d``) or a path; None = random
+            initialisation (logged).
+        random_init: Start from random weights even though ``weights_file`` names a file: the
+            explicit opt-out of a paper configuration (logged as a warning).
         pretrained: Require pretrained weights (then ``weights_file`` must be given).
         model_kwargs: Extra timm constructor arguments (tests shrink the network with them).
         weight_mode: ``class`` (paper, eqs. 4-6), ``pos_weight`` (ablation) or ``none``.
@@ -68,6 +73,7 @@ class FaceAttributeClassifier(LightningModule):
         model_name: str = "seresnext101_32x4d",
         num_attributes: int = 40,
         weights_file: str | None = None,
+        random_init: bool = False,
         pretrained: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         weight_mode: Literal["class", "pos_weight", "none"] = "class",
@@ -87,7 +93,7 @@ class FaceAttributeClassifier(LightningModule):
         self.model = create_backbone(
             model_name,
             num_classes=num_attributes,
-            weights_file=weights_file,
+            weights_file=initial_weights(type(self).__name__, weights_file, random_init),
             pretrained=pretrained,
             model_kwargs=model_kwargs,
         )

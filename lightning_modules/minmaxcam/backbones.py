@@ -61,7 +61,8 @@ class TinyCAM(nn.Module):
 def build_cam_backbone(
     name: str, weights_file: str | Path | None = None, width: int = 16
 ) -> nn.Module:
-    """Build a CAM backbone by name; ``weights_file`` loads ImageNet weights from a local file.
+    """Build a CAM backbone by name; ``weights_file`` (a manifest key or a path) loads ImageNet
+    weights from a local file.
 
     The file holds the state dict of the unmodified torchvision model (``vgg16``, ``resnet50``,
     ``mobilenet_v2``) or timm model (``mobilenet_v1``); its classifier keys are ignored,

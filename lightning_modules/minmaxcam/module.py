@@ -41,6 +41,7 @@ from lightning_modules.components.cams import minmax_normalize
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.manual_ddp import broadcast_buffers, partial_backward
+from lightning_modules.components.pretrained import initial_weights
 from lightning_modules.minmaxcam.backbones import build_cam_backbone
 from lightning_modules.minmaxcam.losses import common_region_loss, full_region_loss
 
@@ -54,8 +55,11 @@ class MinMaxCAM(LightningModule):
         backbone: ``vgg16``, ``resnet50``, ``mobilenet_v2``, ``mobilenet_v1`` (Table 5.3) or
             ``tiny`` (CPU tests).
         num_classes: C (200 for CUB).
-        weights_file: Local ImageNet weights of the library backbone (torchvision, or timm for
-            ``mobilenet_v1``); None = random init.
+        weights_file: ImageNet weights of the library backbone (torchvision, or timm for
+            ``mobilenet_v1``): a key of the pretrained-file manifest (``components/
+            pretrained.py``, e.g. ``resnet50``) or a path; None = random init (logged).
+        random_init: Start from random weights even though ``weights_file`` names a file: the
+            explicit opt-out of a paper configuration (logged as a warning).
         crr_weight: λ1, Eq. 5.5 (VGG16: 1; ResNet-50 / MobileNetV2: 10).
         frr_weight: λ2, Eq. 5.5 (VGG16: 10; ResNet-50 / MobileNetV2: 1).
         samples_per_class: m; batches must be ordered class by class in groups of m (checked
@@ -84,6 +88,7 @@ class MinMaxCAM(LightningModule):
         backbone: Literal["vgg16", "resnet50", "mobilenet_v2", "mobilenet_v1", "tiny"] = "vgg16",
         num_classes: int = 200,
         weights_file: str | None = None,
+        random_init: bool = False,
         crr_weight: float = 1.0,
         frr_weight: float = 10.0,
         samples_per_class: int = 5,
@@ -104,7 +109,8 @@ class MinMaxCAM(LightningModule):
             raise ValueError(f"stage_two_max_norm must be positive or None: {stage_two_max_norm}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.backbone = build_cam_backbone(backbone, weights_file, width)
+        weights = initial_weights(type(self).__name__, weights_file, random_init)
+        self.backbone = build_cam_backbone(backbone, weights, width)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
         train = ("loss_s1", "accuracy", "crr", "frr", "loss_s2", "stage_two_grad_norm")
         self.means = EpochMeans(
