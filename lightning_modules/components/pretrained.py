@@ -96,8 +96,8 @@ _MINMAXCAM_MOBILENET_V2 = tuple(
 )
 
 #: Every pretrained file the suite can use. Digests: the full sha256 where public projects that
-#: verify these files pin it (facenet_vggface2: one such project only), else the prefix in the
-#: file name (torch.hub's convention), else None (nothing published: the Hugging Face files).
+#: verify these files pin it, else the prefix in the file name (torch.hub's convention), else
+#: None (nothing published, or not corroborated: the Hugging Face files, FaceNet).
 MANIFEST: tuple[PretrainedFile, ...] = (
     PretrainedFile(
         "fid_inception",
@@ -167,7 +167,7 @@ MANIFEST: tuple[PretrainedFile, ...] = (
         "20180402-114759-vggface2.pt",
         "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
         "20180402-114759-vggface2.pt",
-        "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+        None,  # one public source gives a digest no other corroborates: not recorded
         ("istrc",),
         "FaceNet (InceptionResnetV1, 512-d) trained on VGGFace2, facenet-pytorch's port of "
         "Sandberg's 20180402-114759 model: ISTRC's face encoder when a real one is used",
