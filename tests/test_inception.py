@@ -20,6 +20,16 @@ from lightning_modules.components.inception import (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, LAPACK's eigvals of 2048 x 2048 (inside
+    torchmetrics' compute) with two threads waits on the other process's core for a minute."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> str:
     return str(write_calibrated_weights(tmp_path_factory.mktemp("inception")))
