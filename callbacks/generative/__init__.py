@@ -5,5 +5,7 @@
 - ``frechet``: ``frechet_distance``, the Frechet distance between two Gaussians (FID's formula)
   through symmetric factorizations instead of a general matrix square root;
 - ``kid``: ``kernel_inception_distance``, the unbiased MMD^2 of the cubic polynomial kernel over
-  random subsets (KID), with the subsets an explicit input (``draw_subsets``).
+  random subsets (KID), with the subsets an explicit input (``draw_subsets``);
+- ``stats_file``: ``RealStats`` and their file under a checked key (``read_stats``,
+  ``write_stats``, ``stats_path``), the real-set cache of ``callbacks/fid.py``.
 """
