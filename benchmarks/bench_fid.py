@@ -19,9 +19,10 @@ relative difference. Torch runs ``--threads`` threads (default 1: on a shared 2-
 LAPACK's ``eigvals`` in torchmetrics' ``compute`` slows down many times over with a second
 thread, which would flatter the ratio).
 
-Weights: ``--weights``, else the copy in torch's hub cache, else (this machine has no network) a
-random Inception with calibrated batch-norm statistics written to a temporary folder, said in the
-output: the times are those of the real network either way, the FIDs then are not ImageNet's.
+Weights: ``--weights``, else the copy in the weights folder or torch's hub cache, else (this
+machine has no network) a random Inception with calibrated batch-norm statistics written to a
+temporary folder, said in the output: the times are those of the real network either way, the
+FIDs then are not ImageNet's.
 
 Run: ``python -m benchmarks.bench_fid [--n 64 --size 32 --batch-size 16 --device cpu]``;
 on a GPU: ``python -m benchmarks.bench_fid --device cuda --n 10000 --size 299 --batch-size 200``.
@@ -49,7 +50,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance  # noqa: E402
 from callbacks.generative.frechet import frechet_distance  # noqa: E402
 from callbacks.generative.gaussian import FeatureGaussian  # noqa: E402
 from callbacks.generative.stats_file import RealStats, read_stats, write_stats  # noqa: E402
-from lightning_modules.components.inception import FIDInceptionV3, hub_cache_path  # noqa: E402
+from lightning_modules.components.inception import (  # noqa: E402
+    INCEPTION,
+    FIDInceptionV3,
+    hub_cache_path,
+)
 
 
 def batches(n: int, size: int, batch_size: int, real: bool) -> Iterator[torch.Tensor]:
@@ -95,8 +100,9 @@ def extract(extractor, n, size, batch_size, real, device) -> tuple[FeatureGaussi
 def weights_file(given: str | None, folder: Path) -> tuple[str, str]:
     if given is not None:
         return given, given
-    if hub_cache_path().is_file():
-        return str(hub_cache_path()), f"{hub_cache_path()} (torch's hub cache)"
+    for place, where in ((INCEPTION.path(), "the weights folder"), (hub_cache_path(), "hub cache")):
+        if place.is_file():
+            return str(place), f"{place} ({where})"
     path = write_calibrated_weights(folder)
     return str(path), "calibrated random weights (no weights file here; pass --weights)"
 

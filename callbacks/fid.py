@@ -36,7 +36,7 @@ Configured in an experiment YAML::
       callbacks:
         - class_path: callbacks.fid.LogFID
           init_args:
-            weights: /data/weights/weights-inception-2015-12-05-6726825d.pth
+            weights: fid_inception     # the manifest key: $LATENTLAB_WEIGHTS/<file>, verified
             dataset: celeba-64-aligned
             kid: true
             kid_subset_size: 1000
@@ -126,10 +126,14 @@ class LogFID(EvaluationCallback):
 
     Args:
         weights: torch-fidelity's Inception file (``INCEPTION_FILE`` of
-            ``lightning_modules.components.inception``); None: its copy in torch's hub cache.
+            ``lightning_modules.components.inception``), a path or the manifest key
+            ``fid_inception``; None: its copy in the weights folder (``make weights``), else in
+            torch's hub cache. Checked against the manifest's sha256.
         resize: ``"tf1"`` (default: torch-fidelity's numbers, torchmetrics with
             ``antialias=False``) or ``"antialias"`` (torchmetrics' default).
         random_weights: A random Inception (tests only).
+        download: Fetch the Inception file from its standard address when no copy is found;
+            never otherwise.
         extractor: Any module mapping the images to (B, d) features, with attributes
             ``num_features`` (d) and ``fingerprint`` (str, its cache identity), used instead of
             the Inception (as torchmetrics' ``feature=Module``).
@@ -151,6 +155,7 @@ class LogFID(EvaluationCallback):
         weights: str | None = None,
         resize: str = "tf1",
         random_weights: bool = False,
+        download: bool = False,
         extractor: nn.Module | None = None,
         dataset: str | None = None,
         cache_dir: str | None = None,
@@ -163,8 +168,10 @@ class LogFID(EvaluationCallback):
     ) -> None:
         super().__init__(stages, every_n_epochs)
         if extractor is None:
-            extractor = FIDInceptionV3(weights, resize=resize, random_weights=random_weights)
-        elif weights is not None or random_weights:
+            extractor = FIDInceptionV3(
+                weights, resize=resize, random_weights=random_weights, download=download
+            )
+        elif weights is not None or random_weights or download:
             raise ValueError("LogFID: give an extractor or Inception weights, not both")
         if not isinstance(getattr(extractor, "num_features", None), int) or not isinstance(
             getattr(extractor, "fingerprint", None), str

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +16,15 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from callbacks.generative.frechet import frechet_distance
 from callbacks.generative.gaussian import FeatureGaussian
+from lightning_modules.components import inception
+from lightning_modules.components.download import NetworkError
 from lightning_modules.components.inception import (
     INCEPTION_FILE,
     INCEPTION_URL,
     FIDInceptionV3,
     hub_cache_path,
 )
+from lightning_modules.components.pretrained import ChecksumError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,21 +76,28 @@ def test_the_weights_constants_are_torch_fidelitys():
     assert INCEPTION_URL.endswith("/" + INCEPTION_FILE)
 
 
-def test_missing_weights_fail_at_once_naming_file_place_and_command(tmp_path, monkeypatch):
+@pytest.fixture
+def places(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """Empty weights folder and hub cache; returns where each would hold the file."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    expected = tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_FILE
-    assert hub_cache_path() == expected
+    monkeypatch.setenv("LATENTLAB_WEIGHTS", str(tmp_path / "weights"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_FILE
+    assert hub_cache_path() == hub
+    return tmp_path / "weights" / INCEPTION_FILE, hub
+
+
+def test_missing_weights_fail_at_once_naming_file_places_and_commands(places, tmp_path):
+    folder, hub = places
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as error:
         FIDInceptionV3()
     assert time.monotonic() - start < 5
     message = str(error.value)
-    assert INCEPTION_FILE in message and str(expected) in message
-    assert f"curl -L --create-dirs -o {expected} {INCEPTION_URL}" in message
+    assert INCEPTION_FILE in message and str(folder) in message and str(hub) in message
+    assert "make weights DOWNLOAD=1 NAMES=fid_inception" in message
+    assert f"curl -L -o {folder} {INCEPTION_URL}" in message
     missing = tmp_path / "absent.pth"
-    with pytest.raises(
-        FileNotFoundError, match=f"not found: {missing}; get it with curl -L --create-dirs -o "
-    ):
+    with pytest.raises(FileNotFoundError, match=f"weights file not found: {missing}"):
         FIDInceptionV3(str(missing))
     with pytest.raises(ValueError, match="not both"):
         FIDInceptionV3(str(missing), random_weights=True)
@@ -91,15 +105,43 @@ def test_missing_weights_fail_at_once_naming_file_place_and_command(tmp_path, mo
         FIDInceptionV3(random_weights=True, resize="nearest")
 
 
-def test_the_hub_cache_copy_is_the_standard_source(weights, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    hub_cache_path().parent.mkdir(parents=True)
-    hub_cache_path().write_bytes(open(weights, "rb").read())
+def test_a_copy_with_the_wrong_checksum_is_refused_wherever_it_is(weights, places):
+    folder, hub = places
+    for place in (hub, folder):  # the weights folder's copy is read first
+        place.parent.mkdir(parents=True)
+        shutil.copy(weights, place)
+        with pytest.raises(ChecksumError, match=f"{place}: wrong checksum .*'fid_inception'"):
+            FIDInceptionV3()
+    with pytest.raises(ChecksumError, match="wrong checksum"):
+        FIDInceptionV3("fid_inception")
+
+
+def test_the_standard_places_weights_folder_then_hub_cache(weights, places, monkeypatch):
+    unpinned = dataclasses.replace(inception.INCEPTION, sha256=None)  # the test file is not it
+    monkeypatch.setattr(inception, "INCEPTION", unpinned)
+    folder, hub = places
+    hub.parent.mkdir(parents=True)
+    shutil.copy(weights, hub)
     from_hub, given = FIDInceptionV3(), FIDInceptionV3(weights, resize="antialias")
     assert from_hub.fingerprint.startswith("sha256:") and from_hub.fingerprint.endswith("tf1")
     assert given.fingerprint == from_hub.fingerprint.replace("tf1", "antialias")
     for a, b in zip(from_hub.state_dict().values(), given.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    folder.parent.mkdir(parents=True)
+    torch.save({k: v + 1 for k, v in torch.load(weights).items()}, folder)
+    assert FIDInceptionV3().fingerprint != from_hub.fingerprint  # the folder's copy comes first
+
+
+def test_download_only_when_asked_and_failing_fast(places, monkeypatch):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/{INCEPTION_FILE}"
+    monkeypatch.setattr(inception, "INCEPTION", dataclasses.replace(inception.INCEPTION, url=url))
+    start = time.monotonic()
+    with pytest.raises(NetworkError, match="cannot reach"):
+        FIDInceptionV3(download=True)
+    assert time.monotonic() - start < 20
+    assert not places[0].exists()
 
 
 def test_float32_eval_mode_and_the_input_range():

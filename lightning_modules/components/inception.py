@@ -23,18 +23,21 @@ head), the network torchmetrics' ``FrechetInceptionDistance`` runs, used as a de
 The module is frozen and always in eval mode (``train()`` keeps it there), and runs in float32
 with autocast disabled, whatever the caller's precision; no gradients.
 
-Weights, offline: torch-fidelity's file ``INCEPTION_FILE`` (download address ``INCEPTION_URL``),
-read from ``weights`` when given, else from torch's hub cache, where torch-fidelity's own
-download puts it (``hub_cache_path()``: ``$TORCH_HOME/hub/checkpoints/<file>``). Nothing is
-downloaded: a missing file raises at once, naming the file, where it was looked for and the
-download command. ``random_weights=True`` builds a randomly initialised network instead (tests).
-``fingerprint`` names the weights (sha256 of the file, or ``random:<seed>``) and the resize, so
-cached statistics can be tied to the extractor that made them.
+Weights, offline: torch-fidelity's file, the manifest's ``fid_inception``
+(``components/pretrained.py``; ``INCEPTION_FILE``, download address ``INCEPTION_URL``), checked
+against its sha256 wherever it is read from: ``weights`` when given (a path or the key), else the
+standard places, first the weights folder (``$LATENTLAB_WEIGHTS``, ``make weights``), then torch's
+hub cache, where torchmetrics' and torch-fidelity's own downloads put it (``hub_cache_path()``).
+Nothing is downloaded unless asked for (``download=True``: from the standard address into the
+weights folder, verified, within a 15 s network timeout); a missing file raises at once, naming
+the file, where it was looked for and the commands that get it. ``random_weights=True`` builds a
+randomly initialised network instead (tests). ``fingerprint`` names the weights (sha256 of the
+file, or ``random:<seed>``) and the resize, so cached statistics can be tied to the extractor
+that made them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -44,23 +47,30 @@ from torch.nn import functional as F
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+from lightning_modules.components.download import download as fetch
+from lightning_modules.components.pretrained import (
+    WeightsNotFoundError,
+    download_command,
+    file_sha256,
+    manifest_entry,
+    resolve_weights,
+)
 from lightning_modules.components.weights import load_local_weights
 
 __all__ = [
     "INCEPTION_FILE",
     "INCEPTION_URL",
     "RESIZES",
+    "INCEPTION",
     "FIDInceptionV3",
     "hub_cache_path",
     "inception_weights_path",
 ]
 
-#: torch-fidelity's FID Inception-v3 weights file (converted from TensorFlow's 2015-12-05 graph).
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-#: Its download address (torch-fidelity's ``URL_INCEPTION_V3``).
-INCEPTION_URL = (
-    f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
-)
+#: The manifest entry of torch-fidelity's FID Inception-v3 weights (TensorFlow's 2015-12-05 graph).
+INCEPTION = manifest_entry("fid_inception")
+#: Its file name and download address (torch-fidelity's ``URL_INCEPTION_V3``).
+INCEPTION_FILE, INCEPTION_URL = INCEPTION.file, INCEPTION.url
 #: The resize choices, see the module docstring.
 RESIZES = ("tf1", "antialias")
 #: The network's input size.
@@ -94,36 +104,36 @@ def hub_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
-def inception_weights_path(weights: str | None) -> Path:
-    """The weights file to read: ``weights``, else the hub cache's copy; raises when absent.
+def inception_weights_path(weights: str | None = None, download: bool = False) -> Path:
+    """The verified weights file: ``weights``, else the weights folder's or the hub cache's copy.
+
+    Args:
+        weights: A path, or the manifest key ``fid_inception``; None looks in the standard
+            places (the weights folder, then torch's hub cache).
+        download: When no copy is found in the standard places, fetch the file from
+            ``INCEPTION_URL`` into the weights folder (15 s network timeout, sha256 checked).
 
     Raises:
-        FileNotFoundError: naming the file, where it was looked for and the download command.
+        WeightsNotFoundError: no file, naming it, the places looked in and the commands that
+            get it (a ``FileNotFoundError``).
+        ChecksumError: a copy whose sha256 is not the manifest's.
+        NetworkError: ``download=True`` and the address cannot be reached.
     """
+    manifest = (INCEPTION,)
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"FID Inception weights not found: {path}; get it with "
-                f"curl -L --create-dirs -o {path} {INCEPTION_URL}"
-            )
-        return path
-    path = hub_cache_path()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"FID Inception weights: no file given and {INCEPTION_FILE} is not in torch's hub "
-            f"cache ({path}); get it with curl -L --create-dirs -o {path} {INCEPTION_URL} "
-            "or pass the file's path as weights"
-        )
-    return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return resolve_weights(weights, manifest=manifest)
+    places = (INCEPTION.path(), hub_cache_path())
+    for place in places:
+        if place.is_file():
+            return resolve_weights(place, manifest=manifest)
+    if download:
+        fetch(INCEPTION, places[0])
+        return resolve_weights(places[0], manifest=manifest)
+    raise WeightsNotFoundError(
+        f"FID Inception weights {INCEPTION.file} are neither in the weights folder "
+        f"({places[0]}) nor in torch's hub cache ({places[1]}); get them with "
+        f"{download_command(INCEPTION)}, or pass download=True or weights=<path>"
+    )
 
 
 class _Network(FeatureExtractorInceptionV3):
@@ -146,13 +156,15 @@ class FIDInceptionV3(nn.Module):
     """(B, 3, H, W) images in [0, 1] -> (B, 2048) FID Inception-v3 pool features, float32.
 
     Args:
-        weights: torch-fidelity's weights file (``INCEPTION_FILE``); None: the copy in torch's
-            hub cache (``hub_cache_path()``), which must exist.
+        weights: torch-fidelity's weights file (``INCEPTION_FILE``), a path or the manifest key
+            ``fid_inception``; None: the copy in the weights folder, else in torch's hub cache.
         resize: ``"tf1"`` (default; torch-fidelity, torchmetrics with ``antialias=False``) or
             ``"antialias"`` (torchmetrics' default), see the module docstring.
         random_weights: A randomly initialised network instead of a file (tests only); the
             initialisation is drawn from ``seed`` without touching the global generator.
         seed: The seed of ``random_weights``.
+        download: Fetch the file from its standard address when no copy is found (see
+            ``inception_weights_path``); never otherwise.
 
     Attributes:
         num_features: 2048.
@@ -168,6 +180,7 @@ class FIDInceptionV3(nn.Module):
         resize: str = "tf1",
         random_weights: bool = False,
         seed: int = 0,
+        download: bool = False,
     ) -> None:
         super().__init__()
         if resize not in RESIZES:
@@ -183,9 +196,9 @@ class FIDInceptionV3(nn.Module):
                 self.network = _Network()
             source = f"random:{seed}"
         else:
-            path = inception_weights_path(weights)
+            path = inception_weights_path(weights, download)
             self.network = load_local_weights(_Network(), path)
-            source = f"sha256:{_sha256(path)}"
+            source = f"sha256:{file_sha256(path)}"
         self.fingerprint = f"{source}/resize:{resize}"
         self.network.requires_grad_(False)
         self.network.eval()

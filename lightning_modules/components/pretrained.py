@@ -105,7 +105,7 @@ MANIFEST: tuple[PretrainedFile, ...] = (
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
         "weights-inception-2015-12-05-6726825d.pth",
         "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
-        ("FID and KID callbacks", "disentangle", "istrc", "hallucination"),
+        ("callbacks.fid.LogFID", "disentangle", "istrc", "hallucination"),
         "Inception-v3 of TF's 2015-12-05 release ported to PyTorch by torch-fidelity: the FID "
         "and KID feature extractor of torchmetrics and torch-fidelity",
     ),
