@@ -8,7 +8,12 @@ Embeddings"): label embeddings from a Siamese network trained on occluded image 
 - ``collapse``: per-label explained-variance ratios (the collapse monitor and the PCA analysis).
 """
 
-from lightning_modules.olr.collapse import explained_variance_ratios, pc1_ratio
+from lightning_modules.olr.collapse import (
+    embedding_moments,
+    explained_variance_ratios,
+    pc1_ratio,
+    ratios_from_moments,
+)
 from lightning_modules.olr.decoder import ReconstructionDecoder, reconstruction_target, rescale
 from lightning_modules.olr.encoder import SiameseEncoder, VGGTrunk
 from lightning_modules.olr.losses import (
@@ -29,10 +34,12 @@ __all__ = [
     "SiameseEncoder",
     "VGGTrunk",
     "constant_target_loss",
+    "embedding_moments",
     "explained_variance_ratios",
     "pair_loss",
     "pair_targets",
     "pc1_ratio",
+    "ratios_from_moments",
     "reconstruction_loss",
     "reconstruction_target",
     "rescale",

@@ -12,7 +12,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["explained_variance_ratios", "pc1_ratio"]
+__all__ = [
+    "embedding_moments",
+    "explained_variance_ratios",
+    "pc1_ratio",
+    "ratios_from_moments",
+]
+
+
+def embedding_moments(embeddings: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(count, sums (L, k), outer_sums (L, k, k))`` of embeddings (N, L, k), in float64.
+
+    The moments add up over batches and over DDP ranks (``all_reduce`` with a sum), so a
+    monitor can accumulate them and call ``ratios_from_moments`` once on the whole set.
+    """
+    if embeddings.ndim != 3:
+        raise ValueError(f"embeddings must be (N, L, k), got {tuple(embeddings.shape)}")
+    x = embeddings.detach().double()
+    count = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
+    return count, x.sum(dim=0), torch.einsum("nlj,nlm->ljm", x, x)
+
+
+def ratios_from_moments(count: Tensor, sums: Tensor, outer_sums: Tensor) -> Tensor:
+    """The explained-variance ratios (L, k), descending, of the set with these moments.
+
+    The covariance is the biased one, ``outer_sums / N - mean mean^T``. A label whose
+    embeddings do not vary at all (a single point, e.g. all zeros) counts as fully collapsed:
+    ratio 1 on its first component, 0 on the others.
+    """
+    if float(count) < 2:
+        raise ValueError(f"the variance ratios need N >= 2 embeddings, got {float(count):g}")
+    mean = sums / count  # (L, k)
+    covariance = outer_sums / count - mean[:, :, None] * mean[:, None, :]  # (L, k, k)
+    variances = torch.linalg.eigvalsh(covariance).flip(-1).clamp_min(0)  # descending
+    total = variances.sum(dim=-1, keepdim=True)
+    ratios = variances / total.clamp_min(torch.finfo(torch.float64).tiny)
+    point = torch.zeros_like(ratios)
+    point[:, 0] = 1.0
+    return torch.where(total > 0, ratios, point)
 
 
 def explained_variance_ratios(embeddings: Tensor) -> Tensor:
@@ -21,20 +58,13 @@ def explained_variance_ratios(embeddings: Tensor) -> Tensor:
     Args:
         embeddings: (N, L, k), N >= 2 images; each label's k-vectors are centred over the N.
 
-    A label whose embeddings do not vary at all (a single point, e.g. all zeros) counts as fully
-    collapsed: ratio 1 on its first component, 0 on the others.
+    A label whose embeddings do not vary counts as fully collapsed (``ratios_from_moments``).
     """
     if embeddings.ndim != 3 or embeddings.shape[0] < 2:
         raise ValueError(f"embeddings must be (N >= 2, L, k), got {tuple(embeddings.shape)}")
     x = embeddings.detach().double()
-    x = x - x.mean(dim=0)
-    covariance = torch.einsum("nlj,nlm->ljm", x, x) / x.shape[0]  # (L, k, k)
-    variances = torch.linalg.eigvalsh(covariance).flip(-1).clamp_min(0)  # descending
-    total = variances.sum(dim=-1, keepdim=True)
-    ratios = variances / total.clamp_min(torch.finfo(torch.float64).tiny)
-    point = torch.zeros_like(ratios)
-    point[:, 0] = 1.0
-    return torch.where(total > 0, ratios, point)
+    x = x - x.mean(dim=0)  # centred first: exact moments when the mean is large
+    return ratios_from_moments(*embedding_moments(x))
 
 
 def pc1_ratio(embeddings: Tensor) -> Tensor:

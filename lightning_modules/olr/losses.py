@@ -69,23 +69,42 @@ def pair_targets(
     return torch.sigmoid(logits_a * scale) * torch.sigmoid(logits_b * scale)
 
 
-def pair_loss(e_a: Tensor, e_b: Tensor, target: Tensor) -> Tensor:
-    """L_S: the mean over batch and labels of ``(row_dots(e_a, e_b) - target)^2``."""
+def _reduce(squared_gaps: Tensor, reduction: Literal["mean", "none"]) -> Tensor:
+    if reduction == "mean":
+        return squared_gaps.mean()
+    if reduction == "none":
+        return squared_gaps.mean(dim=-1)  # (B,): one loss per pair, mean over the labels
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def pair_loss(
+    e_a: Tensor, e_b: Tensor, target: Tensor, reduction: Literal["mean", "none"] = "mean"
+) -> Tensor:
+    """L_S: the mean over batch and labels of ``(row_dots(e_a, e_b) - target)^2``.
+
+    ``reduction="none"`` gives the loss of each pair (B,) (mean over labels), whose sums and
+    counts add up exactly across batches and DDP ranks.
+    """
     u = row_dots(e_a, e_b)
     if target.shape != u.shape:
         raise ValueError(f"target must be (B, L) = {tuple(u.shape)}, got {tuple(target.shape)}")
-    return (u - target).square().mean()
+    return _reduce((u - target).square(), reduction)
 
 
-def constant_target_loss(target: Tensor, mean_target: Tensor | float | None = None) -> Tensor:
+def constant_target_loss(
+    target: Tensor,
+    mean_target: Tensor | float | None = None,
+    reduction: Literal["mean", "none"] = "mean",
+) -> Tensor:
     """The pair loss of predicting a constant: mean of ``(target - mean_target)^2``.
 
     ``mean_target`` is one value per label (L,) or one number (typically the train pairs' mean
     target); ``None`` takes each label's mean over ``target`` itself, the best constant there.
+    ``reduction`` as in ``pair_loss``.
     """
     if mean_target is None:
         mean_target = target.mean(dim=0)
-    return (target - mean_target).square().mean()
+    return _reduce((target - mean_target).square(), reduction)
 
 
 def ssim_float32(preds: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:

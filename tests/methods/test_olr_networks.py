@@ -21,10 +21,12 @@ from lightning_modules.olr import (
     SiameseEncoder,
     VGGTrunk,
     constant_target_loss,
+    embedding_moments,
     explained_variance_ratios,
     pair_loss,
     pair_targets,
     pc1_ratio,
+    ratios_from_moments,
     reconstruction_loss,
     reconstruction_target,
     rescale,
@@ -125,6 +127,19 @@ def test_the_trivial_embedding_p_times_a_unit_vector_gives_zero_pair_loss():
     target = pair_targets(logits_a, logits_b)
     assert pair_loss(e_a, e_b, target).item() == pytest.approx(0.0, abs=1e-12)
     assert pair_loss(e_a, e_b.roll(1, dims=0), target).item() > 1e-3  # other partner: not zero
+
+
+def test_per_pair_losses_average_to_the_batch_loss():
+    torch.manual_seed(4)
+    e_a, e_b, target = torch.randn(5, 3, 2), torch.randn(5, 3, 2), torch.rand(5, 3)
+    per_pair = pair_loss(e_a, e_b, target, reduction="none")
+    assert per_pair.shape == (5,)
+    torch.testing.assert_close(per_pair[1], (row_dots(e_a, e_b)[1] - target[1]).square().mean())
+    torch.testing.assert_close(per_pair.mean(), pair_loss(e_a, e_b, target))
+    baseline = constant_target_loss(target, 0.5, reduction="none")
+    torch.testing.assert_close(baseline, (target - 0.5).square().mean(dim=1))
+    with pytest.raises(ValueError, match="reduction"):
+        pair_loss(e_a, e_b, target, reduction="sum")
 
 
 def test_pair_targets_occlusion_and_temperature():
@@ -339,6 +354,16 @@ def test_explained_variance_ratios_equal_the_squared_singular_values_of_the_cent
         singular = torch.linalg.svd(x - x.mean(dim=0), full_matrices=False).S
         expected = singular**2 / (singular**2).sum()
         torch.testing.assert_close(explained_variance_ratios(e)[label], expected)
+
+
+def test_moments_of_two_halves_add_up_to_the_ratios_of_the_whole():
+    torch.manual_seed(2)
+    e = torch.randn(40, 3, 4) @ torch.randn(4, 4) + 0.5
+    first, second = embedding_moments(e[:15]), embedding_moments(e[15:])
+    summed = [a + b for a, b in zip(first, second, strict=True)]  # what all_reduce(sum) gives
+    torch.testing.assert_close(ratios_from_moments(*summed), explained_variance_ratios(e))
+    with pytest.raises(ValueError, match="N >= 2"):
+        ratios_from_moments(*embedding_moments(e[:1]))
 
 
 def test_a_label_that_never_varies_counts_as_collapsed():
