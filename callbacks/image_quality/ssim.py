@@ -46,7 +46,8 @@ def ssim_and_contrast(x: Tensor, y: Tensor, data_range: float) -> tuple[Tensor, 
     """Mean SSIM and mean contrast-structure term of each image and channel.
 
     Args:
-        x, y: float64 images (N, C, H, W) on one device, H and W at least ``WINDOW``.
+        x, y: float64 images (N, C, H, W) on one device, H and W at least ``WINDOW``. Other
+            floating dtypes are computed in theirs, with autograd (float32 for a loss).
         data_range: The value range R of the images (1.0 for [0, 1]).
 
     Returns:
