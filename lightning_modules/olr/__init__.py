@@ -1,0 +1,1 @@
+"""OLR (Karatsiolis & Kamilaris): occlusion-based label embeddings, analyses and editing."""
