@@ -1,7 +1,7 @@
 """OLR analyses and label editing as pure functions, against numpy / scikit-learn / hand values:
 label accuracy and the majority baseline, norm correlation and AUROC (spec assertions 2 and 4),
 PCA of one label (assertion 5, Fig. 5), the collapse check, class statistics and editing
-(eqs. 4-5, assertion 7's edits)."""
+(eqs. 4-5, assertion 7's edits), and the figures (Figs. 4, 5, 7-8)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from lightning_modules.olr.editing import (
     remove_label,
     sample_label,
 )
+from lightning_modules.olr.figures import editing_panel, norm_correlation_heatmap, pca_strip
 from lightning_modules.olr.norms import embedding_norms, norm_auroc, norm_correlation
 from lightning_modules.olr.pca import collapsed_labels, label_pca, pc1_ratios, strip_indices
 
@@ -252,3 +253,36 @@ def test_remove_label_zeroes_or_shrinks_only_its_row():
         remove_label(e, 1, scale=0.1)
     with pytest.raises(ValueError, match="out of range"):
         remove_label(e, 4)
+
+
+# --- 5. figures -----------------------------------------------------------------------------------
+
+
+def test_heatmap_renders_with_names_values_and_nan():
+    e, _ = _data(n=60, num_labels=6)
+    e[:, 4] = 0.0
+    image = norm_correlation_heatmap(norm_correlation(e).r, [f"label_{i}" for i in range(6)])
+    assert image.mode == "RGB" and image.width > 300 and image.height > 300
+    big = norm_correlation_heatmap(torch.eye(38, dtype=torch.float64), [f"n{i}" for i in range(38)])
+    assert big.width > image.width and big.height > image.height
+    with pytest.raises(ValueError, match="L = 5 names"):
+        norm_correlation_heatmap(torch.eye(6), ["a"] * 5)
+
+
+def test_pca_strip_and_editing_panel_render():
+    images = torch.rand(10, 3, 46, 46)
+    strip = pca_strip(images, torch.linspace(-2, 2, 10), title="Mouth_Slightly_Open")
+    one_row = pca_strip(images[:5], torch.linspace(-2, 2, 5))
+    assert strip.height > one_row.height and strip.width >= one_row.width
+    recon = torch.rand(3, 3, 44, 44)
+    fig7 = editing_panel(
+        images[:3], recon, [recon.flip(-1)], ["+Chubby", "-Eyeglasses", "+Big_Lips"]
+    )
+    fig8 = editing_panel(
+        images[:3], recon, [recon, recon.flip(-1)], ["+Chubby"] * 3, ("s = 1", "s = 1.5")
+    )
+    assert fig7.mode == fig8.mode == "RGB" and fig8.width > fig7.width
+    with pytest.raises(ValueError, match="one image per note"):
+        editing_panel(images[:3], recon[:2], [recon], ["+a", "+b", "+c"])
+    with pytest.raises(ValueError, match="projections"):
+        pca_strip(images, torch.zeros(3))
