@@ -5,7 +5,11 @@ Embeddings"): label embeddings from a Siamese network trained on occluded image 
 - ``decoder``: ``ReconstructionDecoder`` (Table 1), ``rescale`` (eq. 2), ``reconstruction_target``;
 - ``probe``: ``LinearProbe`` (one dense layer, L k -> L);
 - ``losses``: the pair loss L_S, its targets and constant baseline, the decoder loss L_R;
-- ``collapse``: per-label explained-variance ratios (the collapse monitor and the PCA analysis).
+- ``collapse``: per-label explained-variance ratios, from DDP-summable moments (the monitor);
+- analyses on full (gathered) embeddings: ``accuracy`` (label accuracy, majority baseline),
+  ``norms`` (norm correlation, norm AUROC), ``pca`` (one label's PCA, the Fig. 5 strip, the
+  collapse message), ``editing`` (class statistics, eqs. 4-5; adding and removing a label);
+  ``figures`` (Figs. 4, 5, 7-8); ``checks`` (their input checks).
 """
 
 from lightning_modules.olr.collapse import (
