@@ -157,3 +157,44 @@ def test_fixed_held_out_pairs(root, total):
 def test_bad_fractions_refused_at_construction():
     with pytest.raises(ValueError, match="0 < min_fraction <= max_fraction <= 1"):
         OLRDataModule(min_fraction=0.5, max_fraction=0.4)
+
+
+@pytest.mark.slow  # two processes each import torch and Lightning and start gloo
+def test_pairs_under_two_process_ddp(root, total, tmp_path):
+    """Lightning keeps EpochSampler and the sharded evaluation sampler; per epoch the ranks see
+    disjoint shares of every training pair, the same pairs one process draws for that epoch
+    (persistent workers included); each held-out pair is evaluated once, the same every epoch."""
+    import json
+
+    from ddp_olr_pairs import DATA, EPOCHS
+    from ddp_runs import run_script
+
+    run_script("ddp_olr_pairs", ["tests/ddp_olr_pairs.py", root, total - HELD_OUT, tmp_path])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank in ranks:
+        assert rank["samplers"] == {"train": "EpochSampler", "val": "UnrepeatedDistributedSampler"}
+
+    dm = make(root, total, **DATA)
+    train, held_out = dm.splits["train"], dm.splits["val"]
+
+    def row(data: OcclusionPairs, key: tuple[int, int]) -> list:
+        item = data[key]
+        return [
+            key[0],
+            key[1],
+            int(item["index_b"]),
+            item["box_a"].tolist(),
+            item["box_b"].tolist(),
+        ]
+
+    for epoch in range(EPOCHS):
+        shares = [[r for r in rank["train"] if r[0] == epoch] for rank in ranks]
+        assert len(shares[0]) == len(shares[1]) == (total - HELD_OUT + 1) // 2
+        seen = {r[1] for share in shares for r in share}
+        assert seen == set(range(total - HELD_OUT))  # every image paired in every epoch
+        for share in shares:
+            assert all(r == row(train, (epoch, r[1])) for r in share)
+    expected = [row(held_out, (0, i)) for i in range(HELD_OUT)]
+    for r, rank in enumerate(ranks):
+        per_epoch = len(rank["val"]) // EPOCHS
+        assert rank["val"][:per_epoch] == rank["val"][per_epoch:] == expected[r::2]
