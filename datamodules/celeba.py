@@ -5,7 +5,8 @@ cross-checked tables) and checks at setup that every listed image file exists an
 (a stat, no decode). Splits:
 
 - ``"random"`` (default, as in Le & Lee): a seeded random ``test_fraction`` of the images is the
-  test split; ``val_fraction`` of the remaining part is carved out for validation. With
+  test split (or, with ``train_count`` set, all but ``train_count`` images: OLR's 190,000-image
+  split by count); ``val_fraction`` of the remaining part is carved out for validation. With
   ``val_fraction=0`` there is no held-out validation part: the validation loader serves the test
   split (the paper's literal protocol, which monitors on test).
 - ``"official"``: ``list_eval_partition.txt`` (0 train, 1 val, 2 test); ``test_fraction`` and
@@ -27,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
-from datamodules.formats.errors import FormatError
+from datamodules.formats.errors import FormatError, SettingError
 from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import FFHQ_IN_CELEBA, NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
@@ -104,6 +105,8 @@ class CelebADataModule(SplitDataModule):
         image_size: Side of the square network input (direct resize, bilinear, antialiased).
         split: ``"random"`` (seeded image-level split) or ``"official"`` (list_eval_partition.txt).
         test_fraction: Fraction of all images in the random test split.
+        train_count: When set, the random split keeps exactly this many images outside the test
+            split (train + validation; the rest is test) and ``test_fraction`` is not used.
         val_fraction: Fraction of the random train part held out for validation; 0 = none (the
             validation loader then serves the test split).
         seed: Seed of the random split (and of the synthetic twin).
@@ -131,6 +134,7 @@ class CelebADataModule(SplitDataModule):
         image_size: int = 224,
         split: Literal["official", "random"] = "random",
         test_fraction: float = 0.2,
+        train_count: int | None = None,
         val_fraction: float = 0.05,
         seed: int = 0,
         attributes: list[str] | None = None,
@@ -152,6 +156,8 @@ class CelebADataModule(SplitDataModule):
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if train_count is not None and train_count < 1:
+            raise ValueError(f"train_count must be at least 1, got {train_count}")
         if crop not in CROP_BOXES:
             raise ValueError(f"crop must be one of {sorted(CROP_BOXES)}, got {crop!r}")
         if crop == "none" and tuple(crop_offset) != (0, 0):
@@ -216,6 +222,8 @@ class CelebADataModule(SplitDataModule):
         generator = torch.Generator().manual_seed(hp.seed)
         order = torch.randperm(len(index.names), generator=generator)
         n_test = round(hp.test_fraction * len(order))
+        if hp.train_count is not None:
+            n_test = len(order) - _check_train_count(hp.train_count, len(order))
         test, rest = order[:n_test], order[n_test:]
         n_val = max(1, round(hp.val_fraction * len(rest))) if hp.val_fraction > 0 else 0
         val = rest[:n_val] if hp.val_fraction > 0 else test
@@ -227,6 +235,17 @@ class CelebADataModule(SplitDataModule):
 
 
 _CODES = {"train": 0, "val": 1, "test": 2}
+
+
+def _check_train_count(train_count: int, total: int) -> int:
+    """``train_count``, if it leaves at least one of the ``total`` images for the test split."""
+    if train_count >= total:
+        raise SettingError(
+            f"--data.init_args.train_count={train_count} but the dataset has only {total} "
+            f"images and the test split needs at least one: set "
+            f"--data.init_args.train_count={total - 1} or fewer"
+        )
+    return train_count
 
 
 def _select_attributes(keep: list[str] | None, drop: list[str]) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.images import NORMALIZATIONS
 from datamodules.sharding import eval_sampler
@@ -44,13 +44,18 @@ class SplitDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(
+        self, split: str, shuffle: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader:
+        """The loader of ``self.splits[split]``; ``sampler``, when given, orders it instead."""
         workers, dataset = self.hparams.num_workers, self.splits[split]
+        if sampler is None and not shuffle:
+            sampler = eval_sampler(dataset, split)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
-            sampler=None if shuffle else eval_sampler(dataset, split),
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 from datamodules.celeba import CelebADataModule
 from datamodules.formats import celeba as fmt
-from datamodules.formats.errors import DatasetNotFoundError, FormatError
+from datamodules.formats.errors import DatasetNotFoundError, FormatError, SettingError
 from datamodules.prepare import main as prepare
 
 N = 24
@@ -81,6 +81,32 @@ def test_random_split(celeba):
         make(root, test_fraction=0.2, val_fraction=0.3, seed=3).splits["test"].names
         == parts["test"]
     )
+
+
+def test_random_split_by_train_count(celeba):
+    """``train_count`` keeps exactly that many images outside the test split (OLR's 190,000)."""
+    root, _ = celeba
+    dm = make(root, train_count=N - 3, val_fraction=0.0, seed=3)
+    parts = {s: dm.splits[s].names for s in ("train", "val", "test")}
+    assert len(parts["train"]) == N - 3 and len(parts["test"]) == 3
+    assert parts["val"] == parts["test"]
+    assert sorted(parts["train"] + parts["test"]) == [fmt.image_name(i + 1) for i in range(N)]
+    # The same seeded order as the fraction split: 5 test images there contain these 3.
+    by_fraction = make(root, test_fraction=5 / N, val_fraction=0.0, seed=3).splits["test"].names
+    assert set(parts["test"]) < set(by_fraction)
+    # val_fraction carves validation out of the train_count images.
+    carved = make(root, train_count=N - 4, val_fraction=0.1, seed=3).splits
+    assert [len(carved[s]) for s in ("train", "val", "test")] == [18, 2, 4]
+
+
+@pytest.mark.parametrize("count", [N, N + 1])
+def test_train_count_must_leave_a_test_image(celeba, count):
+    with pytest.raises(SettingError, match=rf"train_count={count} but the dataset has only {N} "):
+        make(celeba[0], train_count=count)
+    with pytest.raises(SettingError, match=rf"--data.init_args.train_count={N - 1} or fewer"):
+        make(celeba[0], train_count=count)
+    with pytest.raises(ValueError, match="train_count must be at least 1, got 0"):
+        CelebADataModule(train_count=0)
 
 
 def test_no_val_serves_test_split(celeba):
