@@ -65,7 +65,7 @@ def hand_loss(model: OLRSiamese, batch: dict) -> torch.Tensor:
     return ((u - p_a * p_b) ** 2).mean()
 
 
-# --- teacher stage ---------------------------------------------------------------------------------
+# --- teacher stage --------------------------------------------------------------------------------
 
 
 def test_face_attribute_classifier_trains_on_olr_images(root):
@@ -79,7 +79,7 @@ def test_face_attribute_classifier_trains_on_olr_images(root):
     assert torch.isfinite(fit.callback_metrics["val/loss"])
 
 
-# --- the frozen teacher ----------------------------------------------------------------------------
+# --- the frozen teacher ---------------------------------------------------------------------------
 
 
 def test_refuses_to_fit_an_untrained_teacher(root):
@@ -124,7 +124,7 @@ def test_teacher_frozen_and_in_eval_mode_through_fit(root):
     assert names == {id(p) for p in model.encoder.parameters()}
 
 
-# --- the loss on one batch -------------------------------------------------------------------------
+# --- the loss on one batch ------------------------------------------------------------------------
 
 
 def test_same_occluded_tensors_feed_teacher_and_encoder(root):
@@ -165,7 +165,7 @@ def test_temperature_targets_soften_the_teacher(root):
         siamese(targets="softmax")
 
 
-# --- held-out metrics ------------------------------------------------------------------------------
+# --- held-out metrics -----------------------------------------------------------------------------
 
 
 def test_pair_metrics_equal_whole_set_values():
@@ -212,7 +212,7 @@ def test_collapse_warning_names_the_labels(root):
         trainer().validate(model, datamodule=data(root), verbose=False)
 
 
-# --- prediction, writer, checkpoint ----------------------------------------------------------------
+# --- prediction, writer, checkpoint ---------------------------------------------------------------
 
 
 def test_writer_saves_embeddings_per_split_in_dataset_order(root, tmp_path):
