@@ -254,3 +254,37 @@ def test_checkpoint_round_trip(root, tmp_path):
         assert torch.equal(loaded.state_dict()[name], value), name
     images = torch.rand(2, 3, SIZE, SIZE)
     assert torch.equal(loaded.eval()(images), model.eval()(images))
+
+
+@pytest.mark.slow  # two processes each import torch and Lightning and start gloo
+def test_metrics_and_embeddings_under_two_process_ddp(root, tmp_path):
+    """Held-out loss, baseline, ratio and PC1 summaries, and the written embeddings, are those of
+    one process when 2 ranks hold 16 and 15 of the 31 held-out pairs."""
+    import json
+
+    from ddp_olr_siamese import DATA, MODEL
+    from ddp_runs import run_script
+
+    torch.manual_seed(0)
+    total = len(read_celeba(root).names)
+    model = OLRSiamese(**MODEL).eval()
+    weights = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "ddp"
+    out.mkdir()
+    run_script("ddp_olr_siamese", ["tests/ddp_olr_siamese.py", root, total - 31, weights, out])
+    ddp = json.loads((out / "metrics.json").read_text())
+    dm = OLRDataModule(root=str(root), train_count=total - 31, **DATA)
+    single = tmp_path / "single"
+    one = trainer(callbacks=[WriteEmbeddings(output_dir=str(single))])
+    expected = one.validate(model, datamodule=dm, verbose=False)[0]
+    assert sorted(ddp) == sorted(expected)
+    for key, value in expected.items():
+        assert ddp[key] == pytest.approx(value, rel=1e-6), key
+    one.predict(model, datamodule=dm, return_predictions=False)
+    for split in ("train", "test"):
+        a = load_embeddings(out / f"embeddings_{split}.pt")
+        b = load_embeddings(single / f"embeddings_{split}.pt")
+        assert a["image_id"] == b["image_id"] and a["label_names"] == b["label_names"]
+        assert torch.allclose(a["embeddings"], b["embeddings"], atol=1e-5)
+        assert torch.equal(a["attributes"], b["attributes"])
