@@ -1,0 +1,245 @@
+"""OLR stage 2: the Siamese network S trained against a frozen classifier C on occluded pairs.
+
+Karatsiolis & Kamilaris, "Converting Image Labels to Meaningful and Information-rich Embeddings".
+For a pair of independently occluded images (a, b) the frozen teacher C gives the logits z_a,
+z_b; the target is ``t = sigmoid(z_a) sigmoid(z_b)`` (``targets="occlusion"``, PAPER) or the
+temperature-softened ablation; the shared encoder S gives E_a, E_b (L, k) and the loss is
+``L_S = mean_l (<e_a^l, e_b^l> - t_l)^2`` (``olr.losses``). The same occluded tensors feed C
+and S. Reproduced by ``experiments/olr/*siamese*.yaml``, the stage after ``*teacher*.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from callbacks.global_log import log_global
+from lightning_modules.components.backbones import create_backbone
+from lightning_modules.components.data_checks import check_datamodule
+from lightning_modules.components.epoch_means import EpochMeans
+from lightning_modules.olr.encoder import SiameseEncoder
+from lightning_modules.olr.losses import pair_loss, pair_targets
+from lightning_modules.olr.pair_metrics import ConstantBaseline, EmbeddingMoments
+from lightning_modules.olr.pca import COLLAPSE_THRESHOLD, collapsed_labels
+
+__all__ = ["EVAL_STAGES", "OLRSiamese"]
+
+EVAL_STAGES = ("val", "test")
+TEACHER_HINT = (
+    "load a trained classifier into it: run `make experiment NAME=olr/synthetic_teacher`, then "
+    "`make experiment NAME=olr/synthetic_siamese` (its run.init_from loads "
+    "{checkpoint: latest:olr/synthetic_teacher, source: model, target: teacher}); or set "
+    "model.init_args.allow_untrained_teacher=true"
+)
+
+
+class OLRSiamese(LightningModule):
+    """Siamese label-embedding network ``encoder`` trained against the frozen ``teacher``.
+
+    Submodules: ``encoder`` (``SiameseEncoder``, trained) and ``teacher`` (the network of
+    ``FaceAttributeClassifier``, i.e. its ``model`` submodule: ``create_backbone(teacher_model_name,
+    num_classes=num_labels, model_kwargs=teacher_model_kwargs)``). The teacher never trains: no
+    gradients, eval mode in every stage (``train()`` keeps it in eval), outside the optimizer.
+    Its weights come from a checkpoint through ``--run.init_from`` (``source: model, target:
+    teacher``); fitting with a teacher whose weights were never loaded from a file raises, unless
+    ``allow_untrained_teacher`` (tests, ablations).
+
+    Batches: ``fit``/``validate``/``test`` take ``datamodules.olr.OLRDataModule(pairs=True)``
+    batches (``image_a``, ``image_b`` occluded, (B, 3, S, S) in [0, 1]); ``predict`` takes clean
+    image batches (``image``, ``image_id``, optional ``attributes``) and returns
+    ``{"embeddings" (B, L, k) float32, "image_id" list[str], "dataloader_idx" int,
+    "attributes" (B, L) when the batch has them}`` for ``olr.embedding_writer.WriteEmbeddings``.
+
+    Logged: ``train/loss`` (step and epoch); per evaluation stage ``<stage>/loss`` (held-out pair
+    loss L_S), ``<stage>/baseline_loss`` (loss of the best constant: each label's mean target
+    over the held-out pairs themselves, the strictest constant baseline), ``<stage>/loss_ratio``
+    (their quotient; the spec's assertion 1 asks <= 0.5), ``<stage>/pc1_ratio_max`` and
+    ``<stage>/pc1_ratio_mean`` (per-label PC1 explained-variance ratios of the held-out pairs'
+    embeddings, both images); a warning per epoch names the labels above ``collapse_threshold``.
+    All are exact over every item of every DDP rank (summed states, ``EpochMeans``).
+
+    Args:
+        num_labels: L (38: CelebA without necklace and necktie); checked against the DataModule.
+        embedding_dim: k, dimensions per label (32).
+        widths: Encoder trunk stage widths (32/64/128/256 for 178 px).
+        convs_per_stage: Conv -> BN -> ReLU blocks per trunk stage.
+        embed_act: Label-layer activation: ``relu`` (DEFAULT) or ``linear``.
+        teacher_model_name: The classifier's timm architecture (its ``model_name``).
+        teacher_model_kwargs: The classifier's ``model_kwargs`` (its widths).
+        targets: ``occlusion`` (PAPER: product of probabilities) or ``temperature`` (ablation).
+        temperature: T of ``targets="temperature"``.
+        lr: Adam learning rate (DEFAULT 1e-4).
+        collapse_threshold: PC1 ratio above which a label counts as collapsed (0.95).
+        allow_untrained_teacher: Fit even though no teacher weights were loaded.
+        label_names: Label names for the collapse warning; None = the DataModule's.
+    """
+
+    def __init__(
+        self,
+        num_labels: int = 38,
+        embedding_dim: int = 32,
+        widths: list[int] | None = None,
+        convs_per_stage: int = 2,
+        embed_act: Literal["relu", "linear"] = "relu",
+        teacher_model_name: str = "resnet18",
+        teacher_model_kwargs: dict[str, Any] | None = None,
+        targets: Literal["occlusion", "temperature"] = "occlusion",
+        temperature: float = 2.0,
+        lr: float = 1e-4,
+        collapse_threshold: float = COLLAPSE_THRESHOLD,
+        allow_untrained_teacher: bool = False,
+        label_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        pair_targets(torch.zeros(1), torch.zeros(1), targets, temperature)  # checks both
+        if label_names is not None and len(label_names) != num_labels:
+            raise ValueError(f"{len(label_names)} label_names for num_labels={num_labels}")
+        self.encoder = SiameseEncoder(
+            num_labels, embedding_dim, widths or [32, 64, 128, 256], convs_per_stage, embed_act
+        )
+        self.teacher = create_backbone(
+            teacher_model_name, num_classes=num_labels, model_kwargs=teacher_model_kwargs
+        )
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.teacher_loaded = False
+        self.teacher.register_load_state_dict_post_hook(self._mark_teacher_loaded)
+        self.label_names = list(label_names) if label_names else None
+        self.losses = EpochMeans(f"{stage}/loss" for stage in ("train", *EVAL_STAGES))
+        self.baselines = nn.ModuleDict({s: ConstantBaseline(num_labels) for s in EVAL_STAGES})
+        self.moments = nn.ModuleDict(
+            {s: EmbeddingMoments(num_labels, embedding_dim) for s in EVAL_STAGES}
+        )
+
+    def _mark_teacher_loaded(self, module: nn.Module, incompatible: Any) -> None:
+        """Load hook of ``teacher``: its weights came from a file (``init_from``, a checkpoint)."""
+        if not incompatible.missing_keys:
+            self.teacher_loaded = True
+
+    @property
+    def embedding_shape(self) -> tuple[int, int]:
+        """(L, k) of one image's embedding."""
+        return self.hparams.num_labels, self.hparams.embedding_dim
+
+    def train(self, mode: bool = True) -> OLRSiamese:
+        """Switch the encoder's mode; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) images in [0, 1] -> label embeddings (B, L, k)."""
+        return self.encoder(images)
+
+    @torch.no_grad()
+    def teacher_logits(self, images: Tensor) -> Tensor:
+        """The frozen teacher's logits (B, L), float32."""
+        return self.teacher(images).float()
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Check the label count (and names) against the DataModule; take its names."""
+        expected: dict[str, Any] = {"num_attributes": self.hparams.num_labels}
+        if self.label_names is not None:
+            expected["attribute_names"] = self.label_names
+        check_datamodule(self, expected)
+        names = getattr(getattr(self.trainer, "datamodule", None), "attribute_names", None)
+        if names is not None:
+            self.label_names = list(names)
+
+    def on_fit_start(self) -> None:
+        if not self.teacher_loaded and not self.hparams.allow_untrained_teacher:
+            raise ValueError(f"OLRSiamese.teacher holds random weights; {TEACHER_HINT}")
+
+    def names(self) -> list[str]:
+        """Label names (from the DataModule or the arguments), else ``label_<l>``."""
+        return self.label_names or [f"label_{j}" for j in range(self.hparams.num_labels)]
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def pair_step(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(per-pair loss (B,), target t (B, L), E_a, E_b)`` of one batch of occluded pairs."""
+        image_a, image_b = batch["image_a"], batch["image_b"]
+        hp = self.hparams
+        target = pair_targets(
+            self.teacher_logits(image_a), self.teacher_logits(image_b), hp.targets, hp.temperature
+        )
+        e_a, e_b = self(image_a), self(image_b)
+        losses = pair_loss(e_a.float(), e_b.float(), target, reduction="none")
+        return losses, target, e_a, e_b
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses, *_ = self.pair_step(batch)
+        loss = losses.mean()
+        size = losses.shape[0]
+        self.losses.log(
+            self, {"train/loss": loss}, batch_size=size, on_step=True, on_epoch=True, prog_bar=True
+        )
+        return loss
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        losses, target, e_a, e_b = self.pair_step(batch)
+        size = losses.shape[0]
+        self.losses.log(self, {f"{stage}/loss": losses.mean()}, batch_size=size, prog_bar=True)
+        self.baselines[stage].update(target)
+        self.moments[stage].update(torch.cat([e_a, e_b]).float())
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        """Baseline, loss ratio and collapse monitor from the whole held-out set (all ranks)."""
+        baseline_metric, moments = self.baselines[stage], self.moments[stage]
+        if not baseline_metric.update_called:
+            return
+        loss = self.losses[f"{stage}/loss"].compute()
+        baseline = baseline_metric.compute()
+        pc1 = moments.compute()[:, 0]
+        baseline_metric.reset()
+        moments.reset()
+        log_global(
+            self,
+            {
+                f"{stage}/baseline_loss": baseline,
+                f"{stage}/loss_ratio": loss / baseline,
+                f"{stage}/pc1_ratio_max": pc1.max(),
+                f"{stage}/pc1_ratio_mean": pc1.mean(),
+            },
+        )
+        _, message = collapsed_labels(pc1, self.names(), self.hparams.collapse_threshold)
+        if message is not None and not self.trainer.sanity_checking:
+            rank_zero_warn(f"{stage} epoch {self.current_epoch}: {message}")
+
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Clean images -> ``{"embeddings", "image_id", "dataloader_idx"[, "attributes"]}``."""
+        out: dict[str, Any] = {
+            "embeddings": self(batch["image"]).float(),
+            "image_id": [str(i) for i in batch["image_id"]],
+            "dataloader_idx": dataloader_idx,
+        }
+        if "attributes" in batch:
+            out["attributes"] = batch["attributes"]
+        return out
+
+    # --- optimisation --------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the encoder only (the teacher is frozen)."""
+        return torch.optim.Adam(self.encoder.parameters(), lr=self.hparams.lr)
