@@ -122,7 +122,7 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
         )
         strategy = self.trainer.strategy
         total = strategy.reduce(total.to(strategy.root_device), reduce_op="sum")
-        count = strategy.reduce(torch.tensor(count, device=strategy.root_device), "sum")
+        count = strategy.reduce(torch.tensor(count, device=strategy.root_device), reduce_op="sum")
         self.mean_image.copy_((total / count).to(self.mean_image))
         self.mean_image_count.fill_(int(count))
 
