@@ -24,6 +24,7 @@ items, each item once over all processes (``datamodules.sharding``).
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Literal
 
@@ -86,7 +87,10 @@ class OLRDataModule(SplitDataModule):
         unknown = [s for s in self.predict_splits if s not in ("train", "test")]
         if unknown:
             raise ValueError(f"predict_splits takes 'train' and 'test', got {unknown}")
-        self.faces = CelebADataModule(
+        # LightningCLI gives every save_hyperparameters() run while it builds this DataModule this
+        # DataModule's hyperparameters; an empty context lets the inner one record its own.
+        self.faces = contextvars.Context().run(
+            CelebADataModule,
             root=root,
             image_size=image_size,
             split="random",

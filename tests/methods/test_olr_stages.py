@@ -298,3 +298,34 @@ def test_a_fresh_decoder_passes_gradients_to_every_layer(channels):
         conv_out.mean().backward()
         assert conv_out.abs().max() > 0, f"seed {seed}: Conv2D_out is zero everywhere"
         assert decoder.layers.dense[0].weight.grad.abs().max() > 0, f"seed {seed}"
+
+
+# --- the experiment YAMLs through the CLI ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["olr/synthetic_probe", "olr/synthetic_decoder"])
+def test_yaml_runs_from_a_siamese_checkpoint(name, synthetic_faces_root, tmp_path):
+    """The experiment's fit (validation included) on the tiny twin, cut to a few batches, with
+    the encoder of a hand-made Siamese checkpoint in place of the stage before."""
+    from cli_runs import FAST, REPO, run_cli
+
+    siamese = SiameseEncoder(**{**ENCODER, "widths": tuple(WIDTHS)})
+    path = tmp_path / "siamese.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in siamese.state_dict().items()}}, path)
+    part = f"[{{checkpoint: {path}, source: encoder, target: encoder}}]"
+    data = "--data.init_args."
+    cli = run_cli(
+        ["fit", "--config", str(REPO / "experiments/_base.yaml"),
+         "--config", str(REPO / f"experiments/{name}.yaml"),
+         f"{data}root={synthetic_faces_root / 'celeba'}", f"{data}synthetic=null",
+         f"{data}train_count=300", f"{data}batch_size=8", f"{data}num_workers=0",
+         f"--run.root={tmp_path / 'runs'}", f"--run.init_from={part}", *FAST]
+    )  # fmt: skip
+    state = cli.model.encoder.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in siamese.state_dict().items())
+    logged = set(cli.trainer.callback_metrics)
+    if name.endswith("probe"):
+        assert {"val/accuracy", "val/majority_accuracy", "val/auroc_macro"} <= logged
+    else:
+        assert {"val/ssim", "val/psnr", "val/mse", "val/ssim_mean_image"} <= logged
+        assert {"train/loss_ssim", "train/loss_mse", "val/loss_ssim", "val/loss_mse"} <= logged
