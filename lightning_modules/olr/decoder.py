@@ -23,6 +23,8 @@ __all__ = ["ReconstructionDecoder", "reconstruction_target", "rescale"]
 
 #: Side of the dense layer's maps (Table 1, row 2).
 SEED_SIZE = 6
+#: Initial bias of a ReLU Conv2D_out: the middle of [0, 1], so that the output starts alive.
+OUT_BIAS = 0.5
 #: Input sides R supports: Table 1's (178) and the sizes its rule gives below it.
 IMAGE_SIZES = (24, 46, 90, 178)
 
@@ -125,6 +127,8 @@ class ReconstructionDecoder(nn.Module):
         rows = [(name, layer) for name, layer, _ in body[:cut]]
         rows.append(("conv_final", _conv(channels, channels // 2)))
         conv_out = nn.Conv2d(channels // 2, out_channels, 3, padding=1)
+        if out_act == "relu":  # a ReLU output whose bias starts negative can be dead everywhere
+            nn.init.constant_(conv_out.bias, OUT_BIAS)
         rows.append(("conv_out", _block(conv_out, relu=out_act == "relu")))
         self.layers = nn.Sequential(OrderedDict(rows))
 
