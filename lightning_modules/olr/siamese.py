@@ -21,6 +21,7 @@ from callbacks.global_log import log_global
 from lightning_modules.components.backbones import create_backbone
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
+from lightning_modules.components.frozen import FrozenSubmodules, freeze
 from lightning_modules.olr.encoder import SiameseEncoder
 from lightning_modules.olr.losses import pair_loss, pair_targets
 from lightning_modules.olr.pair_metrics import ConstantBaseline, EmbeddingMoments
@@ -37,7 +38,7 @@ TEACHER_HINT = (
 )
 
 
-class OLRSiamese(LightningModule):
+class OLRSiamese(FrozenSubmodules, LightningModule):
     """Siamese label-embedding network ``encoder`` trained against the frozen ``teacher``.
 
     Submodules: ``encoder`` (``SiameseEncoder``, trained) and ``teacher`` (the network of
@@ -78,6 +79,8 @@ class OLRSiamese(LightningModule):
         label_names: Label names for the collapse warning; None = the DataModule's.
     """
 
+    frozen = ("teacher",)
+
     def __init__(
         self,
         num_labels: int = 38,
@@ -105,8 +108,7 @@ class OLRSiamese(LightningModule):
         self.teacher = create_backbone(
             teacher_model_name, num_classes=num_labels, model_kwargs=teacher_model_kwargs
         )
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        freeze(self.teacher)
         self.teacher_loaded = False
         self.teacher.register_load_state_dict_post_hook(self._mark_teacher_loaded)
         self.label_names = list(label_names) if label_names else None
@@ -125,12 +127,6 @@ class OLRSiamese(LightningModule):
     def embedding_shape(self) -> tuple[int, int]:
         """(L, k) of one image's embedding."""
         return self.hparams.num_labels, self.hparams.embedding_dim
-
-    def train(self, mode: bool = True) -> OLRSiamese:
-        """Switch the encoder's mode; the teacher stays in eval mode."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) images in [0, 1] -> label embeddings (B, L, k)."""

@@ -6,6 +6,7 @@ teacher, the pair loss on one batch, the held-out metrics, the embedding writer,
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,12 @@ def siamese(**kwargs) -> OLRSiamese:
 
 
 def trainer(tmp_path: Path | None = None, **kwargs) -> Trainer:
+    """A quiet CPU trainer; files it writes go to ``tmp_path`` or a fresh temporary folder,
+    never to the working directory."""
     logger = CSVLogger(str(tmp_path)) if tmp_path is not None else False
-    return Trainer(logger=logger, enable_checkpointing=False, **{**QUIET, **kwargs})
+    folder = str(tmp_path) if tmp_path is not None else tempfile.mkdtemp(prefix="olr-test-")
+    settings = {**QUIET, "default_root_dir": folder, **kwargs}
+    return Trainer(logger=logger, enable_checkpointing=False, **settings)
 
 
 def hand_loss(model: OLRSiamese, batch: dict) -> torch.Tensor:
