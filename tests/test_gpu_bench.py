@@ -26,4 +26,6 @@ def test_cpu_check_writes_one_table_with_every_method(tmp_path):
         # the cells are rounded (0.1 images/s, 0.01x): the ratio agrees with them up to that
         assert ratio.endswith("x")
         assert float(ratio[:-1]) == pytest.approx(float(bf16) / float(fp32), abs=0.02)
-    assert "bench_maxboxacc --device cpu" in text and "(exit 0)" in text
+    for module, _, _ in gpu.METRIC_BENCHMARKS:
+        assert f"{module} --device cpu" in text
+    assert text.count("(exit 0)") == len(gpu.METRIC_BENCHMARKS), text
