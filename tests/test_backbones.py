@@ -112,8 +112,24 @@ def test_resnet_surgery_keeps_the_weights_and_only_changes_strides():
         ({"name": "torchvision/vgg16", "num_classes": 3}, "torchvision backbones are trunks"),
         ({"name": "keras/vgg16"}, "unknown backbone source 'keras'"),
         ({"name": "torchvision/resnet50", "pretrained": True}, r"resnet50.*weights_file"),
+        ({"name": "latentlab/vgg16"}, "unknown latentlab backbone 'vgg16'"),
+        ({"name": "latentlab/vgg", "pretrained": True}, "latentlab/vgg has no pretrained"),
+        ({"name": "latentlab/vgg", "weights_file": "x.pth"}, "latentlab/vgg has no pretrained"),
     ],
 )
 def test_factory_errors_name_the_problem(kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_backbone(**kwargs)
+
+
+def test_latentlab_vgg_is_a_trunk_or_a_classifier_with_the_given_widths():
+    trunk = create_backbone("latentlab/vgg", model_kwargs={"widths": [4, 8], "convs_per_stage": 1})
+    maps = trunk(torch.rand(2, 3, 20, 20))
+    assert maps.shape == (2, 8, 5, 5) and trunk.num_features == 8
+    classifier = create_backbone("latentlab/vgg", num_classes=5, model_kwargs={"widths": [4, 8]})
+    images = torch.rand(2, 3, 20, 20)
+    logits = classifier(images)
+    assert logits.shape == (2, 5)
+    # the head reads the global average of the trunk's maps
+    pooled = classifier.trunk(images).mean(dim=(-2, -1))
+    torch.testing.assert_close(logits, classifier.head(pooled))

@@ -8,7 +8,9 @@
 - with ``num_classes > 0`` a classifier with a fresh ``num_classes``-way linear head (timm).
 
 Names: ``torchvision/<arch>`` (``vgg16``, ``resnet50``, ``mobilenet_v2``) builds the torchvision
-network, ``timm/<arch>`` or a bare ``<arch>`` the timm one. Parameter names are those of the
+network, ``timm/<arch>`` or a bare ``<arch>`` the timm one, ``latentlab/vgg`` this suite's small
+VGG-like network (``components/vgg.py``; ``model_kwargs`` = its ``widths``, ``convs_per_stage``;
+no pretrained weights). Parameter names are those of the
 unmodified library model minus its classifier, so the library's ImageNet state dict loads strictly.
 
 Stride surgery is a step after building (``reduce_stride``): the WSOL recipe lowers the output
@@ -33,6 +35,7 @@ from torch import nn
 from torchvision import models
 
 from lightning_modules.components.pretrained import MANIFEST, resolve_weights
+from lightning_modules.components.vgg import VGGClassifier, VGGTrunk
 from lightning_modules.components.weights import load_local_weights
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -76,6 +79,18 @@ def _torchvision_trunk(arch: str) -> tuple[Trunk, tuple[str, ...]]:
 
 
 TORCHVISION: tuple[str, ...] = ("vgg16", "resnet50", "mobilenet_v2")
+LATENTLAB: tuple[str, ...] = ("vgg",)
+SOURCES: tuple[str, ...] = ("timm", "torchvision", "latentlab")
+
+
+def _latentlab_model(arch: str, num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
+    """This suite's own network ``arch``: a trunk, or with ``num_classes`` a classifier."""
+    if arch != "vgg":
+        raise ValueError(f"unknown latentlab backbone {arch!r}; choose from {LATENTLAB}")
+    if num_classes:
+        return VGGClassifier(num_classes, **model_kwargs)
+    return VGGTrunk(**model_kwargs)
+
 
 #: Stride surgery per backbone and output stride: (modules whose stride becomes 1, modules
 #: removed). Library output stride 32; the paths are those of the trunk.
@@ -105,10 +120,10 @@ STRIDE_SURGERY: dict[str, dict[int, tuple[tuple[str, ...], tuple[str, ...]]]] = 
 
 
 def canonical_name(name: str) -> str:
-    """``torchvision/<arch>`` or ``timm/<arch>``; a bare name is a timm one."""
+    """``<source>/<arch>`` (a source of ``SOURCES``); a bare name is a timm one."""
     source, _, arch = name.rpartition("/")
-    if source not in ("", "timm", "torchvision"):
-        raise ValueError(f"unknown backbone source {source!r} in {name!r}: timm or torchvision")
+    if source not in ("", *SOURCES):
+        raise ValueError(f"unknown backbone source {source!r} in {name!r}: one of {SOURCES}")
     return f"{source or 'timm'}/{arch}"
 
 
@@ -149,7 +164,8 @@ def create_backbone(
     """Build backbone ``name`` (a trunk, or with ``num_classes`` a classifier), offline.
 
     Args:
-        name: ``torchvision/<arch>``, ``timm/<arch>`` or a bare timm name (``"resnet10t"``).
+        name: ``torchvision/<arch>``, ``timm/<arch>``, a bare timm name (``"resnet10t"``) or
+            ``latentlab/vgg``.
         num_classes: 0 for the trunk (unpooled feature maps, ``num_features`` channels); else
             the outputs of a fresh linear head (timm models only).
         weights_file: ImageNet weights of the unmodified library model: a manifest key
@@ -159,7 +175,8 @@ def create_backbone(
         pretrained: Require pretrained weights; hubs are not used, so this needs
             ``weights_file``.
         output_stride: Apply ``reduce_stride`` (e.g. 8 or 16) after building; None keeps 32.
-        model_kwargs: Extra timm constructor arguments (tests shrink widths, e.g. ``channels``).
+        model_kwargs: Extra constructor arguments of timm and latentlab networks (tests shrink
+            widths, e.g. timm's ``channels``, latentlab/vgg's ``widths``).
 
     Returns:
         The network; ``pretrained_normalization(model)`` gives the mean/std its weights expect.
@@ -180,6 +197,10 @@ def create_backbone(
                 f"{canonical}: torchvision backbones are trunks (num_classes=0, no model_kwargs)"
             )
         model, heads = _torchvision_trunk(arch)
+    elif source == "latentlab":
+        if weights_file is not None:
+            raise ValueError(f"{canonical} has no pretrained weights: leave weights_file unset")
+        model, heads = _latentlab_model(arch, num_classes, model_kwargs or {}), ()
     else:
         pooling = {} if num_classes else {"global_pool": ""}
         model = timm.create_model(
@@ -200,6 +221,8 @@ def _timm_heads(model: nn.Module) -> tuple[str, ...]:
 
 
 def _missing_weights_message(source: str, arch: str) -> str:
+    if source == "latentlab":
+        return f"latentlab/{arch} has no pretrained weights: train it (pretrained=False)"
     if any(entry.name == arch for entry in MANIFEST):
         return (
             f"pretrained=True for {source} '{arch}' needs a local weights file (hubs are not "

@@ -1,7 +1,8 @@
 """OLR (Karatsiolis & Kamilaris, "Converting Image Labels to Meaningful and Information-rich
 Embeddings"): label embeddings from a Siamese network trained on occluded image pairs.
 
-- ``encoder``: ``SiameseEncoder`` (images -> L x k embeddings) and its ``VGGTrunk``;
+- ``encoder``: ``SiameseEncoder`` (images -> L x k embeddings; its trunk is
+  ``components.vgg.VGGTrunk``, the trunk of the spec's DEFAULT classifier too);
 - ``decoder``: ``ReconstructionDecoder`` (Table 1), ``rescale`` (eq. 2), ``reconstruction_target``;
 - ``probe``: ``LinearProbe`` (one dense layer, L k -> L);
 - ``losses``: the pair loss L_S, its targets and constant baseline, the decoder loss L_R;
@@ -19,7 +20,7 @@ from lightning_modules.olr.collapse import (
     ratios_from_moments,
 )
 from lightning_modules.olr.decoder import ReconstructionDecoder, reconstruction_target, rescale
-from lightning_modules.olr.encoder import SiameseEncoder, VGGTrunk
+from lightning_modules.olr.encoder import SiameseEncoder
 from lightning_modules.olr.losses import (
     ReconstructionLoss,
     constant_target_loss,
@@ -36,7 +37,6 @@ __all__ = [
     "ReconstructionDecoder",
     "ReconstructionLoss",
     "SiameseEncoder",
-    "VGGTrunk",
     "constant_target_loss",
     "embedding_moments",
     "explained_variance_ratios",

@@ -16,46 +16,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-__all__ = ["SiameseEncoder", "VGGTrunk"]
+from lightning_modules.components.vgg import VGGTrunk
 
-
-class VGGTrunk(nn.Sequential):
-    """Stages of ``convs_per_stage`` x [Conv 3x3 'same' -> BN -> ReLU] + MaxPool 2, one per width.
-
-    Args:
-        widths: Output channels of each stage; the spatial size halves (floor) per stage.
-        in_channels: Channels of the input images.
-        convs_per_stage: Conv -> BN -> ReLU blocks before each pooling.
-
-    Example:
-        >>> VGGTrunk((16, 32, 64))(torch.zeros(2, 3, 46, 46)).shape
-        torch.Size([2, 64, 5, 5])
-    """
-
-    def __init__(
-        self,
-        widths: Sequence[int] = (32, 64, 128, 256),
-        in_channels: int = 3,
-        convs_per_stage: int = 2,
-    ) -> None:
-        if not widths or min(widths) < 1 or convs_per_stage < 1:
-            raise ValueError(
-                f"widths must be positive and non-empty and convs_per_stage >= 1, "
-                f"got widths={list(widths)}, convs_per_stage={convs_per_stage}"
-            )
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for width in widths:
-            for _ in range(convs_per_stage):
-                layers += [
-                    nn.Conv2d(channels, width, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(inplace=True),
-                ]
-                channels = width
-            layers.append(nn.MaxPool2d(2))
-        super().__init__(*layers)
-        self.out_channels = channels
+__all__ = ["SiameseEncoder"]
 
 
 class SiameseEncoder(nn.Module):
@@ -68,6 +31,10 @@ class SiameseEncoder(nn.Module):
         convs_per_stage: Conv -> BN -> ReLU blocks per trunk stage (DEFAULT 2).
         embed_act: Activation of the label-specific layer: ``relu`` (DEFAULT) or ``linear``.
         in_channels: Channels of the input images.
+
+    The state dict carries ``embed_act`` (``get_extra_state``), the one argument that leaves the
+    weights' names and shapes alone: weights of a linear encoder refuse to load into a ReLU one
+    (a later stage configured unlike the Siamese stage), instead of silently embedding otherwise.
 
     Example:
         >>> encoder = SiameseEncoder(embedding_dim=8, widths=(16, 32, 64))
@@ -96,7 +63,19 @@ class SiameseEncoder(nn.Module):
         self.label_layer = nn.Conv2d(
             self.trunk.out_channels, num_labels * embedding_dim, 3, padding=1
         )
+        self.embed_act = embed_act
         self.label_act = nn.ReLU() if embed_act == "relu" else nn.Identity()
+
+    def get_extra_state(self) -> dict[str, str]:
+        return {"embed_act": self.embed_act}
+
+    def set_extra_state(self, state: dict[str, str]) -> None:
+        if state.get("embed_act") != self.embed_act:
+            raise ValueError(
+                f"these encoder weights were trained with embed_act={state.get('embed_act')!r}, "
+                f"but this encoder has embed_act={self.embed_act!r}: set embed_act (model "
+                "init_args) to the Siamese stage's value"
+            )
 
     def label_maps(self, images: Tensor) -> Tensor:
         """The label-specific maps (B, L * k, f, f): group ``l`` = channels ``[l k, (l + 1) k)``."""

@@ -15,11 +15,11 @@ import lightning_modules.olr.decoder as decoder_module
 import lightning_modules.olr.encoder as encoder_module
 import lightning_modules.olr.probe as probe_module
 from callbacks.image_quality.ssim import ssim
+from lightning_modules.components.vgg import VGGTrunk
 from lightning_modules.olr import (
     LinearProbe,
     ReconstructionDecoder,
     SiameseEncoder,
-    VGGTrunk,
     constant_target_loss,
     embedding_moments,
     explained_variance_ratios,
@@ -83,6 +83,15 @@ def test_embed_act_relu_is_non_negative_and_linear_is_not_and_all_parameters_lea
     linear(images).square().mean().backward()
     for name, parameter in linear.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_encoder_weights_refuse_an_encoder_with_another_label_activation():
+    linear = SiameseEncoder(embedding_dim=2, widths=(4,), embed_act="linear")
+    SiameseEncoder(embedding_dim=2, widths=(4,), embed_act="linear").load_state_dict(
+        linear.state_dict()
+    )
+    with pytest.raises(ValueError, match="embed_act='linear'.*embed_act='relu'"):
+        SiameseEncoder(embedding_dim=2, widths=(4,)).load_state_dict(linear.state_dict())
 
 
 def test_encoder_refuses_bad_arguments():
