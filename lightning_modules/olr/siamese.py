@@ -73,6 +73,11 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         teacher_model_kwargs: The classifier's ``model_kwargs`` (its widths).
         targets: ``occlusion`` (PAPER: product of probabilities) or ``temperature`` (ablation).
         temperature: T of ``targets="temperature"``.
+        train_pairs: Pairs the training loss averages over: ``drawn`` (PAPER: the batch's B
+            drawn pairs) or ``all`` (every pair of distinct images among the batch's 2B
+            occluded images, the drawn ones included: B (2B - 1) pairs from the same forward
+            passes; each is still a pair of independently drawn, independently occluded
+            images). The held-out loss always uses the drawn pairs.
         lr: Adam learning rate (DEFAULT 1e-4).
         collapse_threshold: PC1 ratio above which a label counts as collapsed (0.95).
         allow_untrained_teacher: Fit even though no teacher weights were loaded.
@@ -92,6 +97,7 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         teacher_model_kwargs: dict[str, Any] | None = None,
         targets: Literal["occlusion", "temperature"] = "occlusion",
         temperature: float = 2.0,
+        train_pairs: Literal["drawn", "all"] = "drawn",
         lr: float = 1e-4,
         collapse_threshold: float = COLLAPSE_THRESHOLD,
         allow_untrained_teacher: bool = False,
@@ -100,6 +106,8 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         super().__init__()
         self.save_hyperparameters()
         pair_targets(torch.zeros(1), torch.zeros(1), targets, temperature)  # checks both
+        if train_pairs not in ("drawn", "all"):
+            raise ValueError(f"train_pairs must be 'drawn' or 'all', got {train_pairs!r}")
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label_names for num_labels={num_labels}")
         self.encoder = SiameseEncoder(
@@ -170,10 +178,22 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         losses = pair_loss(e_a.float(), e_b.float(), target, reduction="none")
         return losses, target, e_a, e_b
 
+    def all_pairs_losses(self, batch: dict[str, Any]) -> Tensor:
+        """Per-pair losses (P,) of every pair of distinct images among the batch's 2B images."""
+        images = torch.cat([batch["image_a"], batch["image_b"]])
+        logits, embeddings = self.teacher_logits(images), self(images).float()
+        first, second = torch.triu_indices(len(images), len(images), offset=1, device=self.device)
+        hp = self.hparams
+        target = pair_targets(logits[first], logits[second], hp.targets, hp.temperature)
+        return pair_loss(embeddings[first], embeddings[second], target, reduction="none")
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        losses, *_ = self.pair_step(batch)
+        if self.hparams.train_pairs == "all":
+            losses = self.all_pairs_losses(batch)
+        else:
+            losses, *_ = self.pair_step(batch)
         loss = losses.mean()
-        size = losses.shape[0]
+        size = batch["image_a"].shape[0]
         self.losses.log(
             self, {"train/loss": loss}, batch_size=size, on_step=True, on_epoch=True, prog_bar=True
         )

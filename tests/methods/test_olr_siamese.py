@@ -158,6 +158,34 @@ def test_training_loss_equals_hand_computation(root):
     assert expected.item() > 0
 
 
+def test_all_pairs_loss_covers_every_pair_of_distinct_images(root):
+    """train_pairs="all": the mean of the pair loss over the (2B choose 2) pairs of the batch's
+    images, in a double loop by hand; the drawn pairs are among them."""
+    torch.manual_seed(0)
+    model = siamese(embed_act="linear", train_pairs="all").eval()
+    dm = data(root)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    losses = model.all_pairs_losses(batch)
+    images = torch.cat([batch["image_a"], batch["image_b"]])
+    with torch.no_grad():
+        e, p = model(images), torch.sigmoid(model.teacher(images))
+    n = len(images)
+    by_hand = {
+        (i, j): ((e[i] * e[j]).sum(-1) - p[i] * p[j]).square().mean().item()
+        for i in range(n)
+        for j in range(i + 1, n)
+    }
+    assert losses.shape == (n * (n - 1) // 2,)
+    assert sorted(losses.tolist()) == pytest.approx(sorted(by_hand.values()), rel=1e-5)
+    drawn = model.pair_step(batch)[0]
+    b = n // 2
+    for i, loss in enumerate(drawn.tolist()):
+        assert loss == pytest.approx(by_hand[(i, b + i)], rel=1e-5)
+    with pytest.raises(ValueError, match="train_pairs must be"):
+        siamese(train_pairs="some")
+
+
 def test_temperature_targets_soften_the_teacher(root):
     model = siamese(targets="temperature", temperature=3.0).eval()
     dm = data(root)
