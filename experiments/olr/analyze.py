@@ -144,6 +144,12 @@ def _check_ids(saved: dict[str, Any], loader: Any, path: str) -> None:
     ids = getattr(loader.dataset, "names", None)
     if ids is None:
         raise ValueError(f"the {path} loader's dataset has no image names to match the rows")
+    if len(saved["image_id"]) != len(ids):
+        raise ValueError(
+            f"embeddings_{path}.pt holds {len(saved['image_id'])} rows but the data's {path} "
+            f"split {len(ids)} images: the Siamese run predicted part of it (was "
+            "--trainer.limit_predict_batches set?) or its data changed since"
+        )
     if list(saved["image_id"]) != list(ids):
         raise ValueError(
             f"embeddings_{path}.pt rows are not the data's {path} images in file order: was the "
