@@ -28,6 +28,7 @@ FIGURES = (
     "fig8_emphasis.png",
     "editing_add_Eyeglasses.png",
     "editing_remove_Eyeglasses.png",
+    "training_curves.png",
 )
 SECTIONS = {
     "classification": ("label_accuracy", "auroc_macro", "per_label_accuracy", "norm_auroc"),
@@ -37,6 +38,7 @@ SECTIONS = {
     "editing": ("add_raised_fraction", "remove_dropped_fraction", "other_labels_mean_abs_delta"),
     "occluded_pair": ("pair_loss", "image_ids"),
     "data": ("compression_ratio", "mean_active_labels"),
+    "training": ("pair_loss_ratio",),
 }
 
 

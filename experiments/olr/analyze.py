@@ -17,7 +17,8 @@ and the embeddings from its ``embeddings_train.pt`` / ``embeddings_test.pt``, an
 - ``fig5_pca_strip.png``: images at evenly spaced ranks of one label's PC1 projection;
 - ``fig6_reconstructions.png``: test crops x~ beside their reconstructions;
 - ``fig7_editing.png``, ``fig8_emphasis.png``, ``editing_add_<label>.png``,
-  ``editing_remove_<label>.png``: edits before and after.
+  ``editing_remove_<label>.png``: edits before and after;
+- ``training_curves.png``: L_S, L_R's SSIM and MSE parts and the probe accuracy per epoch.
 
 Numbers: probe, teacher and train-majority label accuracy, macro AUROC and per-label accuracy on
 the test split; per-label norm AUROC (test embeddings); the norm correlations of the spec's
@@ -45,6 +46,7 @@ from torch import Tensor
 
 from datamodules.synthetic.face_factors import RENDERED_ATTRIBUTES
 from experiments.olr import sections
+from experiments.olr.curves import CURVES, epoch_series, last_value, training_curves
 from experiments.olr.stage_runs import StageRun, find_stage_run
 from lightning_modules.olr.embedding_writer import load_embeddings
 
@@ -211,7 +213,8 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     results["occluded_pair"] = sections.occluded_pair(
         inputs, modules["siamese"], data.test_dataloader().dataset, options.pair_index
     )
-    results["data"] = _data_summary(inputs, modules["siamese"])
+    results["training"] = _training(runs, out_dir)
+    results["data"] = _data_summary(inputs)
     results["options"] = {
         k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
     }
@@ -223,7 +226,23 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     return results
 
 
-def _data_summary(inputs: sections.Inputs, siamese: Any) -> dict[str, Any]:
+def _training(runs: dict[str, StageRun], out_dir: Path) -> dict[str, Any]:
+    """The training-curves figure and the Siamese held-out loss ratio (assertion 1)."""
+    panels = {
+        title: {key: epoch_series(runs[stage].run_dir / "metrics.csv", key) for key in keys}
+        for stage, (title, keys) in CURVES.items()
+    }
+    training_curves(panels).save(out_dir / "training_curves.png")
+    metrics = runs["siamese"].run_dir / "metrics.csv"
+    ratio = last_value(metrics, "test/loss_ratio")
+    return {
+        "pair_loss_ratio": ratio if math.isfinite(ratio) else last_value(metrics, "val/loss_ratio"),
+        "pair_loss_ratio_split": "test" if math.isfinite(ratio) else "val",
+        "figures": {"curves": "training_curves.png"},
+    }
+
+
+def _data_summary(inputs: sections.Inputs) -> dict[str, Any]:
     """Split sizes, embedding shape, mean active labels and the compression ratio."""
     labels = torch.cat([inputs.train_labels, inputs.test_labels]).double()
     active = labels.sum(1).mean().item()
@@ -262,7 +281,9 @@ def assertion_numbers(results: dict[str, Any]) -> dict[str, float]:
     """The numbers of the spec's synthetic assertions 2-7 from ``run_analysis``'s results.
 
     Rendered / unrendered labels are the synthetic twin's (``RENDERED_ATTRIBUTES``). Keys:
-    ``norm_auroc_rendered_min``, ``norm_auroc_unrendered_min`` / ``_max`` (2);
+    ``pair_loss_ratio`` (1: the Siamese run's held-out loss over the constant-target loss,
+    test split, else val); ``norm_auroc_rendered_min``, ``norm_auroc_unrendered_min`` and
+    ``norm_auroc_unrendered_max`` (2);
     ``probe_rendered``, ``majority_rendered``, ``teacher_rendered``, ``probe_unrendered``,
     ``majority_unrendered`` (3, mean label accuracy over the group); ``r_lipstick_makeup``,
     ``r_male_makeup``, ``abs_r_independent`` (4); ``pca_pc1_auroc`` (5); ``ssim``,
@@ -282,6 +303,7 @@ def assertion_numbers(results: dict[str, Any]) -> dict[str, float]:
     acc = c["per_label_accuracy"]
     nc, recon, edit = results["norm_correlation"], results["reconstruction"], results["editing"]
     return {
+        "pair_loss_ratio": results["training"]["pair_loss_ratio"],
         "norm_auroc_rendered_min": min(auroc_r, default=math.nan),
         "norm_auroc_unrendered_min": min(auroc_u, default=math.nan),
         "norm_auroc_unrendered_max": max(auroc_u, default=math.nan),
@@ -342,6 +364,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| Mean abs change of C on the other labels | "
         f"{_f(edit['other_labels_mean_abs_delta'], 3)} |",
         f"| Held-out pair {pair['index']}: pair loss | {_f(pair['pair_loss'])} |",
+        f"| Siamese held-out loss / constant-target loss | "
+        f"{_f(results['training']['pair_loss_ratio'], 3)} |",
         "",
         "Checkpoints: "
         + "; ".join(f"{s}: {r['checkpoint']} ({r['which']})" for s, r in results["runs"].items()),

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from datamodules.synthetic.face_factors import NEGATIVE_CONTROLS, RENDERED_ATTRIBUTES
 from experiments.olr.analyze import _jsonable, assertion_numbers, markdown, parse_args
 from experiments.olr.batches import map_images, same_outputs
+from experiments.olr.curves import epoch_series, last_value, training_curves
 from experiments.olr.sections import Editor
 from experiments.olr.stage_runs import best_checkpoint, find_stage_run
 from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift
@@ -214,6 +215,7 @@ def _results() -> dict:
             "other_labels_mean_abs_delta": 0.05,
         },
         "occluded_pair": {"index": 0, "pair_loss": 0.01},
+        "training": {"pair_loss_ratio": 0.4},
         "runs": {"probe": {"checkpoint": "p.ckpt", "which": "best"}},
         "notes": ["a note"],
     }
@@ -230,7 +232,7 @@ def test_assertion_numbers_group_rendered_and_unrendered_labels():
     assert numbers["majority_unrendered"] == pytest.approx(0.6)
     assert numbers["r_male_makeup"] == -0.4 and numbers["pca_pc1_auroc"] == 0.97
     assert numbers["ssim_mean_image"] == 0.4 and numbers["mse"] == 0.01
-    assert numbers["remove_dropped_fraction"] == 0.75
+    assert numbers["remove_dropped_fraction"] == 0.75 and numbers["pair_loss_ratio"] == 0.4
 
 
 def test_markdown_reports_the_table_and_notes():
@@ -249,3 +251,24 @@ def test_flags_default_to_the_synthetic_stage_names_and_override():
         ["--root", "r", "--siamese", "olr/celeba_siamese", "--independent", "Bald", "Smiling"]
     )
     assert options.siamese == "olr/celeba_siamese" and options.independent == ("Bald", "Smiling")
+
+
+# --- training curves ----------------------------------------------------------------------------
+
+
+def test_epoch_series_reads_the_rows_that_hold_a_key(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "epoch,step,train/loss_step,val/loss,test/loss_ratio\n"
+        "0,0,1.5,,\n0,9,,0.8,\n1,19,,0.6,\n1,19,,,0.45\n"
+    )
+    assert epoch_series(path, "val/loss") == ([0, 1], [0.8, 0.6])
+    assert last_value(path, "test/loss_ratio") == 0.45
+    assert math.isnan(last_value(path, "val/loss_ratio"))
+    with pytest.raises(FileNotFoundError, match="metrics.csv is missing"):
+        epoch_series(tmp_path / "gone" / "metrics.csv", "val/loss")
+
+
+def test_training_curves_draw_one_panel_per_stage_also_when_nothing_was_logged():
+    panels = {"L_S": {"train": ([0, 1], [1.0, 0.5])}, "probe": {"val": ([], [])}}
+    assert isinstance(training_curves(panels), Image.Image)
