@@ -119,6 +119,15 @@ class AnalysisOptions:
     progress: bool = True
 
 
+def _load(run: StageRun) -> Any:
+    """The run's module; one that started from a pretrained file (``weights_file``) is rebuilt
+    without reading that file again (``random_init``): the checkpoint holds every weight."""
+    _, init_args = run.section("model")
+    if init_args.get("weights_file") and "random_init" in init_args:
+        return run.load_module(random_init=True)
+    return run.load_module()
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -196,12 +205,11 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     )
     if options.other_labels is None:
         options.other_labels = [n for n in RENDERED_ATTRIBUTES if n in names]
-    modules = {stage: runs[stage].load_module().to(device) for stage in STAGES}
+    modules = {stage: _load(runs[stage]).to(device) for stage in STAGES}
     results: dict[str, Any] = {"runs": {s: runs[s].describe() for s in STAGES}}
     results["classification"] = sections.classification(
         inputs, modules["teacher"], modules["probe"], options.fig3_count
     )
-    results["classification"].pop("_teacher_probs")
     results["norm_correlation"] = sections.norm_correlations(inputs, options.independent)
     results["pca"] = sections.pca_of_label(inputs, options.pca_label, options.strip_count)
     recon = sections.reconstruction(inputs, modules["decoder"], options.recon_count)

@@ -171,7 +171,6 @@ def classification(inputs: Inputs, teacher: Any, probe: Any, fig3_count: int) ->
         "norm_auroc": _by_name(inputs.names, norm_auroc(inputs.test_embeddings, labels)),
         "probe_wrong_teacher_right": int(wrong.sum()),
         "figures": {"fig3": figure},
-        "_teacher_probs": teacher_probs,
     }
 
 
@@ -270,7 +269,8 @@ def pca_of_label(inputs: Inputs, label: str, strip_count: int) -> dict[str, Any]
         images,
         pca.projection[indices],
         ncols=max(1, math.ceil(strip_count / 2)),
-        title=f"{label}: images at PC1 ranks {ranks[0]}, {ranks[1] if len(ranks) > 1 else ''} ...",
+        title=f"{label}: images at PC1 ranks {', '.join(map(str, ranks.tolist()))} "
+        f"of {len(embeddings)}",
     )
     ratios = pc1_ratio(embeddings)
     collapsed, message = collapsed_labels(ratios, inputs.names)
@@ -419,9 +419,11 @@ def editing(
             f"{negatives.numel()} and {positives.numel()}"
         )
     e_neg, e_pos = test_embeddings[negatives], test_embeddings[positives]
-    generator = inputs.generator(9)
     recon_neg, recon_pos = editor.decode(e_neg), editor.decode(e_pos)
-    added = {s: editor.decode(add_label(e_neg, column, stats, s, generator)) for s in (1.0, 1.5)}
+    added = {  # the same draws v at both scales: s = 1.5 emphasises the s = 1 edit
+        s: editor.decode(add_label(e_neg, column, stats, s, inputs.generator(9)))
+        for s in (1.0, EMPHASISED_SCALE)
+    }
     removed = editor.decode(remove_label(e_pos, column))
     before_neg, before_pos = editor.score(recon_neg), editor.score(recon_pos)
     after = {s: editor.score(images) for s, images in added.items()}
@@ -434,7 +436,9 @@ def editing(
         "negatives": int(negatives.numel()),
         "positives": int(positives.numel()),
         "add_raised_fraction": fraction_moved(before_neg, after[1.0], column, 1),
-        "add_emphasised_raised_fraction": fraction_moved(before_neg, after[1.5], column, 1),
+        "add_emphasised_raised_fraction": fraction_moved(
+            before_neg, after[EMPHASISED_SCALE], column, 1
+        ),
         "remove_dropped_fraction": fraction_moved(before_pos, after_removed, column, -1),
         "other_labels": [inputs.names[j] for j in others],
         "other_labels_mean_abs_delta_add": shifts[0] if shifts else math.nan,
@@ -444,14 +448,14 @@ def editing(
     }
     rows = options.panel_rows
     test_set = _dataset(inputs.test_loader)
-    add_notes = _notes(f"+{label}", before_neg, [after[1.0], after[1.5]], column, rows)
+    add_notes = _notes(f"+{label}", before_neg, [after[1.0], after[EMPHASISED_SCALE]], column, rows)
     remove_notes = _notes(f"-{label}", before_pos, [after_removed], column, rows)
     figures = {
         "add": _panel(
             inputs,
             _images(test_set, negatives[:rows]),
             recon_neg[:rows],
-            [added[1.0][:rows], added[1.5][:rows]],
+            [added[1.0][:rows], added[EMPHASISED_SCALE][:rows]],
             add_notes,
             ("s = 1", f"s = {EMPHASISED_SCALE}"),
             f"editing_add_{label}.png",

@@ -272,3 +272,25 @@ def test_epoch_series_reads_the_rows_that_hold_a_key(tmp_path):
 def test_training_curves_draw_one_panel_per_stage_also_when_nothing_was_logged():
     panels = {"L_S": {"train": ([0, 1], [1.0, 0.5])}, "probe": {"val": ([], [])}}
     assert isinstance(training_curves(panels), Image.Image)
+
+
+@pytest.mark.parametrize(
+    ("weights_file", "expected"), [("resnet18", {"random_init": True}), (None, {})]
+)
+def test_a_module_that_started_from_a_pretrained_file_is_loaded_without_reading_it(
+    tmp_path, monkeypatch, weights_file, expected
+):
+    from experiments.olr.analyze import _load
+    from experiments.olr.stage_runs import StageRun
+
+    config = {
+        "model": {
+            "class_path": "x.Y",
+            "init_args": {"weights_file": weights_file, "random_init": False},
+        }
+    }
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    calls = []
+    monkeypatch.setattr(StageRun, "load_module", lambda self, **kwargs: calls.append(kwargs))
+    _load(StageRun("olr/t", tmp_path, tmp_path / "last.ckpt", "last"))
+    assert calls == [expected]
