@@ -317,7 +317,8 @@ def reconstruction(inputs: Inputs, decoder: Any, shown: int) -> dict[str, Any]:
             scores["base_ssim"].append(base_ssim.cpu())
             scores["base_mse"].append(base_mse.cpu())
             scores["base_psnr"].append(psnr(decoder.mean_image.expand_as(target), target).cpu())
-            pairs.extend(zip(target.cpu(), x_hat.cpu(), strict=True))
+            missing = shown - len(pairs)  # only the images Fig. 6 shows stay in memory
+            pairs.extend(zip(target[:missing].cpu(), x_hat[:missing].cpu(), strict=True))
     means = {
         key: torch.cat([v.cpu() for v in values]).mean().item() for key, values in scores.items()
     }

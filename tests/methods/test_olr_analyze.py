@@ -294,3 +294,25 @@ def test_a_module_that_started_from_a_pretrained_file_is_loaded_without_reading_
     monkeypatch.setattr(StageRun, "load_module", lambda self, **kwargs: calls.append(kwargs))
     _load(StageRun("olr/t", tmp_path, tmp_path / "last.ckpt", "last"))
     assert calls == [expected]
+
+
+def test_saved_embeddings_must_cover_the_split_in_file_order():
+    from types import SimpleNamespace
+
+    from experiments.olr.analyze import _check_ids
+
+    loader = SimpleNamespace(dataset=SimpleNamespace(names=["1.jpg", "2.jpg", "3.jpg"]))
+    _check_ids({"image_id": ["1.jpg", "2.jpg", "3.jpg"]}, loader, "test")
+    with pytest.raises(ValueError, match="holds 1 rows but the data's test split 3 images"):
+        _check_ids({"image_id": ["1.jpg"]}, loader, "test")
+    with pytest.raises(ValueError, match="not the data's test images in file order"):
+        _check_ids({"image_id": ["2.jpg", "1.jpg", "3.jpg"]}, loader, "test")
+
+
+def test_an_unknown_label_names_its_flag():
+    from experiments.olr.sections import Inputs
+
+    inputs = Inputs(["A", "B"], *[None] * 6, out_dir=Path("."), device=torch.device("cpu"))
+    assert inputs.index("B", "--pca-label") == 1
+    with pytest.raises(ValueError, match="--pca-label: unknown label 'C'"):
+        inputs.index("C", "--pca-label")
