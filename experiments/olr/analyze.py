@@ -37,7 +37,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         progress=options.progress,
     )
     if options.other_labels is None:
-        options.other_labels = [n for n in RENDERED_ATTRIBUTES if n in names]
+        options = replace(options, other_labels=[n for n in RENDERED_ATTRIBUTES if n in names])
     modules = {stage: _load(runs[stage]).to(device) for stage in STAGES}
     results: dict[str, Any] = {"runs": {s: runs[s].describe() for s in STAGES}}
     results["classification"] = sections.classification(
