@@ -84,7 +84,6 @@ SMOKE_ARGS = (
     "--trainer.limit_predict_batches=1",
 )
 _OPTIONS = ("--run.root", "--run.name", "--run.resume", "--trainer.fast_dev_run")
-_TRUE = ("true", "1", "yes")
 
 
 class StepFailed(RuntimeError):
@@ -129,11 +128,20 @@ def parse_options(args: Sequence[str]) -> PipelineOptions:
         elif key == "--run.name":
             options.name = value
         elif key == "--run.resume":
-            options.resume = value.lower() in _TRUE
-        else:
-            options.smoke = value.lower() in _TRUE
+            options.resume = _flag(key, value)
+        else:  # fast_dev_run=N (N batches) is a smoke run too: the steps run one batch
+            options.smoke = _flag(key, value)
     options.args = rest
     return options
+
+
+def _flag(key: str, value: str) -> bool:
+    word = value.lower()
+    if word in ("true", "yes") or (word.isdigit() and int(word) > 0):
+        return True
+    if word in ("false", "no", "0"):
+        return False
+    raise PipelineError(f"{key}={value}: give true or false")
 
 
 def pipeline_config(args: Sequence[str]) -> Path | None:
@@ -196,13 +204,14 @@ def resume_hint(pipeline: Pipeline, name: str, options: PipelineOptions) -> str:
     """The command that continues this pipeline's newest folder."""
     args = " ".join(shlex.quote(a) for a in options.args)
     path = pipeline.path.resolve()
-    if path.is_relative_to(EXPERIMENTS) and options.root == Path("runs") and not options.name:
+    default_root = options.root.resolve() == REPO / "runs"
+    if path.is_relative_to(EXPERIMENTS) and default_root and not options.name:
         make_name = path.relative_to(EXPERIMENTS).with_suffix("").as_posix()
         return f"make experiment NAME={make_name} RESUME=1" + (
             f" ARGS={shlex.quote(args)}" if args else ""
         )
     words = ["python", "-m", "experiments", "run", "--config", "experiments/_base.yaml"]
-    words += ["--config", shown_path(path), f"--run.root={options.root}"]
+    words += ["--config", shown_path(path), f"--run.root={shown_path(options.root.resolve())}"]
     words += [f"--run.name={name}"] if options.name else []
     return shlex.join([*words, "--run.resume=true", *options.args])
 
@@ -384,6 +393,7 @@ def run_pipeline(
         return options.root / name
     if options.smoke:  # every step for real, but tiny, in a folder of its own
         options = replace(options, root=Path(tempfile.mkdtemp(prefix="latentlab-smoke-")))
+    options = replace(options, root=options.root.resolve())  # the steps run in the repository
     if options.resume:
         parent = _resumed_folder(pipeline, name, options)
     else:

@@ -15,8 +15,10 @@ step is ``python -m <module> <args>``. In ``args``, ``{root}`` stands for the pi
 
 :func:`load_pipeline` refuses, with one :class:`PipelineError` that names the file and line, a
 step with an unknown key, without a name or with a name used before, with both or neither of
-``config`` and ``module``, or naming an experiment YAML that does not exist; and two steps whose
-runs would share a run name (``latest:<run name>`` could not tell them apart).
+``config`` and ``module``, or naming an experiment YAML that does not exist; two steps whose
+runs would share a run name (``latest:<run name>`` could not tell them apart); and a step whose
+``run.init_from`` names ``latest:<run name>`` of no earlier step (a step's runs go into the
+pipeline's folder, so that is the only place ``latest:`` looks).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from experiments.config_errors import did_you_mean
+from experiments.init_from import LATEST
 from experiments.listing import closest, experiment_names
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "PipelineError",
     "Step",
     "is_pipeline_file",
+    "latest_references",
     "load_pipeline",
 ]
 
@@ -179,6 +183,37 @@ def _step(node: yaml.Node, index: int, path: Path, experiments: Path) -> Step:
     return Step(name, config=text, args=args, line=_line(node))
 
 
+def latest_references(step: Step, experiments: Path = EXPERIMENTS) -> list[str]:
+    """The run names that ``step`` loads with ``run.init_from: latest:<run name>`` (its args'
+    ``--run.init_from=`` over its experiment YAML's)."""
+    given = [a.partition("=")[2] for a in step.args if a.startswith("--run.init_from=")]
+    if step.config is None:
+        return []
+    if given:
+        value: object = yaml.safe_load(given[-1])
+    else:
+        config = yaml.safe_load((experiments / f"{step.config}.yaml").read_text()) or {}
+        value = (config.get("run") or {}).get("init_from")
+    parts = value if isinstance(value, list) else [value]
+    checkpoints = [p.get("checkpoint") if isinstance(p, dict) else p for p in parts]
+    return [c[len(LATEST) :] for c in checkpoints if isinstance(c, str) and c.startswith(LATEST)]
+
+
+def _check_references(path: Path, steps: list[Step], experiments: Path) -> None:
+    """Each ``latest:`` of a step names the run of an earlier step: the steps run in the
+    pipeline's folder, where only those runs are."""
+    for index, step in enumerate(steps):
+        earlier = [s.run_name for s in steps[:index] if s.run_name]
+        for name in latest_references(step, experiments):
+            if name not in earlier:
+                runs = ", ".join(earlier) or "none"
+                raise PipelineError(
+                    f"{path}:{step.line}: step '{step.name}': run.init_from latest:{name} is no "
+                    f"earlier step's run (earlier runs: {runs}); a step loads only runs of its "
+                    "pipeline: add a step that runs it before, or give a checkpoint file"
+                )
+
+
 def load_pipeline(path: str | Path, experiments: Path = EXPERIMENTS) -> Pipeline:
     """Read and check the pipeline YAML ``path`` (its ``config`` steps name files under
     ``experiments``).
@@ -215,4 +250,5 @@ def load_pipeline(path: str | Path, experiments: Path = EXPERIMENTS) -> Pipeline
                     "`--run.name=<method>/<name>` in its args"
                 )
         steps.append(step)
+    _check_references(path, steps, experiments)
     return Pipeline(path=path, steps=tuple(steps))

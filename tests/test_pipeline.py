@@ -19,6 +19,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
+from experiments.listing import check
 from experiments.pipeline import (
     SMOKE_ARGS,
     PipelineOptions,
@@ -100,6 +101,22 @@ def test_the_olr_pipeline_lists_its_stages_in_order():
         ("trainer: {}\npipeline:\n  - {name: a, module: x}\n", "2: unknown top-level key"),
         ("pipeline: []\n", "2: `pipeline:` must list steps"),
         ("pipeline:\n  - {name: a, config: olr/synthetic}\n", "3: step 'a': experiments/olr/"),
+        (
+            "pipeline:\n  - {name: s, config: olr/synthetic_siamese}\n",
+            "3: step 's': run.init_from latest:olr/synthetic_teacher is no earlier step's run "
+            "(earlier runs: none)",
+        ),
+        (
+            "pipeline:\n  - {name: a, config: mil_lstm/synthetic_single}\n"
+            "  - {name: b, config: mil_lstm/synthetic_single_finetune_x, args: []}\n",
+            "4: step 'b': no experiments/mil_lstm/synthetic_single_finetune_x.yaml",
+        ),
+        (
+            "pipeline:\n  - {name: a, config: mil_lstm/synthetic_single, args: [--run.name=m/a]}\n"
+            "  - {name: b, config: olr/synthetic_teacher,\n"
+            "     args: ['--run.init_from=[{checkpoint: latest:m/x}]']}\n",
+            "4: step 'b': run.init_from latest:m/x is no earlier step's run (earlier runs: m/a)",
+        ),
     ],
 )
 def test_refused_pipelines_name_file_and_line(tmp_path, text, expected):
@@ -138,6 +155,21 @@ def test_a_pipeline_config_is_found_and_taken_alone(tmp_path):
         pipeline_config(["run", "--config", str(other), "--config", str(pipe)])
 
 
+def test_make_takes_pipeline_names():
+    assert check("olr/synthetic") is None
+
+
+def test_print_config_shows_the_steps_and_runs_nothing(tmp_path):
+    out = io.StringIO()
+    options = PipelineOptions(root=tmp_path / "runs", print_config=True, args=["--x=1"])
+    run_pipeline(load_pipeline(_module_steps(tmp_path)), options, _environ(), out)
+    record = yaml.safe_load(out.getvalue())
+    assert record["args"] == ["--x=1"] and [s["name"] for s in record["steps"]] == [
+        "one", "two", "three",
+    ]  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
 def test_options_for_the_pipeline_and_args_for_its_steps():
     options = parse_options(
         ["--run.root", "r", "--run.resume=true", "--trainer.max_epochs=1", "--run.name=m/x"]
@@ -146,6 +178,10 @@ def test_options_for_the_pipeline_and_args_for_its_steps():
     assert options.args == ["--trainer.max_epochs=1"] and not options.smoke
     smoke = parse_options(["--trainer.fast_dev_run=true", "--trainer.logger=false"])
     assert smoke.smoke and smoke.args == ["--trainer.logger=false"]
+    assert parse_options(["--trainer.fast_dev_run", "2"]).smoke
+    assert not parse_options(["--trainer.fast_dev_run=false"]).smoke
+    with pytest.raises(PipelineError, match="--run.resume=maybe: give true or false"):
+        parse_options(["--run.resume=maybe"])
 
 
 def test_step_commands_run_in_the_pipeline_folder(tmp_path):
@@ -244,8 +280,9 @@ def test_a_failed_step_stops_the_pipeline_and_a_resume_continues_there(tmp_path)
 
 
 def test_a_failed_step_exits_with_its_code_and_one_error_line(tmp_path):
+    """`python -m experiments run` hands a pipeline YAML to the runner."""
     pipe = _pipeline(tmp_path, "pipeline:\n  - {name: bad, module: pipeline_step, args: [., x]}\n")
-    command = [sys.executable, "-m", "experiments.pipeline", "run", "--config", str(BASE)]
+    command = [sys.executable, "-m", "experiments", "run", "--config", str(BASE)]
     command += ["--config", str(pipe), f"--run.root={tmp_path / 'runs'}"]
     env = {**_environ(), "PIPELINE_STEP_FAIL": "x"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
