@@ -392,7 +392,7 @@ def run_pipeline(
         print(yaml.safe_dump(record, sort_keys=False), end="", file=out)
         return options.root / name
     if options.smoke:  # every step for real, but tiny, in a folder of its own
-        options = replace(options, root=Path(tempfile.mkdtemp(prefix="latentlab-smoke-")))
+        options = replace(options, root=Path(tempfile.mkdtemp(prefix="latentlab-pipeline-smoke-")))
     options = replace(options, root=options.root.resolve())  # the steps run in the repository
     if options.resume:
         parent = _resumed_folder(pipeline, name, options)
@@ -412,6 +412,7 @@ def run_pipeline(
     run.log(f"pipeline {name}: finished in {_elapsed(time.monotonic() - started)}: {parent}")
     if options.smoke:
         shutil.rmtree(options.root, ignore_errors=True)
+        print(f"Smoke run: removed {options.root}", file=out, flush=True)
     return parent
 
 

@@ -400,5 +400,7 @@ def test_a_smoke_run_chains_one_batch_per_step_in_a_removed_folder(tmp_path):
     assert " ".join(SMOKE_ARGS) in done.stdout
     assert "[chain] step 2/2 'finetune': finished in" in done.stdout
     assert not (tmp_path / "runs").exists()
-    finished = done.stdout.splitlines()[-1]
-    assert not Path(finished.rpartition(": ")[2]).exists()
+    finished = done.stdout.splitlines()[-2]  # "pipeline chain: finished in ...: <folder>"
+    folder = Path(finished.rpartition(": ")[2])
+    assert folder.name and not folder.exists()
+    assert done.stdout.splitlines()[-1] == f"Smoke run: removed {folder.parents[1]}"
