@@ -2,7 +2,8 @@
 
 ``run`` is ``fit --run.evaluate=true``: fit, then test the best (or last) checkpoint, then predict
 when the datamodule has predict data, all in the same run folder. This is what ``make experiment``
-calls.
+calls. A ``--config`` that is a pipeline YAML (top-level ``pipeline:``) runs its steps instead, one
+CLI run or module after the other in one folder (:mod:`experiments.pipeline`).
 
 A configuration the parser refuses ends the command with one line on stderr that names the file
 and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2; so
@@ -29,15 +30,18 @@ from datamodules.formats.errors import (  # noqa: E402
     FormatError,
     SettingError,
 )
+from experiments import pipeline  # noqa: E402
 from experiments.cli import LatentLabCLI  # noqa: E402
 from experiments.config_errors import (  # noqa: E402
     ConfigError,
     captured_help,
     check_config_files,
+    config_files,
     explain,
     help_options,
 )
 from experiments.errors import SetupError  # noqa: E402
+from experiments.pipeline_file import is_pipeline_file  # noqa: E402
 from lightning_modules.components.pretrained import (  # noqa: E402
     ChecksumError,
     WeightsNotFoundError,
@@ -69,6 +73,8 @@ def one_message_cause(error: BaseException | None) -> BaseException | None:
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the subcommand."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if any(is_pipeline_file(path) for path in config_files(args)):
+        sys.exit(pipeline.main(args))  # a pipeline YAML: its steps run the CLI, each in turn
     if args and args[0] == "run":
         args = ["fit", "--run.evaluate=true", *args[1:]]
     # we pass sys.argv on ourselves (rewritten for `run`); Lightning would warn about both being set

@@ -29,6 +29,7 @@ __all__ = [
     "free_run_dir",
     "latest_run_dir",
     "new_run_dir",
+    "newest_run_dir",
     "remove_run_dir",
     "run_name_from_configs",
 ]
@@ -79,15 +80,23 @@ def _stamp_key(path: Path) -> tuple[str, int]:
     return stamp, int(suffix) if suffix.isdigit() else 1
 
 
+def newest_run_dir(root: Path, name: str, holding: str) -> Path | None:
+    """The newest ``root/name/<timestamp>`` that holds the file ``holding`` (a path relative to
+    it), None when none does."""
+    depth = len(Path(holding).parts)
+    runs = [p.parents[depth - 1] for p in (root / name).glob(f"*/{holding}") if p.is_file()]
+    return max(runs, key=_stamp_key, default=None)
+
+
 def latest_run_dir(root: Path, name: str) -> Path:
     """The newest ``root/name/<timestamp>`` that holds ``checkpoints/last.ckpt``."""
-    runs = [p.parent.parent for p in (root / name).glob("*/checkpoints/last.ckpt")]
-    if not runs:
+    run = newest_run_dir(root, name, "checkpoints/last.ckpt")
+    if run is None:
         raise FileNotFoundError(
             f"Nothing to resume: no {root / name}/<timestamp>/checkpoints/last.ckpt. "
             "Start the run without RESUME=1 (or --run.resume=false) first."
         )
-    return max(runs, key=_stamp_key)
+    return run
 
 
 def choose_run_dir(root: Path, name: str, resume: bool, environ: Mapping[str, str]) -> Path:

@@ -38,7 +38,8 @@ def configure_wandb(
 
     Sets ``save_dir`` (W&B writes ``<run>/wandb/...``, never ``<run>/config.yaml``), the display
     name ``<name>/<timestamp>``, the id (the one in ``run_dir``'s id file when there is one, else
-    the configured one, ``WANDB_RUN_ID`` of a sweep agent, or a fresh one), group (the method), tags
+    the configured one, ``WANDB_RUN_ID`` of a sweep agent, or a fresh one), group
+    (``WANDB_RUN_GROUP`` when set, as by a pipeline for its steps, else the method), tags
     (the dataset), ``resume="allow"``, and ``offline`` when no credentials are found. Offline, it
     prints one line on how to sync later and sets ``WANDB_SILENT`` in ``environ`` (unless set)
     so that W&B does not repeat it. Nothing is written to disk: the caller writes the id file
@@ -53,7 +54,8 @@ def configure_wandb(
     else:  # no global RNG draw for a fresh id
         args.id = args.get("id") or environ.get("WANDB_RUN_ID") or secrets.token_hex(4)
     method, _, dataset = name.partition("/")
-    defaults = {"group": method, "tags": [dataset.split("_")[0]] if dataset else []}
+    group = environ.get("WANDB_RUN_GROUP") or method  # the steps of a pipeline share one
+    defaults = {"group": group, "tags": [dataset.split("_")[0]] if dataset else []}
     # jsonargparse resolves WandbLogger's **kwargs to wandb.init's parameters when it can
     extra = args if "group" in args else Namespace(logger.get("dict_kwargs") or {})
     for key, value in {**defaults, "resume": "allow"}.items():

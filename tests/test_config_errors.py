@@ -14,6 +14,7 @@ import pytest
 from experiments.__main__ import main
 from experiments.cli import LatentLabCLI
 from experiments.config_errors import did_you_mean, locate
+from experiments.pipeline_file import is_pipeline_file
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -21,8 +22,8 @@ BASE = EXPERIMENTS / "_base.yaml"
 SHIPPED = sorted(
     p
     for p in EXPERIMENTS.glob("*/*.yaml")
-    if p.parent.name not in ("sweeps", "cluster") and p != BASE
-)
+    if p.parent.name not in ("sweeps", "cluster") and p != BASE and not is_pipeline_file(p)
+)  # a pipeline YAML is no CLI config: its steps are (tests/test_pipeline.py)
 DEMO = """\
 model:
   class_path: lightning.pytorch.demos.boring_classes.DemoModel

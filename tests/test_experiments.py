@@ -1,7 +1,8 @@
 """Every experiment YAML is valid against the code, without instantiating or downloading anything.
 
 Checks per file: it loads with OmegaConf and its ``${...}`` interpolations resolve; it opens with a
-header comment (experiments: with their own ``make experiment NAME=...`` line); every ``class_path``
+header comment (experiments: with their own ``make experiment NAME=...`` line); a pipeline YAML's
+steps load (``experiments/pipeline_file.py``); every ``class_path``
 (model, data, loggers, callbacks, nested ones) is a full import path that imports; every
 ``init_args`` key is a parameter of that class's ``__init__``; trainer / checkpoint / nan_guard
 keys are parameters of Trainer / ModelCheckpoint / NaNGuard; ``trainer.callbacks`` is only in
@@ -22,13 +23,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from callbacks.nan_guard import NaNGuard
+from experiments.pipeline_file import is_pipeline_file, load_pipeline
 from experiments.tables import expected
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BASE = EXPERIMENTS / "_base.yaml"
-CONFIGS = sorted(
+ALL = sorted(
     p for p in EXPERIMENTS.rglob("*.yaml") if "sweeps" not in p.relative_to(EXPERIMENTS).parts
 )
+PIPELINES = [p for p in ALL if is_pipeline_file(p)]  # steps, checked by load_pipeline
+CONFIGS = [p for p in ALL if p not in PIPELINES]
 TOP_LEVEL = {"seed_everything", "model", "data", "trainer", "checkpoint", "nan_guard", "run"}
 GROUPS = {"trainer": Trainer, "checkpoint": ModelCheckpoint, "nan_guard": NaNGuard}
 
@@ -74,8 +78,8 @@ def test_there_are_experiments():
     assert BASE in CONFIGS and len(CONFIGS) > 1
 
 
-def test_header_comment(config):
-    path, _ = config
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_header_comment(path):
     lines = path.read_text().splitlines()
     header = []
     for line in lines:
@@ -92,6 +96,11 @@ def test_header_comment(config):
             metric, value = found
             assert metric.startswith(("val/", "test/")), f"{path}: {metric} is not a logged key"
             assert re.match(r"^-?\d", value), f"{path}: expected value {value!r} is not a number"
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=_ids(PIPELINES))
+def test_pipeline_steps_load(path):
+    assert load_pipeline(path).steps
 
 
 def test_keys_and_class_paths(config):
