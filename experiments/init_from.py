@@ -11,13 +11,15 @@ another class (a teacher's encoder into a student's ``teacher``)::
         - {checkpoint: latest:olr/teacher, source: encoder, target: teacher}
         - {checkpoint: runs/x/checkpoints/last.ckpt, source: "", target: decoder}
 
-A checkpoint is a file or ``latest:<run name>`` (``checkpoints/last.ckpt`` of that name's newest
-run). Each part is strict within its target: every key of the target and no other, with equal
-shapes. :func:`resolve_init_from` finds the files (before anything is built),
-:func:`check_init_from` compares keys and shapes with the built model, and :func:`load_init_from`
-loads; the CLI runs the three before it creates the run folder, and records the resolved files in
-``config.yaml``. Parts load in order: a later part overrides what an earlier one loaded into the
-same weights.
+A checkpoint is a file, ``latest:<run name>`` (``checkpoints/last.ckpt`` of that name's newest
+run) or ``best:<run name>`` (the best checkpoint of that name's newest run, the one its test
+evaluated, as its ``last.ckpt`` records it; ``last.ckpt`` when the run monitored nothing): a later
+stage of a pipeline starts from the weights whose numbers the stage before reported. Each part is
+strict within its target: every key of the target and no other, with equal shapes.
+:func:`resolve_init_from` finds the files (before anything is built), :func:`check_init_from`
+compares keys and shapes with the built model, and :func:`load_init_from` loads; the CLI runs the
+three before it creates the run folder, and records the resolved files in ``config.yaml``. Parts
+load in order: a later part overrides what an earlier one loaded into the same weights.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from experiments.run_dirs import latest_run_dir
+from experiments.run_dirs import best_checkpoint, latest_run_dir
 from lightning_modules.components.weights import compare_state_dicts
 
 __all__ = [
+    "BEST",
     "LATEST",
+    "RUN_REFERENCES",
     "InitFrom",
     "InitFromError",
     "check_init_from",
@@ -45,6 +49,8 @@ __all__ = [
 ]
 
 LATEST = "latest:"  # latest:<name>: the newest run of <name>, its last.ckpt
+BEST = "best:"  # best:<name>: the newest run of <name>, its best checkpoint
+RUN_REFERENCES = (LATEST, BEST)
 SHOWN = 5  # keys named in an error, per kind of problem
 
 
@@ -53,7 +59,7 @@ class InitFrom:
     """One part of ``--run.init_from``.
 
     Args:
-        checkpoint: A checkpoint file, or ``latest:<run name>``.
+        checkpoint: A checkpoint file, ``latest:<run name>`` or ``best:<run name>``.
         source: A submodule of the checkpoint's model by its dotted name (``encoder``,
             ``backbone.layer4``); ``""`` is the whole model.
         target: A submodule of this model by its dotted name; ``""`` is the whole model.
@@ -87,24 +93,30 @@ def _where(count: int, index: int) -> str:
 
 
 def resolve_checkpoint(value: str, root: Path, where: str = "--run.init_from") -> Path:
-    """The checkpoint file that ``value`` names: a path, or ``latest:<run name>`` under ``root``.
+    """The checkpoint file that ``value`` names: a path, or ``latest:``/``best:<run name>`` under
+    ``root``.
 
     ``latest:<name>`` is ``checkpoints/last.ckpt`` of the newest ``root/<name>/<timestamp>``, so
-    that an experiment YAML can start from the run of another (a pre-training step).
+    that an experiment YAML can start from the run of another (a pre-training step);
+    ``best:<name>`` is that run's best checkpoint (``run_dirs.best_checkpoint``).
     """
-    if not value.startswith(LATEST):
+    prefix = next((p for p in RUN_REFERENCES if value.startswith(p)), None)
+    if prefix is None:
         path = Path(value)
         if not path.is_file():
             raise FileNotFoundError(f"{where}: no checkpoint file {path}")
         return path
-    name = value[len(LATEST) :]
+    name = value[len(prefix) :]
     try:
-        return latest_run_dir(root, name) / "checkpoints" / "last.ckpt"
+        run_dir = latest_run_dir(root, name)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{where}={value}: no {root / name}/<timestamp>/checkpoints/last.ckpt; "
             f"run `make experiment NAME={name}` first (or give a checkpoint path)"
         ) from None
+    if prefix == BEST:
+        return best_checkpoint(run_dir)[0]
+    return run_dir / "checkpoints" / "last.ckpt"
 
 
 def resolve_init_from(value: str | list[Any], root: Path) -> tuple[list[InitFrom], Any]:

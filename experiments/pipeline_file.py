@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from experiments.config_errors import did_you_mean
-from experiments.init_from import LATEST
+from experiments.init_from import RUN_REFERENCES
 from experiments.listing import closest, experiment_names
 
 __all__ = [
@@ -184,8 +184,8 @@ def _step(node: yaml.Node, index: int, path: Path, experiments: Path) -> Step:
 
 
 def latest_references(step: Step, experiments: Path = EXPERIMENTS) -> list[str]:
-    """The run names that ``step`` loads with ``run.init_from: latest:<run name>`` (its args'
-    ``--run.init_from=`` over its experiment YAML's)."""
+    """The run names that ``step`` loads with ``run.init_from: latest:<run name>`` or
+    ``best:<run name>`` (its args' ``--run.init_from=`` over its experiment YAML's)."""
     given = [a.partition("=")[2] for a in step.args if a.startswith("--run.init_from=")]
     if step.config is None:
         return []
@@ -196,7 +196,11 @@ def latest_references(step: Step, experiments: Path = EXPERIMENTS) -> list[str]:
         value = (config.get("run") or {}).get("init_from")
     parts = value if isinstance(value, list) else [value]
     checkpoints = [p.get("checkpoint") if isinstance(p, dict) else p for p in parts]
-    return [c[len(LATEST) :] for c in checkpoints if isinstance(c, str) and c.startswith(LATEST)]
+    return [
+        c.partition(":")[2]
+        for c in checkpoints
+        if isinstance(c, str) and c.startswith(RUN_REFERENCES)
+    ]
 
 
 def _check_references(path: Path, steps: list[Step], experiments: Path) -> None:
@@ -208,7 +212,7 @@ def _check_references(path: Path, steps: list[Step], experiments: Path) -> None:
             if name not in earlier:
                 runs = ", ".join(earlier) or "none"
                 raise PipelineError(
-                    f"{path}:{step.line}: step '{step.name}': run.init_from latest:{name} is no "
+                    f"{path}:{step.line}: step '{step.name}': run.init_from loads run {name}, no "
                     f"earlier step's run (earlier runs: {runs}); a step loads only runs of its "
                     "pipeline: add a step that runs it before, or give a checkpoint file"
                 )

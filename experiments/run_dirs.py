@@ -16,11 +16,14 @@ import shutil
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from experiments.errors import SetupError
 
 __all__ = [
+    "best_checkpoint",
     "EXPERIMENTS_DIR",
     "RUN_DIR_ENV",
     "TIMESTAMP_FORMAT",
@@ -97,6 +100,30 @@ def latest_run_dir(root: Path, name: str) -> Path:
             "Start the run without RESUME=1 (or --run.resume=false) first."
         )
     return run
+
+
+def best_checkpoint(run_dir: Path) -> tuple[Path, Literal["best", "last"]]:
+    """The best checkpoint that ``run_dir/checkpoints/last.ckpt`` records, else ``last.ckpt``.
+
+    The monitored ``ModelCheckpoint``'s state in ``last.ckpt`` names its best file relative to
+    the checkpoints folder (``callbacks.run_checkpoint.RunCheckpoint``) or absolutely; a named
+    file that no longer exists counts as not recorded.
+    """
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(f"{last} is missing: the run {run_dir} did not finish an epoch")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    for key, value in (state.get("callbacks") or {}).items():
+        if "ModelCheckpoint" not in key and "RunCheckpoint" not in key:
+            continue
+        best = (value or {}).get("best_model_path") or ""
+        if not best or not (value or {}).get("monitor", key):
+            continue
+        path = Path(best) if Path(best).is_absolute() else folder / best
+        if path.is_file() and path.name != last.name:
+            return path, "best"
+    return last, "last"
 
 
 def choose_run_dir(root: Path, name: str, resume: bool, environ: Mapping[str, str]) -> Path:

@@ -205,3 +205,26 @@ def test_a_resumed_fit_keeps_the_record_and_needs_no_stage_checkpoint(tmp_path):
     assert resumed.run_dir == first.run_dir and resumed.trainer.current_epoch == 2
     saved = yaml.safe_load((first.run_dir / "config.yaml").read_text())["run"]["init_from"]
     assert saved == [part]
+
+
+def test_best_and_latest_name_the_newest_run_s_best_and_last_checkpoints(tmp_path):
+    """``best:<name>`` is the monitored checkpoint that the newest run's last.ckpt records (the
+    weights its test evaluated), ``latest:<name>`` its last.ckpt; an older run is not read."""
+    from experiments.init_from import resolve_checkpoint
+
+    def run(stamp: str, best: str) -> Path:
+        folder = tmp_path / "stage" / stamp / "checkpoints"
+        folder.mkdir(parents=True)
+        state = {
+            "RunCheckpoint{'monitor': 'val/loss'}": {"monitor": "val/loss", "best_model_path": best}
+        }
+        torch.save({"state_dict": {}, "callbacks": state}, folder / "last.ckpt")
+        (folder / best).write_bytes(b"")
+        return folder
+
+    run("2026-01-01_00-00-00", "epoch=1.ckpt")
+    newest = run("2026-01-02_00-00-00", "epoch=3.ckpt")
+    assert resolve_checkpoint("best:stage", tmp_path) == newest / "epoch=3.ckpt"
+    assert resolve_checkpoint("latest:stage", tmp_path) == newest / "last.ckpt"
+    with pytest.raises(FileNotFoundError, match="best:absent.*make experiment NAME=absent"):
+        resolve_checkpoint("best:absent", tmp_path)

@@ -103,7 +103,7 @@ def test_the_olr_pipeline_lists_its_stages_in_order():
         ("pipeline:\n  - {name: a, config: olr/synthetic}\n", "3: step 'a': experiments/olr/"),
         (
             "pipeline:\n  - {name: s, config: olr/synthetic_siamese}\n",
-            "3: step 's': run.init_from latest:olr/synthetic_teacher is no earlier step's run "
+            "3: step 's': run.init_from loads run olr/synthetic_teacher, no earlier step's run "
             "(earlier runs: none)",
         ),
         (
@@ -115,7 +115,13 @@ def test_the_olr_pipeline_lists_its_stages_in_order():
             "pipeline:\n  - {name: a, config: mil_lstm/synthetic_single, args: [--run.name=m/a]}\n"
             "  - {name: b, config: olr/synthetic_teacher,\n"
             "     args: ['--run.init_from=[{checkpoint: latest:m/x}]']}\n",
-            "4: step 'b': run.init_from latest:m/x is no earlier step's run (earlier runs: m/a)",
+            "4: step 'b': run.init_from loads run m/x, no earlier step's run (earlier runs: m/a)",
+        ),
+        (
+            "pipeline:\n  - {name: a, config: mil_lstm/synthetic_single, args: [--run.name=m/a]}\n"
+            "  - {name: b, config: olr/synthetic_teacher,\n"
+            "     args: ['--run.init_from=[{checkpoint: best:m/y}]']}\n",
+            "4: step 'b': run.init_from loads run m/y, no earlier step's run (earlier runs: m/a)",
         ),
     ],
 )

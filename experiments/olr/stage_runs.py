@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import yaml
 from lightning import LightningDataModule, LightningModule
 
-from experiments.run_dirs import latest_run_dir
+from experiments.run_dirs import best_checkpoint, latest_run_dir
 
-__all__ = ["StageRun", "best_checkpoint", "find_stage_run", "import_class"]
+__all__ = ["StageRun", "find_stage_run", "import_class"]
 
 
 def import_class(class_path: str) -> type:
@@ -30,30 +29,6 @@ def import_class(class_path: str) -> type:
     if not module_name:
         raise ValueError(f"class_path must be dotted (package.module.Class), got {class_path!r}")
     return getattr(importlib.import_module(module_name), name)
-
-
-def best_checkpoint(run_dir: Path) -> tuple[Path, Literal["best", "last"]]:
-    """The best checkpoint that ``run_dir/checkpoints/last.ckpt`` records, else ``last.ckpt``.
-
-    The monitored ``ModelCheckpoint``'s state in ``last.ckpt`` names its best file relative to
-    the checkpoints folder (``callbacks.run_checkpoint.RunCheckpoint``) or absolutely; a named
-    file that no longer exists counts as not recorded.
-    """
-    folder = run_dir / "checkpoints"
-    last = folder / "last.ckpt"
-    if not last.is_file():
-        raise FileNotFoundError(f"{last} is missing: the run {run_dir} did not finish an epoch")
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    for key, value in (state.get("callbacks") or {}).items():
-        if "ModelCheckpoint" not in key and "RunCheckpoint" not in key:
-            continue
-        best = (value or {}).get("best_model_path") or ""
-        if not best or not (value or {}).get("monitor", key):
-            continue
-        path = Path(best) if Path(best).is_absolute() else folder / best
-        if path.is_file() and path.name != last.name:
-            return path, "best"
-    return last, "last"
 
 
 @dataclass(frozen=True)

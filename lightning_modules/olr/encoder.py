@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.vgg import VGGTrunk
@@ -32,9 +33,10 @@ class SiameseEncoder(nn.Module):
         embed_act: Activation of the label-specific layer: ``relu`` (DEFAULT) or ``linear``.
         in_channels: Channels of the input images.
 
-    The state dict carries ``embed_act`` (``get_extra_state``), the one argument that leaves the
-    weights' names and shapes alone: weights of a linear encoder refuse to load into a ReLU one
-    (a later stage configured unlike the Siamese stage), instead of silently embedding otherwise.
+    The state dict carries ``embed_act`` (the buffer ``relu_embeddings``), the one argument that
+    leaves the weights' names and shapes alone: weights of a linear encoder refuse to load into a
+    ReLU one (a later stage configured unlike the Siamese stage), instead of silently embedding
+    otherwise.
 
     Example:
         >>> encoder = SiameseEncoder(embedding_dim=8, widths=(16, 32, 64))
@@ -63,18 +65,21 @@ class SiameseEncoder(nn.Module):
         self.label_layer = nn.Conv2d(
             self.trunk.out_channels, num_labels * embedding_dim, 3, padding=1
         )
-        self.embed_act = embed_act
         self.label_act = nn.ReLU() if embed_act == "relu" else nn.Identity()
+        self.register_buffer("relu_embeddings", torch.tensor(embed_act == "relu"))
+        self.register_load_state_dict_pre_hook(self._check_embed_act)
 
-    def get_extra_state(self) -> dict[str, str]:
-        return {"embed_act": self.embed_act}
-
-    def set_extra_state(self, state: dict[str, str]) -> None:
-        if state.get("embed_act") != self.embed_act:
+    def _check_embed_act(
+        self, module: nn.Module, state_dict: dict, prefix: str, *_: object
+    ) -> None:
+        """Load pre-hook: refuse weights trained with the other label activation."""
+        given = state_dict.get(prefix + "relu_embeddings")
+        if given is not None and bool(given) != bool(self.relu_embeddings):
+            trained, here = ("relu", "linear") if bool(given) else ("linear", "relu")
             raise ValueError(
-                f"these encoder weights were trained with embed_act={state.get('embed_act')!r}, "
-                f"but this encoder has embed_act={self.embed_act!r}: set embed_act (model "
-                "init_args) to the Siamese stage's value"
+                f"these encoder weights were trained with embed_act={trained!r}, but this "
+                f"encoder has embed_act={here!r}: set embed_act (model init_args) to the Siamese "
+                "stage's value"
             )
 
     def label_maps(self, images: Tensor) -> Tensor:

@@ -113,7 +113,10 @@ class OLRLinearProbe(FrozenSubmodules, LightningModule):
         out = self._step(batch, "test")
         return {keys.LOGITS: out[keys.LOGITS], keys.TARGET: out[keys.TARGET]}
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Label probabilities of clean images, one predict loader per split."""
         return {keys.PROBS: self(batch["image"]).sigmoid(), keys.IMAGE_ID: batch["image_id"]}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -169,6 +169,12 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         return _evaluation_outputs(self._step(batch, "test"))
 
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Reconstructions x^ (B, 3, S - 2, S - 2) of clean images, one predict loader per split."""
+        return {keys.PREDS: self(batch["image"]), keys.IMAGE_ID: batch["image_id"]}
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """RMSProp on the decoder only (the encoder is frozen)."""
         return torch.optim.RMSprop(self.decoder.parameters(), lr=self.hparams.lr)

@@ -20,7 +20,8 @@ from experiments.olr.analyze import _jsonable, assertion_numbers, markdown, pars
 from experiments.olr.batches import map_images, same_outputs
 from experiments.olr.curves import epoch_series, last_value, training_curves
 from experiments.olr.sections import Editor
-from experiments.olr.stage_runs import best_checkpoint, find_stage_run
+from experiments.olr.stage_runs import find_stage_run
+from experiments.run_dirs import best_checkpoint
 from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift
 from lightning_modules.olr.pair_figure import pair_figure
 

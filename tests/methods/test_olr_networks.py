@@ -92,6 +92,11 @@ def test_encoder_weights_refuse_an_encoder_with_another_label_activation():
     )
     with pytest.raises(ValueError, match="embed_act='linear'.*embed_act='relu'"):
         SiameseEncoder(embedding_dim=2, widths=(4,)).load_state_dict(linear.state_dict())
+    relu = SiameseEncoder(embedding_dim=2, widths=(4,))
+    with pytest.raises(ValueError, match="embed_act='relu'.*embed_act='linear'"):
+        SiameseEncoder(embedding_dim=2, widths=(4,), embed_act="linear").load_state_dict(
+            relu.state_dict()
+        )
 
 
 def test_encoder_refuses_bad_arguments():

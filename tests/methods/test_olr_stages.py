@@ -136,6 +136,22 @@ def test_fit_leaves_the_encoder_frozen_and_trains_the_head(make, faces):
 
 
 @pytest.mark.parametrize("make", [probe, reconstructor], ids=["probe", "reconstructor"])
+def test_predict_over_the_train_and_test_loaders(make, faces):
+    """OLRDataModule serves one predict loader per split (train, test); both modules take them,
+    the probe giving label probabilities, the reconstructor x^ of the image size minus 2."""
+    model = make().eval()
+    out = trainer(limit_predict_batches=1).predict(model, faces)
+    assert len(out) == 2 and all(len(split) == 1 for split in out)
+    first = out[0][0]  # train: the first 32 images
+    assert len(first[keys.IMAGE_ID]) == 32
+    if isinstance(model, OLRLinearProbe):
+        probs = first[keys.PROBS]
+        assert probs.shape == (32, 38) and probs.min() >= 0 and probs.max() <= 1
+    else:
+        assert first[keys.PREDS].shape == (32, 3, SIZE - 2, SIZE - 2)
+
+
+@pytest.mark.parametrize("make", [probe, reconstructor], ids=["probe", "reconstructor"])
 def test_init_from_loads_a_siamese_encoder(make, tmp_path):
     torch.manual_seed(1)
     siamese = SiameseEncoder(**{**ENCODER, "widths": tuple(WIDTHS)})
