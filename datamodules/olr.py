@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.celeba import CelebADataModule
+from datamodules.occluded_images import OccludedImages
 from datamodules.occlusion import MAX_FRACTION, MIN_FRACTION, check_fractions
 from datamodules.pairs import EpochSampler, OcclusionPairs
 from datamodules.split_loaders import SplitDataModule
@@ -55,6 +56,9 @@ class OLRDataModule(SplitDataModule):
         min_fraction: Smallest occlusion side, as a fraction of the image side.
         max_fraction: Largest occlusion side, as a fraction of the image side.
         fill: Value of occluded pixels (0 = black).
+        train_occlusion: With ``pairs=False``, the probability that a training image is occluded
+            as the pairs are (``datamodules.occluded_images``; 0 = clean images, the spec's C).
+            Evaluation and predict images stay clean.
         crop: Crop of the 178 x 218 image (``datamodules.celeba.CROP_BOXES``); ``"center"`` is
             rows 20-197.
         predict_splits: Splits of clean images served by ``predict_dataloader``, in order.
@@ -74,6 +78,7 @@ class OLRDataModule(SplitDataModule):
         min_fraction: float = MIN_FRACTION,
         max_fraction: float = MAX_FRACTION,
         fill: float = 0.0,
+        train_occlusion: float = 0.0,
         crop: Literal["none", "center", "face128", "ffhq"] = "center",
         predict_splits: list[Split] | None = None,
         batch_size: int = 32,
@@ -83,6 +88,10 @@ class OLRDataModule(SplitDataModule):
         super().__init__()
         self.save_hyperparameters()
         check_fractions(min_fraction, max_fraction)
+        if not 0.0 <= train_occlusion <= 1.0:
+            raise ValueError(f"train_occlusion must be in [0, 1], got {train_occlusion}")
+        if pairs and train_occlusion:
+            raise ValueError("train_occlusion is for clean-image training (pairs=False)")
         self.predict_splits: list[str] = list(predict_splits or ["train", "test"])
         unknown = [s for s in self.predict_splits if s not in ("train", "test")]
         if unknown:
@@ -159,10 +168,15 @@ class OLRDataModule(SplitDataModule):
                 "test": held_out,
             }
         else:
+            if self.hparams.train_occlusion:
+                hp = self.hparams
+                train = OccludedImages(
+                    train, hp.train_occlusion, hp.seed, hp.min_fraction, hp.max_fraction, hp.fill
+                )
             self.splits |= {"train": train, "val": test, "test": test}
 
     def train_dataloader(self) -> DataLoader:
-        if not self.hparams.pairs:
+        if not (self.hparams.pairs or self.hparams.train_occlusion):
             return super().train_dataloader()
         train = self.splits["train"]
         return self._loader("train", sampler=EpochSampler(train, seed=self.hparams.seed))
