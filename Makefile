@@ -48,7 +48,7 @@ check-name:
 experiment: install check-name ## Fit, test, predict NAME (default face_attributes/synthetic) into runs/NAME/<time>/
 	$(PY) -m experiments run $(CONFIGS) $(RESUME_FLAG) $(ARGS)
 
-smoke: install check-name ## One batch of fit, val, test and predict of NAME, no logs or checkpoints
+smoke: install check-name ## One batch of fit, val, test and predict of NAME, no logs or checkpoints (a pipeline: every step chained in a temporary folder)
 	$(PY) -m experiments run $(CONFIGS) --trainer.fast_dev_run=true --trainer.logger=false $(ARGS)
 
 table: install ## Run TABLE=<method>/<table> over SEEDS (resumable; JOBS= ARGS= overrides) and write runs/<method>/tables/<table>.md

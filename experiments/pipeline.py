@@ -131,6 +131,9 @@ def parse_options(args: Sequence[str]) -> PipelineOptions:
             options.resume = _flag(key, value)
         else:  # fast_dev_run=N (N batches) is a smoke run too: the steps run one batch
             options.smoke = _flag(key, value)
+    if options.smoke:  # the steps' loggers stay on, in the temporary folder: later steps (an
+        # analysis) read the stage runs' metrics.csv
+        rest = [a for a in rest if a != "--trainer.logger=false"]
     options.args = rest
     return options
 
@@ -184,13 +187,17 @@ def _without_configs(args: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- commands
-def step_command(step: Step, parent: Path, args: Sequence[str] = ()) -> list[str]:
+def step_command(
+    step: Step, parent: Path, args: Sequence[str] = (), smoke: bool = False
+) -> list[str]:
     """The command of ``step`` in the pipeline folder ``parent``: a config step's CLI run into
-    ``parent`` with ``args`` after its own, or ``python -m <module>`` with its own args."""
+    ``parent`` with ``args`` after its own, or ``python -m <module>`` with its own args; in a
+    ``smoke`` run the step's ``smoke_args`` come last."""
     own = [a.replace(ROOT_PLACEHOLDER, str(parent)) for a in step.args]
+    last = [a.replace(ROOT_PLACEHOLDER, str(parent)) for a in step.smoke_args] if smoke else []
     if step.config is not None:
-        return run_command(step.config, parent, [*own, *args])
-    return [sys.executable, "-m", str(step.module), *own]
+        return run_command(step.config, parent, [*own, *args, *last])
+    return [sys.executable, "-m", str(step.module), *own, *last]
 
 
 def shown_command(command: Sequence[str]) -> str:
@@ -325,7 +332,7 @@ class _Run:
         )
         smoke = SMOKE_ARGS if self.options.smoke else ()
         args = [*self.options.args, *smoke, *(["--run.resume=true"] if resume else [])]
-        command = step_command(step, self.parent, args)
+        command = step_command(step, self.parent, args, self.options.smoke)
         shown, log = shown_command(command), self.parent / "logs" / f"{step.name}.log"
         self.log(f"{label}: {'continuing' if resume else 'start'}: {shown}")
         started = time.monotonic()

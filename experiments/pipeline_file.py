@@ -48,7 +48,7 @@ __all__ = [
 EXPERIMENTS = Path(__file__).resolve().parent
 PIPELINE_KEY = "pipeline"
 ROOT_PLACEHOLDER = "{root}"  # in a step's args: the pipeline's run folder
-STEP_KEYS = ("name", "config", "module", "args")
+STEP_KEYS = ("name", "config", "module", "args", "smoke_args")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a file name: <name>.log, <name>.done
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -66,6 +66,8 @@ class Step:
         config: ``<method>/<name>`` of the experiment YAML the CLI runs, or None.
         module: The module ``python -m`` runs, or None (exactly one of the two is set).
         args: Its own arguments (``{root}``: the pipeline's run folder).
+        smoke_args: Arguments added after everything else in a smoke run (``make smoke``), e.g.
+            a full predict where a later step reads every prediction.
         line: Its line in the pipeline YAML.
     """
 
@@ -73,6 +75,7 @@ class Step:
     config: str | None = None
     module: str | None = None
     args: tuple[str, ...] = ()
+    smoke_args: tuple[str, ...] = ()
     line: int = 0
 
     @property
@@ -86,7 +89,8 @@ class Step:
     def as_dict(self) -> dict[str, object]:
         """The step as the YAML writes it (``pipeline.yaml`` of a run records this)."""
         kind = {"config": self.config} if self.config is not None else {"module": self.module}
-        return {"name": self.name, **kind, "args": list(self.args)}
+        smoke = {"smoke_args": list(self.smoke_args)} if self.smoke_args else {}
+        return {"name": self.name, **kind, "args": list(self.args), **smoke}
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,11 @@ def _step(node: yaml.Node, index: int, path: Path, experiments: Path) -> Step:
     kind, value = kinds[0], values[kinds[0]]
     text = str(value.value) if isinstance(value, yaml.ScalarNode) else ""
     args = _strings(values["args"], path, f"step '{name}'") if "args" in values else ()
+    smoke = _strings(values["smoke_args"], path, f"step '{name}'") if "smoke_args" in values else ()
     if kind == "module":
         if not _MODULE.match(text):
             raise PipelineError(f"{path}:{_line(value)}: step '{name}': {text!r} is no module")
-        return Step(name, module=text, args=args, line=_line(node))
+        return Step(name, module=text, args=args, smoke_args=smoke, line=_line(node))
     if not (experiments / f"{text}.yaml").is_file():
         close = closest(text, experiment_names(experiments))
         hint = f"; closest: {', '.join(close)}" if close else ""
@@ -180,7 +185,7 @@ def _step(node: yaml.Node, index: int, path: Path, experiments: Path) -> Step:
             f"{path}:{_line(value)}: step '{name}': experiments/{text}.yaml is a pipeline; "
             "a step runs one experiment"
         )
-    return Step(name, config=text, args=args, line=_line(node))
+    return Step(name, config=text, args=args, smoke_args=smoke, line=_line(node))
 
 
 def latest_references(step: Step, experiments: Path = EXPERIMENTS) -> list[str]:

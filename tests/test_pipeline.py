@@ -182,8 +182,8 @@ def test_options_for_the_pipeline_and_args_for_its_steps():
     )
     assert (options.root, options.resume, options.name) == (Path("r"), True, "m/x")
     assert options.args == ["--trainer.max_epochs=1"] and not options.smoke
-    smoke = parse_options(["--trainer.fast_dev_run=true", "--trainer.logger=false"])
-    assert smoke.smoke and smoke.args == ["--trainer.logger=false"]
+    smoke = parse_options(["--trainer.fast_dev_run=true", "--trainer.logger=false", "--x=1"])
+    assert smoke.smoke and smoke.args == ["--x=1"]  # loggers on: later steps read metrics.csv
     assert parse_options(["--trainer.fast_dev_run", "2"]).smoke
     assert not parse_options(["--trainer.fast_dev_run=false"]).smoke
     with pytest.raises(PipelineError, match="--run.resume=maybe: give true or false"):
@@ -204,6 +204,19 @@ def test_step_commands_run_in_the_pipeline_folder(tmp_path):
     assert step_command(module, parent, ["--trainer.max_epochs=1"]) == [
         sys.executable, "-m", "m.n", "--root", str(parent),
     ]  # fmt: skip
+
+
+def test_smoke_args_come_last_in_a_smoke_run_only(tmp_path):
+    parent = tmp_path / "p"
+    cli = Step("a", config="mil_lstm/synthetic_single", smoke_args=("--x=1",))
+    assert step_command(cli, parent, ["--y=2"], smoke=True)[-2:] == ["--y=2", "--x=1"]
+    assert "--x=1" not in step_command(cli, parent, ["--y=2"])
+    module = Step("b", module="m.n", args=("--root", "{root}"), smoke_args=("--out={root}/s",))
+    assert step_command(module, parent, smoke=True)[-1] == f"--out={parent}/s"
+    path = tmp_path / "p.yaml"
+    path.write_text("pipeline:\n  - {name: b, module: m.n, smoke_args: [--quick]}\n")
+    (step,) = load_pipeline(path).steps
+    assert step.smoke_args == ("--quick",) and step.as_dict()["smoke_args"] == ["--quick"]
 
 
 def test_steps_share_the_w_and_b_group_of_their_pipeline(tmp_path):
