@@ -325,7 +325,11 @@ def test_yaml_runs_from_a_siamese_checkpoint(name, synthetic_faces_root, tmp_pat
     the encoder of a hand-made Siamese checkpoint in place of the stage before."""
     from cli_runs import FAST, REPO, run_cli
 
-    siamese = SiameseEncoder(**{**ENCODER, "widths": tuple(WIDTHS)})
+    import yaml
+
+    stage = yaml.safe_load((REPO / "experiments/olr/synthetic_siamese.yaml").read_text())
+    act = stage["model"]["init_args"]["embed_act"]  # the Siamese stage's, as its YAML sets it
+    siamese = SiameseEncoder(**{**ENCODER, "widths": tuple(WIDTHS), "embed_act": act})
     path = tmp_path / "siamese.ckpt"
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in siamese.state_dict().items()}}, path)
     part = f"[{{checkpoint: {path}, source: encoder, target: encoder}}]"
