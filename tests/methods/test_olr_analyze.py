@@ -246,7 +246,7 @@ def test_markdown_reports_the_table_and_notes():
 def test_flags_default_to_the_synthetic_stage_names_and_override():
     options = parse_args(["--root", "r"])
     assert (options.teacher, options.decoder) == ("olr/synthetic_teacher", "olr/synthetic_decoder")
-    assert options.independent == ("Eyeglasses", "Wearing_Hat")
+    assert options.independent == ("Smiling", "Black_Hair")
     assert options.pca_label == "Mouth_Slightly_Open" and options.edit_label == "Eyeglasses"
     options = parse_args(
         ["--root", "r", "--siamese", "olr/celeba_siamese", "--independent", "Bald", "Smiling"]

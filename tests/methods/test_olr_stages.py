@@ -323,9 +323,8 @@ def test_a_fresh_decoder_passes_gradients_to_every_layer(channels):
 def test_yaml_runs_from_a_siamese_checkpoint(name, synthetic_faces_root, tmp_path):
     """The experiment's fit (validation included) on the tiny twin, cut to a few batches, with
     the encoder of a hand-made Siamese checkpoint in place of the stage before."""
-    from cli_runs import FAST, REPO, run_cli
-
     import yaml
+    from cli_runs import FAST, REPO, run_cli
 
     stage = yaml.safe_load((REPO / "experiments/olr/synthetic_siamese.yaml").read_text())
     act = stage["model"]["init_args"]["embed_act"]  # the Siamese stage's, as its YAML sets it
