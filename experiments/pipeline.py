@@ -22,7 +22,9 @@ line names the step, its command, its log and run folder, and the command that c
 steps are skipped; a config step that has a ``last.ckpt`` continues it (``--run.resume=true``);
 any other step starts again. ``--trainer.fast_dev_run=true`` (``make smoke``) runs every step
 for one batch of each stage and one epoch in a temporary folder, removed when all steps pass, so
-that each ``latest:`` reaches the checkpoint of the step before (a fast_dev_run saves none).
+that each ``latest:`` reaches the checkpoint of the step before (a fast_dev_run saves none); the
+loggers stay on there (a later step may read a run's metrics.csv), and a step's ``smoke_args``
+come last (OLR's Siamese step embeds every image, which its analysis step reads).
 ``--print_config`` prints what ``pipeline.yaml`` would hold and runs nothing.
 """
 
