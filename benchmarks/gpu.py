@@ -3,10 +3,10 @@
 A lent GPU comes for minutes, so this runs everything in one go, within ``--budget`` seconds:
 
 - per method, training images/s in fp32 (``32-true``) and in ``bf16-mixed`` with data loading
-  included, and their ratio, measured in the same run on the same data. Each method is built from
-  its own experiment YAML through the suite's CLI (so the numbers are those of the configs users
-  run), with overrides that bring it to the paper's scale (backbone, image size) on a synthetic
-  twin written to a temporary folder;
+  included (OLR's Siamese: both images of each occluded pair), and their ratio, measured in the
+  same run on the same data. Each method is built from its own experiment YAML through the
+  suite's CLI (so the numbers are those of the configs users run), with overrides that bring it
+  to the paper's scale (backbone, image size) on a synthetic twin written to a temporary folder;
 - the metric benchmarks on CUDA (``METRIC_BENCHMARKS``): FID of 10,000 images at 299 px against
   cached statistics vs torchmetrics' default path (``bench_fid``), the WSOL metrics
   (``bench_maxboxacc``) and the Frechet step (``bench_frechet``).
@@ -43,9 +43,10 @@ class Method:
 
     name: str
     experiment: str
-    twin: str  # which synthetic twin its data root needs: faces, birds or mnist
+    twin: str  # which synthetic twin its data root needs: faces, olr_faces, birds or mnist
     gpu: list[str] = field(default_factory=list)
     cpu: list[str] = field(default_factory=list)
+    images_per_item: int = 1  # images in one batch item (2 for OLR's occluded pairs)
 
 
 METHODS = (
@@ -83,6 +84,30 @@ METHODS = (
         cpu=["--data.init_args.classes_per_batch=2", "--data.init_args.samples_per_class=4"],
     ),
     Method(
+        "olr_siamese",  # the paper's scale: 178 px, trunk 32-256, k = 32, ReLU, drawn pairs
+        "olr/synthetic_siamese",
+        "olr_faces",
+        gpu=[
+            "--run.init_from=null",  # no teacher run here: a random teacher costs the same
+            "--model.init_args.allow_untrained_teacher=true",
+            "--data.init_args.image_size=178",
+            "--model.init_args.widths=[32,64,128,256]",
+            "--model.init_args.teacher_model_kwargs={widths: [32, 64, 128, 256]}",
+            "--model.init_args.embedding_dim=32",
+            "--model.init_args.embed_act=relu",
+            "--model.init_args.train_pairs=drawn",
+            "--data.init_args.batch_size=32",
+            "--data.init_args.num_workers=8",
+        ],
+        cpu=[
+            "--run.init_from=null",
+            "--model.init_args.allow_untrained_teacher=true",
+            "--data.init_args.batch_size=4",
+            "--data.init_args.num_workers=0",
+        ],
+        images_per_item=2,
+    ),
+    Method(
         "mil_lstm",
         "mil_lstm/synthetic_single",
         "mnist",
@@ -100,6 +125,12 @@ def write_twin(kind: str, folder: Path, tiny: bool) -> list[str]:
             f"--data.init_args.source.init_args.root={folder / 'celeba'}",
             "--data.init_args.source.init_args.synthetic=tiny",
             f"--data.init_args.target.init_args.root={folder / 'ffhq'}",
+        ]
+    if kind == "olr_faces":  # the tiny twin, written by the DataModule on first use
+        return [
+            f"--data.init_args.root={folder / 'celeba'}",
+            "--data.init_args.synthetic=tiny",
+            "--data.init_args.train_count=300",
         ]
     if kind == "birds":
         from datamodules.synthetic.birds import make_synthetic_cub
@@ -137,7 +168,8 @@ def measure(method: Method, scratch: Path, cpu: bool, steps: int, warmup: int) -
         torch.manual_seed(0)
         model, data = build(method, overrides)
         accelerator = "cpu" if cpu else "gpu"
-        rates[precision] = training_rate(model, data, precision, steps, warmup, accelerator)
+        rate = training_rate(model, data, precision, steps, warmup, accelerator)
+        rates[precision] = rate * method.images_per_item
     return rates
 
 
