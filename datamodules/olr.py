@@ -14,7 +14,8 @@ modes:
   ``image_id_a``, ``image_id_b``, ``box_a``, ``box_b``, ``epoch``). Training pairs every image
   with a fresh uniform partner and fresh occlusions each epoch (``EpochSampler``); validation and
   test serve one fixed set of pairs of test images (one per test image, the same every epoch):
-  the held-out pair loss.
+  the held-out pair loss. With ``self_pairs=True`` training batches also carry ``image_a2`` and
+  ``box_a2``, image ``a`` under a second independent occlusion (``OLRSiamese``'s self pairs).
 
 In both modes ``predict_dataloader`` returns one loader of clean images per entry of
 ``predict_splits`` (default train then test; ``dataloader_idx`` follows that order), for
@@ -56,6 +57,9 @@ class OLRDataModule(SplitDataModule):
         min_fraction: Smallest occlusion side, as a fraction of the image side.
         max_fraction: Largest occlusion side, as a fraction of the image side.
         fill: Value of occluded pixels (0 = black).
+        self_pairs: With ``pairs=True``, training items also carry ``image_a2``, image ``a``
+            under a second independent occlusion (``OcclusionPairs(second_view=True)``): a self
+            pair for the Siamese loss. Held-out pairs are unchanged.
         train_occlusion: With ``pairs=False``, the probability that a training image is occluded
             as the pairs are (``datamodules.occluded_images``; 0 = clean images, the spec's C).
             Evaluation and predict images stay clean.
@@ -78,6 +82,7 @@ class OLRDataModule(SplitDataModule):
         min_fraction: float = MIN_FRACTION,
         max_fraction: float = MAX_FRACTION,
         fill: float = 0.0,
+        self_pairs: bool = False,
         train_occlusion: float = 0.0,
         crop: Literal["none", "center", "face128", "ffhq"] = "center",
         predict_splits: list[Split] | None = None,
@@ -92,6 +97,8 @@ class OLRDataModule(SplitDataModule):
             raise ValueError(f"train_occlusion must be in [0, 1], got {train_occlusion}")
         if pairs and train_occlusion:
             raise ValueError("train_occlusion is for clean-image training (pairs=False)")
+        if self_pairs and not pairs:
+            raise ValueError("self_pairs is for occluded-pair training (pairs=True)")
         self.predict_splits: list[str] = list(predict_splits or ["train", "test"])
         unknown = [s for s in self.predict_splits if s not in ("train", "test")]
         if unknown:
@@ -163,7 +170,9 @@ class OLRDataModule(SplitDataModule):
             kwargs = {"min_fraction": hp.min_fraction, "max_fraction": hp.max_fraction}
             held_out = OcclusionPairs(test, hp.seed, fill=hp.fill, **kwargs)
             self.splits |= {
-                "train": OcclusionPairs(train, hp.seed, fill=hp.fill, **kwargs),
+                "train": OcclusionPairs(
+                    train, hp.seed, fill=hp.fill, second_view=hp.self_pairs, **kwargs
+                ),
                 "val": held_out,
                 "test": held_out,
             }

@@ -22,8 +22,11 @@ Items (``dataset[key]``): ``image_a``, ``image_b`` occluded images (the base's d
 ``attributes_a``, ``attributes_b`` the base items' labels; ``index_a``, ``index_b`` long, the
 positions in the base dataset; ``image_id_a``, ``image_id_b`` the base items' ``image_id`` (only
 when the base items have one); ``box_a``, ``box_b`` long (4,) ``(top, left, height, width)`` of
-the occluded rectangle; ``epoch`` long. Clean images are not included: the same occluded tensors
-feed the frozen classifier and the Siamese network.
+the occluded rectangle; ``epoch`` long. With ``second_view=True`` also ``image_a2`` and ``box_a2``:
+image ``a`` again under a third, independent rectangle (drawn after the other two, so the ``a`` and
+``b`` sides are the same with or without it), a self pair ``(image_a, image_a2)`` whose two sides
+hide different parts of one face. Clean images are not included: the same occluded tensors feed
+the frozen classifier and the Siamese network.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class OcclusionPairs(Dataset):
         min_fraction: Smallest occlusion side, as a fraction of the image side.
         max_fraction: Largest occlusion side, as a fraction of the image side.
         fill: Value of the occluded pixels (0 = black for [0, 1] images).
+        second_view: Add ``image_a2``, image ``a`` under another independent rectangle.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class OcclusionPairs(Dataset):
         min_fraction: float = MIN_FRACTION,
         max_fraction: float = MAX_FRACTION,
         fill: float = 0.0,
+        second_view: bool = False,
     ) -> None:
         check_fractions(min_fraction, max_fraction)
         if len(base) == 0:
@@ -75,6 +80,7 @@ class OcclusionPairs(Dataset):
         self.min_fraction = min_fraction
         self.max_fraction = max_fraction
         self.fill = fill
+        self.second_view = second_view
 
     def __len__(self) -> int:
         return len(self.base)
@@ -95,18 +101,21 @@ class OcclusionPairs(Dataset):
             raise IndexError(f"pair index {index} out of range for {len(self.base)} items")
         partner, generator = self._draw_partner(epoch, index)
         item = {"epoch": torch.tensor(epoch, dtype=torch.long)}
-        for side, position in (("a", index), ("b", partner)):
-            source = self.base[position]
-            image, box = occlude(
-                source["image"], generator, self.min_fraction, self.max_fraction, self.fill
-            )
+        sides = {"a": (index, self.base[index]), "b": (partner, self.base[partner])}
+        for side, (position, source) in sides.items():
+            image, box = self._occlude(source["image"], generator)
             item[f"image_{side}"] = image
             item[f"attributes_{side}"] = source["attributes"]
             item[f"index_{side}"] = torch.tensor(position, dtype=torch.long)
             item[f"box_{side}"] = box
             if "image_id" in source:
                 item[f"image_id_{side}"] = source["image_id"]
+        if self.second_view:
+            item["image_a2"], item["box_a2"] = self._occlude(sides["a"][1]["image"], generator)
         return item
+
+    def _occlude(self, image: torch.Tensor, generator: torch.Generator) -> tuple[Any, Any]:
+        return occlude(image, generator, self.min_fraction, self.max_fraction, self.fill)
 
 
 class EpochSampler(DistributedSampler):

@@ -73,6 +73,23 @@ def test_epochs_and_seeds_draw_fresh_partners_and_boxes():
     assert distinct > N * 0.9
 
 
+def test_second_view_occludes_image_a_afresh_and_leaves_the_pair_alone():
+    plain, viewed, base = pairs(), pairs(second_view=True), Tagged()
+    for key in [(0, 3), (2, 7), (5, 39)]:
+        item, extra = plain[key], viewed[key]
+        assert set(extra) == set(item) | {"image_a2", "box_a2"}
+        assert all(
+            torch.equal(item[k], extra[k]) for k in item if isinstance(item[k], torch.Tensor)
+        )
+        top, left, h, w = extra["box_a2"].tolist()
+        expected = base[int(item["index_a"])]["image"].clone()
+        expected[:, top : top + h, left : left + w] = 0
+        assert torch.equal(extra["image_a2"], expected)
+        assert 0.33 * SIDE <= h <= 0.66 * SIDE and 0.33 * SIDE <= w <= 0.66 * SIDE
+    distinct = sum(not torch.equal(viewed[i]["box_a"], viewed[i]["box_a2"]) for i in range(N))
+    assert distinct > N * 0.9  # the self pair's two sides hide different parts
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="0 < min_fraction <= max_fraction <= 1"):
         pairs(min_fraction=0.7, max_fraction=0.5)

@@ -30,12 +30,21 @@ from lightning_modules.olr.pca import COLLAPSE_THRESHOLD, collapsed_labels
 __all__ = ["EVAL_STAGES", "OLRSiamese"]
 
 EVAL_STAGES = ("val", "test")
+VIEWS = ("image_a", "image_b", "image_a2")  # a batch's occluded images; image_a2 with self pairs
 TEACHER_HINT = (
     "load a trained classifier into it: run `make experiment NAME=olr/synthetic_teacher`, then "
     "`make experiment NAME=olr/synthetic_siamese` (its run.init_from loads "
     "{checkpoint: latest:olr/synthetic_teacher, source: model, target: teacher}); or set "
     "model.init_args.allow_untrained_teacher=true"
 )
+
+
+def self_pair_mask(size: int, self_pairs: bool, device: torch.device) -> Tensor:
+    """Which of the ``OLRSiamese.all_pairs_losses`` pairs (upper-triangle order over the images
+    ``[a, b, a2]``, each block ``size`` long) are the self pairs ``(a_i, a2_i)``."""
+    count = (3 if self_pairs else 2) * size
+    first, second = torch.triu_indices(count, count, offset=1, device=device)
+    return (second - first == 2 * size) & (first < size)
 
 
 class OLRSiamese(FrozenSubmodules, LightningModule):
@@ -78,6 +87,11 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
             occluded images, the drawn ones included: B (2B - 1) pairs from the same forward
             passes; each is still a pair of independently drawn, independently occluded
             images). The held-out loss always uses the drawn pairs.
+        self_pair_weight: When the training batches carry self pairs (``image_a2``, from
+            ``OLRDataModule(self_pairs=True)``), the share of the training loss that is the mean
+            loss of the B self pairs ``(image_a, image_a2)``; the other pairs' mean loss has the
+            rest. A self pair's target is ``p_a * p_a2``, so a label's slot sees one pair of
+            positives per positive image instead of per pair of positive images.
         lr: Adam learning rate (DEFAULT 1e-4).
         collapse_threshold: PC1 ratio above which a label counts as collapsed (0.95).
         allow_untrained_teacher: Fit even though no teacher weights were loaded.
@@ -98,6 +112,7 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         targets: Literal["occlusion", "temperature"] = "occlusion",
         temperature: float = 2.0,
         train_pairs: Literal["drawn", "all"] = "drawn",
+        self_pair_weight: float = 0.5,
         lr: float = 1e-4,
         collapse_threshold: float = COLLAPSE_THRESHOLD,
         allow_untrained_teacher: bool = False,
@@ -108,6 +123,8 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         pair_targets(torch.zeros(1), torch.zeros(1), targets, temperature)  # checks both
         if train_pairs not in ("drawn", "all"):
             raise ValueError(f"train_pairs must be 'drawn' or 'all', got {train_pairs!r}")
+        if not 0.0 <= self_pair_weight <= 1.0:
+            raise ValueError(f"self_pair_weight must be in [0, 1], got {self_pair_weight}")
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label_names for num_labels={num_labels}")
         self.encoder = SiameseEncoder(
@@ -179,21 +196,37 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         return losses, target, e_a, e_b
 
     def all_pairs_losses(self, batch: dict[str, Any]) -> Tensor:
-        """Per-pair losses (P,) of every pair of distinct images among the batch's 2B images."""
-        images = torch.cat([batch["image_a"], batch["image_b"]])
+        """Per-pair losses (P,) of every pair of distinct images among the batch's 2B images
+        (3B with the self pairs' ``image_a2``)."""
+        images = torch.cat([batch[view] for view in VIEWS if view in batch])
         logits, embeddings = self.teacher_logits(images), self(images).float()
         first, second = torch.triu_indices(len(images), len(images), offset=1, device=self.device)
         hp = self.hparams
         target = pair_targets(logits[first], logits[second], hp.targets, hp.temperature)
         return pair_loss(embeddings[first], embeddings[second], target, reduction="none")
 
+    def self_pair_losses(self, batch: dict[str, Any], e_a: Tensor) -> Tensor:
+        """Per-pair losses (B,) of the self pairs ``(image_a, image_a2)``, given E of image_a."""
+        image_a, image_a2 = batch["image_a"], batch["image_a2"]
+        hp = self.hparams
+        target = pair_targets(
+            self.teacher_logits(image_a), self.teacher_logits(image_a2), hp.targets, hp.temperature
+        )
+        return pair_loss(e_a.float(), self(image_a2).float(), target, reduction="none")
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        size = batch["image_a"].shape[0]
         if self.hparams.train_pairs == "all":
             losses = self.all_pairs_losses(batch)
+            is_self = self_pair_mask(size, "image_a2" in batch, losses.device)
+            others, selves = losses[~is_self], losses[is_self]
         else:
-            losses, *_ = self.pair_step(batch)
-        loss = losses.mean()
-        size = batch["image_a"].shape[0]
+            others, _, e_a, _ = self.pair_step(batch)
+            selves = self.self_pair_losses(batch, e_a) if "image_a2" in batch else None
+        loss = others.mean()
+        if selves is not None:
+            weight = self.hparams.self_pair_weight
+            loss = (1.0 - weight) * loss + weight * selves.mean()
         self.losses.log(
             self, {"train/loss": loss}, batch_size=size, on_step=True, on_epoch=True, prog_bar=True
         )

@@ -186,6 +186,47 @@ def test_all_pairs_loss_covers_every_pair_of_distinct_images(root):
         siamese(train_pairs="some")
 
 
+def test_self_pairs_add_a_second_view_of_each_first_image(root):
+    """self_pairs: training batches carry image_a2, image a under another occlusion; the loss is
+    (1 - w) x the mean over the other pairs + w x the mean over the B self pairs (a_i, a2_i),
+    w = self_pair_weight, with drawn pairs and with every pair of the 3B images."""
+    torch.manual_seed(0)
+    dm = data(root, self_pairs=True)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    b = len(batch["image_a"])
+    assert batch["image_a2"].shape == batch["image_a"].shape
+    assert not torch.equal(batch["image_a2"], batch["image_a"])
+    model = siamese(embed_act="linear", self_pair_weight=0.8).eval()
+    with torch.no_grad():
+        loss = model.training_step(batch, 0)
+        drawn = model.pair_step(batch)[0]
+        images = torch.cat([batch["image_a"], batch["image_b"], batch["image_a2"]])
+        e, p = model(images), torch.sigmoid(model.teacher(images))
+    pair = {
+        (i, j): ((e[i] * e[j]).sum(-1) - p[i] * p[j]).square().mean().item()
+        for i in range(3 * b)
+        for j in range(i + 1, 3 * b)
+    }
+    selves = torch.tensor([pair[(i, 2 * b + i)] for i in range(b)])
+    assert drawn.tolist() == pytest.approx([pair[(i, b + i)] for i in range(b)], rel=1e-5)
+    assert loss.item() == pytest.approx((0.2 * drawn.mean() + 0.8 * selves.mean()).item(), rel=1e-5)
+    weights = model.state_dict()
+    model = siamese(embed_act="linear", train_pairs="all", self_pair_weight=0.8).eval()
+    model.load_state_dict(weights)
+    with torch.no_grad():
+        losses, loss = model.all_pairs_losses(batch), model.training_step(batch, 0)
+    assert sorted(losses.tolist()) == pytest.approx(sorted(pair.values()), rel=1e-5)
+    others = torch.tensor([v for (i, j), v in pair.items() if j != 2 * b + i])
+    assert loss.item() == pytest.approx(
+        (0.2 * others.mean() + 0.8 * selves.mean()).item(), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="self_pair_weight must be in"):
+        siamese(self_pair_weight=1.5)
+    with pytest.raises(ValueError, match="self_pairs is for occluded-pair training"):
+        data(root, pairs=False, self_pairs=True)
+
+
 def test_temperature_targets_soften_the_teacher(root):
     model = siamese(targets="temperature", temperature=3.0).eval()
     dm = data(root)
