@@ -129,6 +129,7 @@ class LatentLabCLI(LightningCLI):
         self._resume_epoch: int | None = None  # epoch of the checkpoint a resumed fit starts from
         self._wandb_id: str | None = None
         self._made_run_dir = False  # this process created run_dir (not a resume, not a DDP child)
+        self._new_run_dir = False  # run_dir is a new timestamp this process chose (to be claimed)
         self._smoke_dir: Path | None = None  # a smoke run's temporary folder
         try:
             super().__init__(
@@ -228,6 +229,8 @@ class LatentLabCLI(LightningCLI):
             cfg.run.name = cfg.run.name or run_name_from_configs(cfg.get("config"))
             root = Path(cfg.run.root)
             self.run_dir = choose_run_dir(root, cfg.run.name, cfg.run.resume, self.environ)
+            given = self.environ.get(RUN_DIR_ENV)
+            self._new_run_dir = not cfg.run.resume and (not given or Path(given) != self.run_dir)
             if cfg.run.resume:
                 self._resume(cfg)
                 fine_tune = False  # the weights come from last.ckpt
@@ -306,8 +309,19 @@ class LatentLabCLI(LightningCLI):
         self.environ[RUN_DIR_ENV] = str(self.run_dir)  # DDP children re-run the command: same one
         if self.trainer.global_rank != 0:
             return
-        self._made_run_dir = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._new_run_dir:  # a new timestamp: claimed, never shared with another run
+            try:
+                self.run_dir.mkdir(parents=True)
+            except FileExistsError:
+                raise SetupError(
+                    f"The run folder {self.run_dir} was created by another process after this run "
+                    "chose it (two runs of one name started in the same second?); its files are "
+                    "left alone. Start this run again, or give it a --run.name of its own."
+                ) from None
+            self._made_run_dir = True
+        else:  # resumed, or given in RUN_DIR_ENV (DDP children, cluster scripts): shared
+            self._made_run_dir = not self.run_dir.exists()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._resume_epoch is not None:
             trim_metrics(self.run_dir / "metrics.csv", last_epoch=self._resume_epoch)
         id_file = self.run_dir / WANDB_ID_FILE

@@ -70,6 +70,28 @@ def test_run_folder_layout_and_safe_checkpoints(experiment_args, tmp_path, monke
     }
 
 
+def test_a_run_folder_taken_meanwhile_is_refused(experiment_args, monkeypatch):
+    """Two runs of one name started in the same second choose the same new timestamp: the one
+    that comes second to create it stops with a SetupError and leaves the other's files alone."""
+    import experiments.cli as cli_module
+    from experiments.errors import SetupError
+
+    taken: list[Path] = []
+
+    def choose_then_lose_the_race(root, name, resume, environ):
+        chosen = choose_run_dir(root, name, resume, environ)
+        chosen.mkdir(parents=True)
+        (chosen / "metrics.csv").write_text("the other run's\n")
+        taken.append(chosen)
+        return chosen
+
+    monkeypatch.setattr(cli_module, "choose_run_dir", choose_then_lose_the_race)
+    with pytest.raises(SetupError, match="created by another process after this run chose it"):
+        run_cli(["fit", *experiment_args])
+    assert (taken[0] / "metrics.csv").read_text() == "the other run's\n"
+    assert sorted(p.name for p in taken[0].iterdir()) == ["metrics.csv"]
+
+
 def test_resume_matches_uninterrupted_run(experiment_args, tmp_path):
     """Fit 2 epochs straight vs. a fit killed in epoch 1 and resumed: same metrics, same weights.
 
