@@ -11,7 +11,8 @@ for the first one).
 "Rendered" labels are the ones the spec's twin must draw where an occlusion can hide them
 (``SPEC_RENDERED``); "unrendered" the twin's negative controls. The controls that show each
 assertion can fail: an untrained Siamese encoder and one trained on label-shuffled targets
-(assertions 1-2); the same analysis of an untrained encoder's chain is in the issue notes.
+(assertions 1-2); the controls of assertions 3-7 (random and untrained encoders, an untrained
+decoder) were run once: `docs/results/olr.md`.
 """
 
 from __future__ import annotations
