@@ -39,10 +39,10 @@ TEACHER_HINT = (
 )
 
 
-def self_pair_mask(size: int, self_pairs: bool, device: torch.device) -> Tensor:
+def self_pair_mask(size: int, device: torch.device) -> Tensor:
     """Which of the ``OLRSiamese.all_pairs_losses`` pairs (upper-triangle order over the images
     ``[a, b, a2]``, each block ``size`` long) are the self pairs ``(a_i, a2_i)``."""
-    count = (3 if self_pairs else 2) * size
+    count = 3 * size
     first, second = torch.triu_indices(count, count, offset=1, device=device)
     return (second - first == 2 * size) & (first < size)
 
@@ -215,14 +215,17 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         return pair_loss(e_a.float(), self(image_a2).float(), target, reduction="none")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        size = batch["image_a"].shape[0]
+        size, self_pairs = batch["image_a"].shape[0], "image_a2" in batch
+        selves = None
         if self.hparams.train_pairs == "all":
-            losses = self.all_pairs_losses(batch)
-            is_self = self_pair_mask(size, "image_a2" in batch, losses.device)
-            others, selves = losses[~is_self], losses[is_self]
+            others = self.all_pairs_losses(batch)
+            if self_pairs:
+                is_self = self_pair_mask(size, others.device)
+                others, selves = others[~is_self], others[is_self]
         else:
             others, _, e_a, _ = self.pair_step(batch)
-            selves = self.self_pair_losses(batch, e_a) if "image_a2" in batch else None
+            if self_pairs:
+                selves = self.self_pair_losses(batch, e_a)
         loss = others.mean()
         if selves is not None:
             weight = self.hparams.self_pair_weight

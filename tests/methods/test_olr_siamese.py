@@ -221,6 +221,11 @@ def test_self_pairs_add_a_second_view_of_each_first_image(root):
     assert loss.item() == pytest.approx(
         (0.2 * others.mean() + 0.8 * selves.mean()).item(), rel=1e-5
     )
+    without = {k: v for k, v in batch.items() if k not in ("image_a2", "box_a2")}
+    with torch.no_grad():
+        plain = model.training_step(without, 0)  # no self pairs: the 2B images' pairs, averaged
+    among_2b = torch.tensor([v for (i, j), v in pair.items() if j < 2 * b])
+    assert plain.item() == pytest.approx(among_2b.mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="self_pair_weight must be in"):
         siamese(self_pair_weight=1.5)
     with pytest.raises(ValueError, match="self_pairs is for occluded-pair training"):
