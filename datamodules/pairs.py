@@ -114,7 +114,10 @@ class OcclusionPairs(Dataset):
             item["image_a2"], item["box_a2"] = self._occlude(sides["a"][1]["image"], generator)
         return item
 
-    def _occlude(self, image: torch.Tensor, generator: torch.Generator) -> tuple[Any, Any]:
+    def _occlude(
+        self, image: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` with one random rectangle filled, and the rectangle (top, left, h, w)."""
         return occlude(image, generator, self.min_fraction, self.max_fraction, self.fill)
 
 
