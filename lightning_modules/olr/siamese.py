@@ -184,35 +184,40 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
 
     # --- steps ---------------------------------------------------------------------------------
 
+    def losses_and_targets(
+        self, logits_x: Tensor, logits_y: Tensor, e_x: Tensor, e_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Per-pair losses (P,) and targets t (P, L) of pairs ``(x_i, y_i)``, given the teacher's
+        logits (P, L) and the embeddings (P, L, k) of both sides."""
+        hp = self.hparams
+        target = pair_targets(logits_x, logits_y, hp.targets, hp.temperature)
+        return pair_loss(e_x.float(), e_y.float(), target, reduction="none"), target
+
     def pair_step(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(per-pair loss (B,), target t (B, L), E_a, E_b)`` of one batch of occluded pairs."""
         image_a, image_b = batch["image_a"], batch["image_b"]
-        hp = self.hparams
-        target = pair_targets(
-            self.teacher_logits(image_a), self.teacher_logits(image_b), hp.targets, hp.temperature
-        )
         e_a, e_b = self(image_a), self(image_b)
-        losses = pair_loss(e_a.float(), e_b.float(), target, reduction="none")
+        losses, target = self.losses_and_targets(
+            self.teacher_logits(image_a), self.teacher_logits(image_b), e_a, e_b
+        )
         return losses, target, e_a, e_b
 
     def all_pairs_losses(self, batch: dict[str, Any]) -> Tensor:
         """Per-pair losses (P,) of every pair of distinct images among the batch's 2B images
         (3B with the self pairs' ``image_a2``)."""
         images = torch.cat([batch[view] for view in VIEWS if view in batch])
-        logits, embeddings = self.teacher_logits(images), self(images).float()
+        logits, embeddings = self.teacher_logits(images), self(images)
         first, second = torch.triu_indices(len(images), len(images), offset=1, device=self.device)
-        hp = self.hparams
-        target = pair_targets(logits[first], logits[second], hp.targets, hp.temperature)
-        return pair_loss(embeddings[first], embeddings[second], target, reduction="none")
+        return self.losses_and_targets(
+            logits[first], logits[second], embeddings[first], embeddings[second]
+        )[0]
 
     def self_pair_losses(self, batch: dict[str, Any], e_a: Tensor) -> Tensor:
         """Per-pair losses (B,) of the self pairs ``(image_a, image_a2)``, given E of image_a."""
         image_a, image_a2 = batch["image_a"], batch["image_a2"]
-        hp = self.hparams
-        target = pair_targets(
-            self.teacher_logits(image_a), self.teacher_logits(image_a2), hp.targets, hp.temperature
-        )
-        return pair_loss(e_a.float(), self(image_a2).float(), target, reduction="none")
+        return self.losses_and_targets(
+            self.teacher_logits(image_a), self.teacher_logits(image_a2), e_a, self(image_a2)
+        )[0]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         size, self_pairs = batch["image_a"].shape[0], "image_a2" in batch
