@@ -374,6 +374,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| -{edit['label']} lowers C on positives | {_f(edit['remove_dropped_fraction'], 3)} |",
         f"| Mean abs change of C on the other labels | "
         f"{_f(edit['other_labels_mean_abs_delta'], 3)} |",
+        f"| Share of C's {edit['label']} gap (positives / negatives reconstructed) carried by "
+        f"its own row | {_f(edit['row_share']['share'], 3)} |",
         f"| Held-out pair {pair['index']}: pair loss | {_f(pair['pair_loss'])} |",
         f"| Siamese held-out loss / constant-target loss | "
         f"{_f(results['training']['pair_loss_ratio'], 3)} |",

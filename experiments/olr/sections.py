@@ -29,13 +29,14 @@ from experiments.olr.batches import map_images, same_outputs
 from lightning_modules.olr.accuracy import majority_baseline_accuracy, per_label_accuracy
 from lightning_modules.olr.collapse import pc1_ratio
 from lightning_modules.olr.decoder import reconstruction_target
-from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift
+from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift, row_share
 from lightning_modules.olr.editing import (
     EMPHASISED_SCALE,
     LabelGaussians,
     add_label,
     class_statistics,
     remove_label,
+    swap_label,
 )
 from lightning_modules.olr.figures import editing_panel, norm_correlation_heatmap, pca_strip
 from lightning_modules.olr.losses import row_dots
@@ -403,6 +404,8 @@ def editing(
     ``train_embeddings`` / ``test_embeddings`` are in the decoder's encoder space (class
     statistics from the train positives, eqs. 4-5). Adds the label to up to
     ``options.edit_count`` test negatives (s = 1 and 1.5) and zeroes it on as many positives.
+    ``row_share``: the part of C's gap between the reconstructions of positives and negatives
+    that the label's own row carries (negatives decoded with the positives' rows).
     """
     stats = class_statistics(train_embeddings, inputs.train_labels)
     editor = Editor(decoder, teacher, stats, inputs.device)
@@ -429,6 +432,8 @@ def editing(
     before_neg, before_pos = editor.score(recon_neg), editor.score(recon_pos)
     after = {s: editor.score(images) for s, images in added.items()}
     after_removed = editor.score(removed)
+    pairs = min(len(e_neg), len(e_pos))  # negative i decoded with positive i's row of the label
+    given_row = editor.score(editor.decode(swap_label(e_neg[:pairs], e_pos[:pairs], column)))
     shifts = [other_labels_shift(before_neg, after[1.0], others)] if others else []
     if others:
         shifts.append(other_labels_shift(before_pos, after_removed, others))
@@ -445,6 +450,7 @@ def editing(
         "other_labels_mean_abs_delta_add": shifts[0] if shifts else math.nan,
         "other_labels_mean_abs_delta_remove": shifts[1] if shifts else math.nan,
         "other_labels_mean_abs_delta": sum(shifts) / len(shifts) if shifts else math.nan,
+        "row_share": row_share(before_pos[:pairs], before_neg[:pairs], given_row, column),
         "teacher_input": "decoded images padded by 1 px (replicated border) to the teacher's size",
     }
     rows = options.panel_rows

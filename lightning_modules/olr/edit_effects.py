@@ -2,7 +2,8 @@
 
 The classifier C scores the reconstruction of each unedited embedding and of its edit. Adding
 label l to negatives should raise C's probability of l; zeroing it on positives should lower it;
-neither should move the other (unrelated) labels much. The comparison is always edit against
+neither should move the other (unrelated) labels much. ``row_share`` asks where the decoder reads
+the label: in its own row of the embedding, or in the others. The comparison is always edit against
 the unedited reconstruction, so what the decoder loses on its own does not count as an effect.
 
 Single-process functions on full arrays.
@@ -10,11 +11,12 @@ Single-process functions on full arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor
 
-__all__ = ["fraction_moved", "other_labels_shift"]
+__all__ = ["fraction_moved", "other_labels_shift", "row_share"]
 
 
 def _check(before: Tensor, after: Tensor) -> None:
@@ -54,3 +56,31 @@ def other_labels_shift(before: Tensor, after: Tensor, labels: Sequence[int]) -> 
         raise ValueError("other_labels_shift needs at least one other label")
     columns = list(labels)
     return (after[:, columns] - before[:, columns]).double().abs().mean().item()
+
+
+def row_share(
+    positives: Tensor, negatives: Tensor, negatives_given_row: Tensor, label: int
+) -> dict[str, float]:
+    """How much of C's positive-negative gap in ``label`` the label's own row carries.
+
+    Args:
+        positives: (N, L) probabilities of the reconstructions of positives.
+        negatives: (N, L) probabilities of the reconstructions of negatives.
+        negatives_given_row: (N, L) probabilities of the negatives decoded with the label's row
+            of the positives (``editing.swap_label``), image i with positive i's row.
+        label: Index of the label.
+
+    Returns:
+        The three mean probabilities of ``label`` and ``share`` = (negatives given the row -
+        negatives) / (positives - negatives): 1 when the row alone carries the label, 0 when
+        the decoder reads it from the other rows (NaN when the reconstructions do not separate,
+        a gap below 1e-6).
+    """
+    _check(positives, negatives)
+    _check(negatives, negatives_given_row)
+    pos, neg, given = (
+        p[:, label].double().mean().item() for p in (positives, negatives, negatives_given_row)
+    )
+    gap = pos - neg
+    share = (given - neg) / gap if abs(gap) >= 1e-6 else math.nan
+    return {"positives": pos, "negatives": neg, "negatives_given_row": given, "share": share}

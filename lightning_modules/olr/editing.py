@@ -8,8 +8,10 @@ ground-truth labels):
 
 Adding label l to an image sets its row e^l := s * v with v ~ N(mu_l, Sigma_l + jitter * I)
 (s = 1 by default, 1.5 "emphasised", < 1 mild). Removing it sets e^l := 0, or s * v with a small s.
-Every other row is kept as it is. Draws use an explicit ``torch.Generator`` (standard normals
-transformed by the Cholesky factor), never the global random state; each image gets its own v.
+Every other row is kept as it is. ``swap_label`` gives each image another image's row instead (no
+sampling), to check whether a label lives in its own row or elsewhere. Draws use an explicit
+``torch.Generator`` (standard normals transformed by the Cholesky factor), never the global random
+state; each image gets its own v.
 
 Single-process functions on full arrays: under DDP, gather the embeddings first.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "class_statistics",
     "remove_label",
     "sample_label",
+    "swap_label",
 ]
 
 JITTER = 1e-6
@@ -161,3 +164,20 @@ def remove_label(
     if stats is None:
         raise ValueError("remove_label with a scale samples the label's Gaussian: pass stats")
     return add_label(embeddings, label, stats, scale, generator, jitter)
+
+
+def swap_label(embeddings: Tensor, donors: Tensor, label: int) -> Tensor:
+    """A copy of ``embeddings`` (N, L, k) whose row l is taken from ``donors`` (N, L, k), image by
+    image; every other row is kept.
+
+    Swapping the row of positives into negatives (and of negatives into positives) shows where a
+    decoder reads the label: if it read it from row l only, the swapped images would follow the
+    donors' label.
+    """
+    check_embeddings(donors)
+    if donors.shape != embeddings.shape:
+        raise ValueError(
+            f"donors {tuple(donors.shape)} must have the shape of embeddings "
+            f"{tuple(embeddings.shape)}"
+        )
+    return _edited(embeddings, label, donors[:, label, :])

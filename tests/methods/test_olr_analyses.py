@@ -27,6 +27,7 @@ from lightning_modules.olr.editing import (
     class_statistics,
     remove_label,
     sample_label,
+    swap_label,
 )
 from lightning_modules.olr.figures import editing_panel, norm_correlation_heatmap, pca_strip
 from lightning_modules.olr.norms import embedding_norms, norm_auroc, norm_correlation
@@ -254,6 +255,17 @@ def test_remove_label_zeroes_or_shrinks_only_its_row():
         remove_label(e, 1, scale=0.1)
     with pytest.raises(ValueError, match="out of range"):
         remove_label(e, 4)
+
+
+def test_swap_label_takes_only_that_row_from_the_donors():
+    e, _ = _data(n=12, seed=12)
+    donors, _ = _data(n=12, seed=13)
+    swapped = swap_label(e, donors, 3)
+    assert torch.equal(swapped[:, 3], donors[:, 3])
+    assert torch.equal(swapped[:, :3], e[:, :3])
+    assert torch.equal(e, _data(n=12, seed=12)[0])  # the input is not modified
+    with pytest.raises(ValueError, match="shape of embeddings"):
+        swap_label(e, donors[:5], 3)
 
 
 # --- 5. figures -----------------------------------------------------------------------------------

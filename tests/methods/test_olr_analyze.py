@@ -22,7 +22,7 @@ from experiments.olr.curves import epoch_series, last_value, training_curves
 from experiments.olr.sections import Editor
 from experiments.olr.stage_runs import find_stage_run
 from experiments.run_dirs import best_checkpoint
-from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift
+from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift, row_share
 from lightning_modules.olr.pair_figure import pair_figure
 
 # --- edit effects ----------------------------------------------------------------------------
@@ -44,9 +44,23 @@ def test_other_labels_shift_is_the_mean_absolute_change_over_the_given_labels():
     assert other_labels_shift(before, after, [0]) == pytest.approx(0.45)
 
 
+def test_row_share_is_the_part_of_the_gap_the_row_carries():
+    positives = torch.tensor([[0.9, 0.5], [0.7, 0.5]])  # label 0: mean 0.8
+    negatives = torch.tensor([[0.1, 0.5], [0.3, 0.5]])  # 0.2
+    given = torch.tensor([[0.4, 0.5], [0.6, 0.5]])  # 0.5: half of the 0.6 gap
+    share = row_share(positives, negatives, given, 0)
+    assert share["share"] == pytest.approx(0.5)
+    assert (share["positives"], share["negatives"]) == pytest.approx((0.8, 0.2))
+    assert share["negatives_given_row"] == pytest.approx(0.5)
+    assert row_share(positives, negatives, negatives, 0)["share"] == 0.0  # the row is ignored
+    assert row_share(positives, negatives, positives, 0)["share"] == pytest.approx(1.0)
+    assert math.isnan(row_share(positives, negatives, given, 1)["share"])  # no gap in label 1
+
+
 @pytest.mark.parametrize(
     "call",
     [
+        lambda: row_share(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, 3), 0),
         lambda: fraction_moved(torch.zeros(2, 3), torch.zeros(3, 3), 0, 1),
         lambda: fraction_moved(torch.zeros(2, 3), torch.zeros(2, 3), 0, 0),
         lambda: other_labels_shift(torch.zeros(2, 3), torch.zeros(2, 3), []),
@@ -214,6 +228,7 @@ def _results() -> dict:
             "add_emphasised_raised_fraction": 0.9,
             "remove_dropped_fraction": 0.75,
             "other_labels_mean_abs_delta": 0.05,
+            "row_share": {"share": 0.625},
         },
         "occluded_pair": {"index": 0, "pair_loss": 0.01},
         "training": {"pair_loss_ratio": 0.4},
@@ -241,6 +256,7 @@ def test_markdown_reports_the_table_and_notes():
     assert "| Linear probe P | 0.7500 | 0.8000 |" in text
     assert "| Teacher C | 0.8000 | n/a |" in text
     assert "p.ckpt (best)" in text and "Note: a note" in text
+    assert "carried by its own row | 0.625 |" in text
 
 
 def test_flags_default_to_the_synthetic_stage_names_and_override():
