@@ -76,7 +76,7 @@ class CelebAFaces(Dataset):
         path = self.image_dir / self.names[i]
         image = read_rgb(path)  # uint8 (3, H, W)
         if self.crop is not None:
-            image = _cut(image, self.crop, path)
+            image = cut_box(image, self.crop, path)
         return {
             "image": self.transform(image),
             "attributes": self.attributes[i].float(),
@@ -270,7 +270,9 @@ def _crop_box(crop: str, offset: tuple[int, int]) -> tuple[int, int, int, int] |
     return top + offset[1], left + offset[0], height, width
 
 
-def _cut(image: torch.Tensor, box: tuple[int, int, int, int], path: Path) -> torch.Tensor:
+def cut_box(image: torch.Tensor, box: tuple[int, int, int, int], path: Path) -> torch.Tensor:
+    """The ``(top, left, height, width)`` box of a (C, H, W) image; a box outside it is refused,
+    naming the file."""
     top, left, height, width = box
     _, h, w = image.shape
     if top < 0 or left < 0 or top + height > h or left + width > w:

@@ -20,10 +20,11 @@ from callbacks import keys
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.frozen import FrozenSubmodules
+from lightning_modules.components.mean_image import train_mean_image
 from lightning_modules.olr.decoder import ReconstructionDecoder, reconstruction_target, rescale
 from lightning_modules.olr.frozen_encoder import embed, frozen_encoder
 from lightning_modules.olr.losses import reconstruction_loss
-from lightning_modules.olr.mean_image import image_sum, mean_image_scores
+from lightning_modules.olr.mean_image import mean_image_scores
 
 __all__ = ["OLRReconstructor"]
 
@@ -112,18 +113,8 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
             )
         if stage == "predict" or datamodule is None or self.mean_image_count > 0:
             return
-        loader = datamodule.train_dataloader()
-        total, count = image_sum(
-            loader.dataset,
-            self.trainer.global_rank,
-            self.trainer.world_size,
-            loader.batch_size or 1,
-            loader.num_workers,
-        )
-        strategy = self.trainer.strategy
-        total = strategy.reduce(total.to(strategy.root_device), reduce_op="sum")
-        count = strategy.reduce(torch.tensor(count, device=strategy.root_device), reduce_op="sum")
-        self.mean_image.copy_((total / count).to(self.mean_image))
+        mean, count = train_mean_image(self, reconstruction_target)
+        self.mean_image.copy_(mean.to(self.mean_image))
         self.mean_image_count.fill_(int(count))
 
     # --- steps -----------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from callbacks.image_to_image import LogImageToImagePanel
 from datamodules.olr import OLRDataModule
 from experiments.init_from import InitFrom, load_init_from
 from lightning_modules.components.frozen import FrozenSubmodules, freeze
+from lightning_modules.components.mean_image import image_sum
+from lightning_modules.olr.decoder import reconstruction_target
 from lightning_modules.olr.encoder import SiameseEncoder
-from lightning_modules.olr.mean_image import image_sum, mean_image_scores
+from lightning_modules.olr.mean_image import mean_image_scores
 from lightning_modules.olr.probe_module import OLRLinearProbe
 from lightning_modules.olr.reconstructor import OLRReconstructor
 
@@ -272,8 +274,8 @@ def test_mean_image_baseline_equals_numpy():
 def test_image_sum_shards_add_up_to_the_whole():
     images = torch.rand(7, 3, 12, 12)
     data = Images(images, torch.zeros(7, 1))
-    whole, count = image_sum(data, batch_size=3)
-    shards = [image_sum(data, rank, 3, batch_size=2) for rank in range(3)]
+    whole, count = image_sum(data, batch_size=3, target=reconstruction_target)
+    shards = [image_sum(data, r, 3, 2, target=reconstruction_target) for r in range(3)]
     assert count == 7 and sum(c for _, c in shards) == 7
     assert torch.allclose(sum(s for s, _ in shards), whole)
     assert torch.allclose(whole, images[..., 1:-1, 1:-1].double().sum(0))
