@@ -72,13 +72,15 @@ class CelebAFaces(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, i: int) -> dict:
+    def read_crop(self, i: int) -> torch.Tensor:
+        """Image ``i`` decoded and cut to the crop box: uint8 (3, h, w), before the transform."""
         path = self.image_dir / self.names[i]
         image = read_rgb(path)  # uint8 (3, H, W)
-        if self.crop is not None:
-            image = cut_box(image, self.crop, path)
+        return image if self.crop is None else cut_box(image, self.crop, path)
+
+    def __getitem__(self, i: int) -> dict:
         return {
-            "image": self.transform(image),
+            "image": self.transform(self.read_crop(i)),
             "attributes": self.attributes[i].float(),
             "identity": self.identities[i],
             "image_id": self.names[i],
