@@ -195,12 +195,7 @@ class CelebADataModule(SplitDataModule):
 
     def prepare_data(self) -> None:
         """With ``synthetic`` set: write the twin unless an up-to-date one is at ``root``."""
-        preset, root = self.hparams.synthetic, self.root
-        if preset is None:
-            return
-        from datamodules.synthetic.faces import ensure_twin
-
-        ensure_twin(root, "celeba", preset, self.hparams.seed, present=(root / ATTR_FILE).exists())
+        prepare_twin(self.root, self.hparams.synthetic, self.hparams.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and cross-check the tables, check every listed image file, build the splits."""
@@ -237,6 +232,16 @@ class CelebADataModule(SplitDataModule):
 
 
 _CODES = {"train": 0, "val": 1, "test": 2}
+
+
+def prepare_twin(root: Path, preset: str | None, seed: int) -> None:
+    """Write the synthetic CelebA twin (``preset``) at ``root`` unless an up-to-date one is there;
+    nothing when ``preset`` is None (real data is never written)."""
+    if preset is None:
+        return
+    from datamodules.synthetic.faces import ensure_twin
+
+    ensure_twin(root, "celeba", preset, seed, present=(root / ATTR_FILE).exists())
 
 
 def _check_train_count(train_count: int, total: int) -> int:

@@ -17,9 +17,10 @@ from torchvision.transforms import v2
 
 from datamodules.formats.errors import FormatError
 
-Normalization = Literal["imagenet", "none"]
+Normalization = Literal["imagenet", "signed", "none"]
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "signed": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [0, 1] -> [-1, 1], a tanh generator's range
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 
@@ -88,7 +89,7 @@ def square_transform(
 
     Args:
         image_size: Output side; direct resize (aspect not kept), bilinear, antialiased.
-        normalize: ``"imagenet"`` mean/std, or ``"none"`` (values stay in [0, 1]).
+        normalize: ``"imagenet"`` mean/std, ``"signed"`` ([-1, 1]) or ``"none"`` ([0, 1]).
         randaugment: ``(num_ops, magnitude)`` of torchvision's RandAugment, applied on uint8 after
             the resize; None for none.
         zoom: Random zoom in by a factor in ``[1, 1 + zoom]`` about the centre, after the resize
