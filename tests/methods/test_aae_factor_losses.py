@@ -1,10 +1,12 @@
-"""The disentangled AAE's Stage B pieces: the factor split and the cycle edit.
+"""The disentangled AAE's Stage B pieces: factor split, triplets and miners, cycle edit.
 
-Values are checked against numbers worked out in comments.
+Values are checked against numbers worked out in comments and against numpy loops; the miners
+against their rules on every returned row, coverage of the valid anchors and seeded determinism.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,10 +16,20 @@ from lightning_modules.disentangled_aae.cycle import (
     random_permutation,
 )
 from lightning_modules.disentangled_aae.factor_split import FactorSplit
+from lightning_modules.disentangled_aae.triplets import (
+    expression_triplets,
+    identity_triplets,
+    style_triplets,
+    triplet_loss,
+)
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _rows(values: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
 
 
 # --- FactorSplit ----------------------------------------------------------------------------
@@ -94,6 +106,286 @@ def test_split_refuses_unknown_names_and_wrong_shapes():
         split.replace(torch.zeros(2, 99), "style", torch.zeros(2, 31))
 
 
+# --- triplet loss ---------------------------------------------------------------------------
+
+
+def test_triplet_loss_hand_worked_1d():
+    # margin 1, 1-d sub-vectors:
+    # a=0, p=1, n=3: 1 - 9 + 1 = -7 -> 0   (hinge inactive)
+    # a=0, p=2, n=1: 4 - 1 + 1 = 4         (active)
+    # a=0, p=0.5, n=1: 0.25 - 1 + 1 = 0.25 (active, inside the margin)
+    # mean over the 3 anchors: (0 + 4 + 0.25) / 3 = 1.41666...
+    a = _rows([[0.0], [0.0], [0.0]])
+    p = _rows([[1.0], [2.0], [0.5]])
+    n = _rows([[3.0], [1.0], [1.0]])
+    assert triplet_loss(a, p, n).item() == pytest.approx(4.25 / 3, abs=1e-12)
+    # margin 0: only the second stays positive: (4 - 1) / 3 = 1
+    assert triplet_loss(a, p, n, margin=0.0).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_triplet_loss_is_squared_not_plain_distance_2d():
+    # a=(0,0), p=(1,1): ||a-p||^2 = 2 (plain distance sqrt 2); n=(1,0): ||a-n||^2 = 1
+    # margin 0.5: 2 - 1 + 0.5 = 1.5  (plain distances would give 1.414 - 1 + 0.5 = 0.914)
+    loss = triplet_loss(_rows([[0, 0]]), _rows([[1, 1]]), _rows([[1, 0]]), margin=0.5)
+    assert loss.item() == pytest.approx(1.5, abs=1e-12)
+
+
+def test_triplet_loss_gradient_hand_worked():
+    # active a=0, p=2, n=1 (one triplet): d/da = 2(a-p) - 2(a-n) = -4 + 2 = -2,
+    # d/dp = -2(a-p) = 4, d/dn = 2(a-n) = -2
+    a, p, n = (_rows([[v]]).requires_grad_() for v in (0.0, 2.0, 1.0))
+    triplet_loss(a, p, n).backward()
+    assert (a.grad.item(), p.grad.item(), n.grad.item()) == (-2.0, 4.0, -2.0)
+    # inactive a=0, p=1, n=3: no gradient anywhere
+    a, p, n = (_rows([[v]]).requires_grad_() for v in (0.0, 1.0, 3.0))
+    triplet_loss(a, p, n).backward()
+    assert (a.grad.item(), p.grad.item(), n.grad.item()) == (0.0, 0.0, 0.0)
+
+
+def _numpy_triplet(a: np.ndarray, p: np.ndarray, n: np.ndarray, margin: float) -> float:
+    total = 0.0
+    for i in range(a.shape[0]):
+        d_pos = sum((a[i, j] - p[i, j]) ** 2 for j in range(a.shape[1]))
+        d_neg = sum((a[i, j] - n[i, j]) ** 2 for j in range(a.shape[1]))
+        total += max(0.0, d_pos - d_neg + margin)
+    return total / a.shape[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_triplet_loss_matches_a_numpy_loop(seed):
+    rng = np.random.default_rng(seed)
+    a, p, n = (rng.normal(size=(17, 5)) * 0.7 for _ in range(3))
+    margin = float(rng.uniform(0.5, 2.0))
+    expected = _numpy_triplet(a, p, n, margin)
+    got = triplet_loss(*(torch.from_numpy(x) for x in (a, p, n)), margin=margin)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    assert 0.0 < expected  # some hinges are active in these batches
+
+
+def test_triplet_loss_of_no_triplets_is_zero_with_a_graph():
+    part = torch.randn(5, 4, requires_grad=True)
+    none = torch.zeros(0, dtype=torch.long)
+    loss = triplet_loss(part[none], part[none], part[none])
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(part.grad, torch.zeros(5, 4))
+
+
+def test_triplet_loss_refuses_bad_input():
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="one \\(N, d\\) shape"):
+        triplet_loss(x, x, torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="margin must be >= 0, got -1"):
+        triplet_loss(x, x, x, margin=-1.0)
+
+
+# --- identity miner -------------------------------------------------------------------------
+
+
+def _identity_batch() -> torch.Tensor:
+    # identities 0..6 with 1 to 5 samples each; 5 and 6 are singletons (no positive)
+    counts = [5, 4, 3, 2, 2, 1, 1]
+    labels = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])
+    return labels[torch.randperm(len(labels), generator=_gen(123))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_identity_triplets_follow_their_rule_and_cover_every_valid_anchor(seed):
+    ident = _identity_batch()
+    t = identity_triplets(ident, _gen(seed))
+    ids = ident.tolist()
+    valid = [i for i in range(len(ids)) if ids.count(ids[i]) >= 2]
+    assert t.anchor.tolist() == valid
+    for a, p, n in zip(*(x.tolist() for x in t), strict=True):
+        assert p != a and ids[p] == ids[a]
+        assert ids[n] != ids[a]
+    assert all(x.dtype == torch.long for x in t)
+
+
+def test_identity_triplets_draw_every_candidate_and_are_seeded():
+    ident = torch.tensor([0, 0, 0, 0, 1, 2])
+    draws = [identity_triplets(ident, _gen(s)) for s in range(60)]
+    # anchor 0: positives {1, 2, 3}, negatives {4, 5}: all drawn over 60 seeds
+    assert {int(d.positive[0]) for d in draws} == {1, 2, 3}
+    assert {int(d.negative[0]) for d in draws} == {4, 5}
+    same = identity_triplets(ident, _gen(7))
+    assert all(torch.equal(x, y) for x, y in zip(same, draws[7], strict=True))
+
+
+def test_identity_triplets_without_valid_pairs_are_empty():
+    for ident in (torch.tensor([3, 3, 3]), torch.tensor([0, 1, 2]), torch.tensor([4])):
+        t = identity_triplets(ident, _gen(0))
+        assert [x.numel() for x in t] == [0, 0, 0]
+
+
+def test_miners_leave_the_global_generator_alone():
+    state = torch.get_rng_state()
+    identity_triplets(_identity_batch(), _gen(0))
+    style_triplets(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 1, 1]), _gen(0))
+    expression_triplets(
+        torch.rand(6, 2, generator=_gen(1)), torch.zeros(6, dtype=torch.long), _gen(0)
+    )
+    random_permutation(8, _gen(0))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_miners_refuse_bad_labels():
+    with pytest.raises(ValueError, match="identity must be integer labels"):
+        identity_triplets(torch.zeros(4), _gen(0))
+    with pytest.raises(ValueError, match="one label per sample"):
+        style_triplets(torch.zeros(4, dtype=torch.long), torch.zeros(3, dtype=torch.long), _gen(0))
+    with pytest.raises(ValueError, match="mode must be"):
+        style_triplets(
+            torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long), _gen(0), "x"
+        )
+    with pytest.raises(ValueError, match=r"valence_arousal must be \(B, 2\)"):
+        expression_triplets(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), _gen(0))
+    with pytest.raises(ValueError, match="lambda_l must be >= 0"):
+        expression_triplets(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), _gen(0), -0.25)
+
+
+# --- expression miner -----------------------------------------------------------------------
+
+
+def _numpy_eq13(va: np.ndarray, cat: np.ndarray, lambda_l: float) -> np.ndarray:
+    b = len(cat)
+    dist = np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            dist[i, j] = (va[i, 0] - va[j, 0]) ** 2 + (va[i, 1] - va[j, 1]) ** 2
+            dist[i, j] += lambda_l * (0.0 if cat[i] == cat[j] else 1.0)
+    return dist
+
+
+def test_expression_positive_prefers_the_same_category_hand_worked():
+    # anchor 0: (0.5, 0.5) l=0
+    #   1: (0.5, 0.9) l=0 -> 0.16 + 0     = 0.16  (nearest with the corrected sign)
+    #   2: (0.5, 0.7) l=1 -> 0.04 + 0.25  = 0.29  (nearest if the term pushed same labels apart)
+    #   3: (0.0, 0.0) l=2 -> 0.5  + 0.25  = 0.75
+    # n = 3 others, k = 1: negatives from ranks [1, 3) = {2, 3}
+    va = torch.tensor([[0.5, 0.5], [0.5, 0.9], [0.5, 0.7], [0.0, 0.0]])
+    cat = torch.tensor([0, 0, 1, 2])
+    negatives = set()
+    for seed in range(30):
+        t = expression_triplets(va, cat, _gen(seed))
+        assert t.anchor.tolist() == [0, 1, 2, 3]
+        assert int(t.positive[0]) == 1
+        negatives.add(int(t.negative[0]))
+    assert negatives == {2, 3}
+    # without the category term, 2 is nearer: (0.04 < 0.16)
+    assert int(expression_triplets(va, cat, _gen(0), lambda_l=0.0).positive[0]) == 2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_expression_triplets_match_a_brute_force_eq13(seed):
+    rng = np.random.default_rng(seed)
+    b, lambda_l = 11, 0.25
+    # coarse (v, a) grid and 3 categories: many exact ties, as with the CelebA proxy labels
+    va = rng.integers(0, 3, size=(b, 2)) / 2.0
+    cat = rng.integers(0, 3, size=b)
+    dist = _numpy_eq13(va, cat, lambda_l)
+    n, k = b - 1, (b - 1) // 2
+    t = expression_triplets(torch.from_numpy(va), torch.from_numpy(cat), _gen(seed), lambda_l)
+    assert t.anchor.tolist() == list(range(b))  # every anchor has a triplet
+    for a, p, neg in zip(*(x.tolist() for x in t), strict=True):
+        others = np.sort(np.delete(dist[a], a))  # (n,) ascending
+        assert p != a and neg != a
+        assert dist[a, p] == pytest.approx(others[0], abs=1e-12)  # an argmin of Eq. 13
+        assert dist[a, neg] >= others[k] - 1e-12  # in the far half: ranks [k, n)
+        assert len(others) == n
+
+
+def test_expression_negatives_cover_exactly_the_far_half():
+    # 1-d valence 0, 1, ..., 6 (scaled), one category: anchor 0's others ranked 1..6 by distance
+    # n = 6, k = 3: negatives are ranks 3, 4, 5 = samples 4, 5, 6; the positive is sample 1
+    va = torch.stack([torch.arange(7) / 6.0, torch.zeros(7)], dim=1)
+    cat = torch.zeros(7, dtype=torch.long)
+    seen = {int(expression_triplets(va, cat, _gen(s)).negative[0]) for s in range(60)}
+    assert seen == {4, 5, 6}
+
+
+def test_expression_ties_are_ranked_at_random():
+    # all samples equal: every other sample is a nearest one; the pick must not be fixed
+    va, cat = torch.full((6, 2), 0.5), torch.zeros(6, dtype=torch.long)
+    positives = {int(expression_triplets(va, cat, _gen(s)).positive[0]) for s in range(40)}
+    assert positives == {1, 2, 3, 4, 5}
+
+
+def test_expression_triplets_need_three_samples():
+    # B = 3: n = 2, k = 1: the positive is the nearer, the negative the farther other sample
+    va = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0]])
+    t = expression_triplets(va, torch.zeros(3, dtype=torch.long), _gen(0))
+    assert t.positive.tolist() == [1, 0, 1] and t.negative.tolist() == [2, 2, 0]
+    for b in (1, 2):
+        t = expression_triplets(torch.zeros(b, 2), torch.zeros(b, dtype=torch.long), _gen(0))
+        assert [x.numel() for x in t] == [0, 0, 0]
+
+
+def test_expression_triplets_are_seeded():
+    va = torch.rand(20, 2, generator=_gen(5))
+    cat = torch.randint(0, 4, (20,), generator=_gen(6))
+    first, again = (expression_triplets(va, cat, _gen(3)) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    negatives = {tuple(expression_triplets(va, cat, _gen(s)).negative.tolist()) for s in range(5)}
+    assert len(negatives) > 1
+
+
+# --- style miner ----------------------------------------------------------------------------
+
+# 2 persons x 2 clips x 2 frames; clip ids repeat across persons (a clip is (person, clip))
+PERSON = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+CLIP = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
+#: sample -> the other frame of its clip; the two frames of its person's other clip
+OTHER_FRAME = [1, 0, 3, 2, 5, 4, 7, 6]
+OTHER_CLIP = [{2, 3}, {2, 3}, {0, 1}, {0, 1}, {6, 7}, {6, 7}, {4, 5}, {4, 5}]
+
+
+def test_style_same_clip_pos_on_a_hand_made_batch():
+    negatives = [set() for _ in range(8)]
+    for seed in range(30):
+        t = style_triplets(PERSON, CLIP, _gen(seed))
+        assert t.anchor.tolist() == list(range(8))
+        assert t.positive.tolist() == OTHER_FRAME
+        for a, n in zip(t.anchor.tolist(), t.negative.tolist(), strict=True):
+            negatives[a].add(n)
+    assert negatives == OTHER_CLIP  # both frames drawn, never the other person
+
+
+def test_style_literal_exchanges_the_roles():
+    positives = [set() for _ in range(8)]
+    for seed in range(30):
+        t = style_triplets(PERSON, CLIP, _gen(seed), mode="literal")
+        assert t.anchor.tolist() == list(range(8))
+        assert t.negative.tolist() == OTHER_FRAME
+        for a, p in zip(t.anchor.tolist(), t.positive.tolist(), strict=True):
+            positives[a].add(p)
+    assert positives == OTHER_CLIP
+
+
+@pytest.mark.parametrize("mode", ["same_clip_pos", "literal"])
+def test_style_triplets_on_a_ragged_batch(mode):
+    # person 0: clip 0 has 3 frames, clip 1 has 1 frame; person 1: one clip of 2 frames;
+    # person 2: clips 0 and 1 with 2 frames each
+    person = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    clip = torch.tensor([0, 0, 0, 1, 5, 5, 0, 0, 1, 1])
+    t = style_triplets(person, clip, _gen(0), mode=mode)
+    p_, c_ = person.tolist(), clip.tolist()
+    # valid anchors need another frame of the same clip and another clip of the same person:
+    # 0-2 (sample 3's clip has a single frame; person 1 has one clip), 6-9
+    assert t.anchor.tolist() == [0, 1, 2, 6, 7, 8, 9]
+    same_clip, other_clip = (
+        (t.positive, t.negative)
+        if mode == "same_clip_pos"
+        else (
+            t.negative,
+            t.positive,
+        )
+    )
+    for a, s, o in zip(t.anchor.tolist(), same_clip.tolist(), other_clip.tolist(), strict=True):
+        assert s != a and (p_[s], c_[s]) == (p_[a], c_[a])
+        assert p_[o] == p_[a] and c_[o] != c_[a]
+
+
 # --- cycle ----------------------------------------------------------------------------------
 
 
@@ -154,3 +446,34 @@ def test_cycle_loss_target_is_detached():
     cycle_loss(target, cycled).backward()
     assert target.grad is None
     assert torch.allclose(cycled.grad, torch.full((2, 3), 1 / 6))
+
+
+# --- on a GPU: the miners run on the device, the expression miner without a host sync -------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_miners_on_cuda_match_cpu_and_expression_does_not_sync():
+    va = torch.rand(100, 2, generator=_gen(0))
+    cat = torch.randint(0, 4, (100,), generator=_gen(1))
+    person = torch.arange(100) // 20
+    clip = torch.arange(100) // 5
+    cuda = torch.device("cuda")
+    cpu_e = expression_triplets(va, cat, _gen(2))
+    va_cuda, cat_cuda = va.to(cuda), cat.to(cuda)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu_e = expression_triplets(va_cuda, cat_cuda, _gen(2))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.equal(x.cpu(), y) for x, y in zip(gpu_e, cpu_e, strict=True))
+    for mine, args in (
+        (identity_triplets, (person,)),
+        (style_triplets, (person, clip)),
+    ):
+        on_gpu = mine(*(a.to(cuda) for a in args), _gen(3))
+        assert on_gpu.anchor.device.type == "cuda"
+        assert all(
+            torch.equal(x.cpu(), y) for x, y in zip(on_gpu, mine(*args, _gen(3)), strict=True)
+        )
