@@ -1,4 +1,4 @@
-"""The disentangled AAE's Stage B pieces: factor split, triplets and miners, cycle edit.
+"""The disentangled AAE's Stage B loss pieces: factor split, triplets and miners, cycle edit.
 
 Values are checked against numbers worked out in comments and against numpy loops; the miners
 against their rules on every returned row, coverage of the valid anchors and seeded determinism.
@@ -15,6 +15,7 @@ from lightning_modules.disentangled_aae.cycle import (
     permute_factor,
     random_permutation,
 )
+from lightning_modules.disentangled_aae.factor_losses import LABEL_KEYS, factor_loss, pose_loss
 from lightning_modules.disentangled_aae.factor_split import FactorSplit
 from lightning_modules.disentangled_aae.triplets import (
     expression_triplets,
@@ -446,6 +447,70 @@ def test_cycle_loss_target_is_detached():
     cycle_loss(target, cycled).backward()
     assert target.grad is None
     assert torch.allclose(cycled.grad, torch.full((2, 3), 1 / 6))
+
+
+# --- factor_loss ----------------------------------------------------------------------------
+
+
+def test_pose_loss_hand_worked():
+    # |[0.1, -0.2, 0.3] - 0| and |[1, 1, 1] - [1, 2, 1]| = 0.6 and 1 -> (0.6 + 1) / 6
+    pred = _rows([[0.1, -0.2, 0.3], [1.0, 1.0, 1.0]])
+    target = _rows([[0.0, 0.0, 0.0], [1.0, 2.0, 1.0]])
+    assert pose_loss(pred, target).item() == pytest.approx(1.6 / 6, abs=1e-12)
+    with pytest.raises(ValueError, match=r"\(B, 3\)"):
+        pose_loss(pred, target[:1])
+
+
+def test_factor_loss_applies_the_mined_triplets():
+    ident = _identity_batch()
+    part = torch.randn(len(ident), 4, generator=_gen(9), dtype=torch.float64)
+    labels = {"identity": ident, "pose": torch.zeros(len(ident), 3)}
+    got = factor_loss("identity", part, labels, _gen(4), margin=0.5)
+    t = identity_triplets(ident, _gen(4))  # the same draws
+    x = part.numpy()
+    expected = _numpy_triplet(x[t.anchor], x[t.positive], x[t.negative], 0.5)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_factor_loss_per_factor_labels():
+    b = 8
+    part = torch.randn(b, 3, generator=_gen(0))
+    labels = {
+        "pose": part.clone(),
+        "identity": PERSON,
+        "clip": CLIP,
+        "valence_arousal": torch.rand(b, 2, generator=_gen(1)),
+        "expression": torch.randint(0, 4, (b,), generator=_gen(2)),
+    }
+    assert factor_loss("pose", part, labels, _gen(0)).item() == 0.0
+    for name in ("identity", "expression", "style"):
+        assert factor_loss(name, part, labels, _gen(0)).item() >= 0.0
+    assert set(LABEL_KEYS) == {"pose", "identity", "expression", "style"}
+    with pytest.raises(ValueError, match=r"missing \['clip'\]"):
+        factor_loss("style", part, {"identity": PERSON}, _gen(0))
+    with pytest.raises(ValueError, match="unknown factor 'age'"):
+        factor_loss("age", part, labels, _gen(0))
+    with pytest.raises(ValueError, match="B rows in each label"):
+        factor_loss("identity", part[:5], labels, _gen(0))
+
+
+def test_augmentation_labels_follow_the_permutation():
+    # L_aug: row i of the cycled part carries sample perm[i]'s factor, so labels[perm] fit it
+    split = FactorSplit()
+    f = torch.randn(6, 99, generator=_gen(0))
+    poses = split.part(f, "pose").clone()  # a perfect pose code
+    perm = random_permutation(6, _gen(1))
+    shuffled = split.part(permute_factor(f, split, "pose", perm), "pose")
+    assert factor_loss("pose", shuffled, {"pose": poses[perm]}, _gen(0)).item() == 0.0
+    assert factor_loss("pose", shuffled, {"pose": poses}, _gen(0)).item() > 0.0
+
+
+def test_factor_loss_without_triplets_backpropagates_zero():
+    part = torch.randn(4, 32, requires_grad=True)
+    loss = factor_loss("identity", part, {"identity": torch.arange(4)}, _gen(0))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(part.grad, torch.zeros(4, 32))
 
 
 # --- on a GPU: the miners run on the device, the expression miner without a host sync -------
