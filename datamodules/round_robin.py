@@ -7,10 +7,10 @@ source ``t % S``'s next batch. ``RoundRobinBatches`` does it at the index level,
 (each batch's items share one source, so their dicts collate). ``RandomBatches`` is the plain
 source: uniform random batches without repeats within a step.
 
-Both subclass ``DistributedSampler`` so that Lightning leaves them in place. Every source draws
-with ``torch.Generator().manual_seed(seed + epoch)``, the same on every rank, and rank r keeps its
-own slice of each step's draw: the ranks' batches are disjoint and every rank yields the same
-number of batches.
+Both are ``datamodules.samplers.WholeBatchSampler`` (so Lightning leaves them in place). Every
+source draws with ``torch.Generator().manual_seed(seed + epoch)``, the same on every rank, and
+rank r keeps its own slice of each step's draw: the ranks' batches are disjoint and every rank
+yields the same number of batches.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import torch
-from torch.utils.data import DistributedSampler
 
+from datamodules.samplers import WholeBatchSampler
 from datamodules.sharding import replicas_and_rank
 
 __all__ = ["BatchSource", "RandomBatches", "RoundRobinBatches"]
@@ -37,7 +37,7 @@ class BatchSource(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
 
 
-class RandomBatches(DistributedSampler):
+class RandomBatches(WholeBatchSampler):
     """Uniform random batches of ``batch_size`` distinct indices of ``range(size)`` per rank.
 
     Each step draws ``W * batch_size`` indices without repeats (a walk through a fresh
@@ -71,14 +71,7 @@ class RandomBatches(DistributedSampler):
         self.size, self.batch_size = size, batch_size
         step = num_replicas * batch_size
         self.num_batches = num_batches if num_batches is not None else max(size // step, 1)
-        self.num_samples = self.num_batches * batch_size
-        self.total_size = self.num_samples * num_replicas
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        return (index for batch in self.batches() for index in batch)
+        self._set_length()
 
     def batches(self) -> Iterator[list[int]]:
         """This rank's batches of the current epoch."""
@@ -92,7 +85,7 @@ class RandomBatches(DistributedSampler):
             yield draw[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
 
 
-class RoundRobinBatches(DistributedSampler):
+class RoundRobinBatches(WholeBatchSampler):
     """The batches of ``sources`` in turn, as indices into ``ConcatDataset`` of their datasets.
 
     Batch t of an epoch is the next batch of source ``t % S``, shifted by that source's offset
@@ -122,19 +115,12 @@ class RoundRobinBatches(DistributedSampler):
         self.batch_size = first.batch_size
         self.rounds = first.num_batches
         self.num_batches = self.rounds * len(self.sources)
-        self.num_samples = self.num_batches * self.batch_size
-        self.total_size = self.num_samples * num_replicas
-
-    def __len__(self) -> int:
-        return self.num_samples
+        self._set_length()
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         for source in self.sources:
             source.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        return (index for batch in self.batches() for index in batch)
 
     def batches(self) -> Iterator[list[int]]:
         """This rank's batches of the current epoch, sources in turn."""

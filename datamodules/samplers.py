@@ -1,4 +1,11 @@
-"""The N x m class-set sampler (MinMaxCAM, Ch. 5): batches shaped by label, for one or W ranks."""
+"""Samplers of whole batches for one or W ranks: the base, and the N x m class-set sampler
+(MinMaxCAM, Ch. 5; the AAE's identity batches), whose batches are shaped by label.
+
+A whole-batch sampler decides batches, not single indices: ``batches()`` yields this rank's
+batches of the epoch as lists, and iterating it yields their indices back to back, so a
+``DataLoader(dataset, sampler=s, batch_size=s.batch_size, drop_last=True)`` cuts exactly those
+batches. They subclass ``DistributedSampler`` so that Lightning does not replace them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,32 @@ from datamodules.formats.errors import SettingError
 from datamodules.sharding import replicas_and_rank
 
 
-class ClassSetSampler(DistributedSampler):
+class WholeBatchSampler(DistributedSampler):
+    """Base of the whole-batch samplers: ``num_batches`` batches of ``batch_size`` per rank.
+
+    Subclasses set ``batch_size`` and ``num_batches`` (then call ``_set_length``) and implement
+    ``batches()``.
+    """
+
+    batch_size: int
+    num_batches: int
+
+    def _set_length(self) -> None:
+        self.num_samples = self.num_batches * self.batch_size
+        self.total_size = self.num_samples * self.num_replicas
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        return (index for batch in self.batches() for index in batch)
+
+    def batches(self) -> Iterator[list[int]]:
+        """This rank's batches of the current epoch."""
+        raise NotImplementedError
+
+
+class ClassSetSampler(WholeBatchSampler):
     """Indices of N x m class-set batches: N distinct classes, m samples each, class by class.
 
     Give it to ``DataLoader(dataset, sampler=sampler, batch_size=sampler.batch_size,
@@ -81,14 +113,7 @@ class ClassSetSampler(DistributedSampler):
         self.batch_size = classes_per_batch * samples_per_class
         step = num_replicas * self.batch_size
         self.num_batches = num_batches if num_batches is not None else max(len(labels) // step, 1)
-        self.num_samples = self.num_batches * self.batch_size
-        self.total_size = self.num_samples * num_replicas
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        return (index for batch in self.batches() for index in batch)
+        self._set_length()
 
     def batches(self) -> Iterator[list[int]]:
         """This rank's batches of the current epoch, N*m indices each."""
