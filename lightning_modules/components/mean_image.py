@@ -49,14 +49,17 @@ def image_sum(
 
 
 def train_mean_image(
-    module: LightningModule, target: Callable[[Tensor], Tensor] | None = None
+    module: LightningModule,
+    target: Callable[[Tensor], Tensor] | None = None,
+    dataset: Dataset | None = None,
 ) -> tuple[Tensor, int]:
-    """The mean (float64) and count of ``target(image)`` over the datamodule's training dataset,
-    every rank's shard summed across processes (call it on every rank, e.g. in ``setup``)."""
+    """The mean (float64) and count of ``target(image)`` over the datamodule's training dataset
+    (or ``dataset``), every rank's shard summed across processes (call it on every rank, e.g. in
+    ``setup``)."""
     loader = module.trainer.datamodule.train_dataloader()
     trainer = module.trainer
     total, count = image_sum(
-        loader.dataset,
+        loader.dataset if dataset is None else dataset,
         trainer.global_rank,
         trainer.world_size,
         loader.batch_size or 1,

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 import lightning_modules.disentangled_aae.module as aae_module
 from callbacks import keys
 from datamodules.disentangled_aae import DisentangledAAEDataModule
-from lightning_modules.disentangled_aae.module import DisentangledAAE
+from lightning_modules.disentangled_aae.module import AE_LOGS, DisentangledAAE
 
 TINY = {
     "image_size": 32,
@@ -88,7 +88,7 @@ def test_a_tiny_fit_logs_finite_losses_and_rmse_and_round_trips(synthetic_faces_
     trainer = _trainer(tmp_path)
     trainer.fit(model, _data(synthetic_faces_root))
     logged = trainer.callback_metrics
-    for name in aae_module.TRAIN_LOGS:
+    for name in AE_LOGS:
         assert torch.isfinite(logged[f"train/{name}"]), name
     assert logged["val/rmse"] > 0 and logged["val/rmse_mean_image"] > 0
     assert model.mean_image_count > 0
