@@ -6,6 +6,8 @@
   through symmetric factorizations instead of a general matrix square root;
 - ``kid``: ``kernel_inception_distance``, the unbiased MMD^2 of the cubic polynomial kernel over
   random subsets (KID), with the subsets an explicit input (``draw_subsets``);
+- ``random_features``: ``RandomConvFeatures``, a seeded random conv net whose pooled maps serve
+  as FID features where no Inception exists (the synthetic twins on a CPU);
 - ``stats_file``: ``RealStats`` and their file under a checked key (``read_stats``,
   ``write_stats``, ``stats_path``), the real-set cache of ``callbacks/fid.py``.
 """
