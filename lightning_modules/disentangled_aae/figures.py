@@ -55,15 +55,17 @@ def probe_heatmap(
             f"values are {grid.shape[0]} x {grid.shape[1]}, the labels "
             f"{len(row_labels)} x {len(column_labels)}"
         )
-    fig = new_figure(1.7 * len(column_labels) + 1.8, 0.55 * len(row_labels) + 1.6)
+    fig = new_figure(1.9 * len(column_labels) + 1.6, 0.55 * len(row_labels) + 1.6)
     ax = fig.subplots()
     colours = colormaps["viridis"].with_extremes(bad="lightgrey")
-    shown = ax.imshow(np.ma.masked_invalid(grid.clip(0, 1)), cmap=colours, vmin=0, vmax=1)
+    shown = ax.imshow(
+        np.ma.masked_invalid(grid.clip(0, 1)), cmap=colours, vmin=0, vmax=1, aspect="auto"
+    )
     for (i, j), value in np.ndenumerate(grid):
         dark = math.isfinite(value) and value < 0.6  # white text on viridis' dark end
         label = "n/a" if math.isnan(value) else f"{value:.{decimals}f}"
         ax.text(j, i, label, ha="center", va="center", fontsize=9, color="w" if dark else "k")
-    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8)
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=7)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
     ax.xaxis.tick_top()
     ax.set_title(title, fontsize=9, pad=28)

@@ -8,16 +8,23 @@ and plain loops, never against the function under test.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from lightning import Trainer
 from PIL import Image
 from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader, default_collate
 from torchmetrics.classification import MulticlassAUROC
 
+from datamodules.disentangled_aae import DisentangledAAEDataModule
 from datamodules.verification_pairs import VerificationPairs, verification_pairs
+from experiments.disentangled_aae.analyze import main
 from lightning_modules.disentangled_aae.block_verification import (
     block_verification,
     pair_capacity,
@@ -36,6 +43,7 @@ from lightning_modules.disentangled_aae.feature_blocks import (
     feature_block,
 )
 from lightning_modules.disentangled_aae.figures import probe_heatmap, to_unit
+from lightning_modules.disentangled_aae.module import DisentangledAAE
 from lightning_modules.disentangled_aae.pose_error import pose_mae_degrees
 from lightning_modules.disentangled_aae.retrieval import nearest_neighbours, precision_at_k
 from lightning_modules.disentangled_aae.transfer import (
@@ -290,3 +298,177 @@ def test_probe_heatmap_and_unit_images():
     torch.testing.assert_close(
         to_unit(torch.tensor([-1.0, 0.0, 1.0, 3.0])), torch.tensor([0, 0.5, 1, 1])
     )
+
+
+# --- the analysis command on tiny stage runs --------------------------------------------------
+
+TINY = dict(  # tests/methods/test_disentangled_aae.py's networks, with a small Phi
+    image_size=32,
+    encoder_channels=8,
+    generator_channels=8,
+    discriminator_channels=8,
+    latent_hidden=32,
+    phi_hidden=(32,),
+    lr=1e-3,
+    phi_lr=1e-3,
+)
+MODEL = "lightning_modules.disentangled_aae.module.DisentangledAAE"
+DATA = "datamodules.disentangled_aae.DisentangledAAEDataModule"
+NAMES = {
+    "ae": "disentangled_aae/synthetic_ae",
+    "disentangle": "disentangled_aae/synthetic_disentangle",
+    "joint": "disentangled_aae/synthetic_joint",
+}
+
+
+def _fit(model, loader, tmp_path) -> Trainer:
+    quiet = ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary")
+    flags = dict.fromkeys(quiet, False)
+    trainer = Trainer(accelerator="cpu", max_steps=2, default_root_dir=tmp_path, **flags)
+    if isinstance(loader, DisentangledAAEDataModule):
+        trainer.fit(model, datamodule=loader)
+    else:
+        trainer.fit(model, train_dataloaders=loader)
+    return trainer
+
+
+def _save_run(trainer: Trainer, root: Path, stage: str, data_args: dict) -> Path:
+    """A finished run folder as the CLI leaves it: config.yaml and checkpoints/last.ckpt."""
+    run_dir = root / NAMES[stage] / "2026-01-01_00-00-00"
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    config = {
+        "model": {"class_path": MODEL, "init_args": {"stage": stage, **TINY}},
+        "data": {"class_path": DATA, "init_args": data_args},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config))))
+    return run_dir
+
+
+def _labelled_batches(data: DisentangledAAEDataModule) -> DataLoader:
+    """Stage B / C batches of the identity source: the train split's images with pose and
+    identity labels and ``source`` (main's DataModule does not serve them yet)."""
+
+    def collate(items: list[dict]) -> dict:
+        return default_collate(items) | {"source": ["identity"] * len(items)}
+
+    generator = torch.Generator().manual_seed(0)
+    return DataLoader(
+        data.splits["train"], batch_size=16, shuffle=True, collate_fn=collate, generator=generator
+    )
+
+
+@pytest.fixture(scope="module")
+def stage_runs(synthetic_faces_root, tmp_path_factory) -> Path:
+    """Three tiny stage runs (2 steps each: A on images, B and C on identity batches, each
+    starting from the stage before) under one run root."""
+    root = tmp_path_factory.mktemp("aae_runs")
+    data_args = {
+        "root": str(synthetic_faces_root / "celeba"),
+        "image_size": 32,
+        "hist_eq": False,
+        "batch_size": 16,
+        "num_workers": 0,
+    }
+    data = DisentangledAAEDataModule(**data_args)
+    torch.manual_seed(0)
+    previous = DisentangledAAE(stage="ae", **TINY)
+    _save_run(_fit(previous, data, root), root, "ae", data_args)
+    data.setup("fit")
+    for stage in ("disentangle", "joint"):
+        model = DisentangledAAE(stage=stage, **TINY)
+        model.load_state_dict(previous.state_dict())
+        _save_run(_fit(model, _labelled_batches(data), root), root, stage, data_args)
+        previous = model
+    # a logged FID in the joint run's metrics.csv (the others have none: "n/a")
+    metrics = root / NAMES["joint"] / "2026-01-01_00-00-00" / "metrics.csv"
+    metrics.write_text("epoch,step,test/fid,val/rmse\n0,1,,3.0\n0,2,42.5,\n")
+    return root
+
+
+def test_analyze_writes_the_tables_and_figures(stage_runs, capsys):
+    assert (
+        main(["--root", str(stage_runs), "--no-progress", "--device", "cpu", "--batch-size", "32"])
+        == 0
+    )
+    out = stage_runs / "analysis"
+    results = json.loads((out / "analysis.json").read_text())
+    data = DisentangledAAEDataModule(
+        root=results["data"]["data_root"], image_size=32, hist_eq=False, num_workers=0
+    )
+    data.setup("test")
+    test = data.splits["test"]
+    images = torch.stack([test[i]["image"] for i in range(len(test))]).double()  # (60, 3, 32, 32)
+
+    # Table 1: the mean image's RMSE recomputed in numpy; B's E and G are A's (frozen in B)
+    module = DisentangledAAE.load_from_checkpoint(
+        stage_runs / NAMES["ae"] / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
+    ).eval()
+    x, mean = images.numpy(), module.mean_image.double().numpy()
+    want = np.sqrt((((x - mean) * 127.5) ** 2).reshape(len(x), -1).mean(1)).mean()
+    table1 = results["table1"]
+    assert table1["ae"]["rmse_mean_image"] == pytest.approx(want, rel=1e-5)
+    assert table1["disentangle"]["rmse"] == pytest.approx(table1["ae"]["rmse"], rel=1e-5)
+    assert table1["joint"]["rmse"] != pytest.approx(table1["ae"]["rmse"], rel=1e-5)  # C trains G
+    assert table1["ae"]["fid"] is None and table1["joint"]["fid"] == 42.5
+
+    # Table 2: the test split has 6 identities: 270 same pairs exist, fewer than 500, so 270 of
+    # each kind are drawn (balanced)
+    same_test = sum(
+        int(a == b) for i, a in enumerate(test.identities) for b in test.identities[i + 1 :]
+    )
+    row = results["table2"]["joint"]
+    assert row["pairs"]["test"] == {"same": same_test, "different": same_test}
+    assert list(row["accuracy"]) == list(TABLE2_BLOCKS)
+    assert all(0 <= v <= 1 for v in row["accuracy"].values())
+
+    # pose MAE of B from its own codes, recomputed in numpy against the fitted poses
+    joint = DisentangledAAE.load_from_checkpoint(
+        stage_runs / NAMES["joint"] / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
+    ).eval()
+    with torch.no_grad():
+        f_p = joint.factors(images.float())[:, :3].double().numpy()
+    mae = np.abs(f_p - test.poses.double().numpy()).mean(0) * 180 / np.pi
+    got = results["pose_mae_deg"]["joint"]
+    assert [got["yaw"], got["pitch"], got["roll"]] == pytest.approx(mae.tolist(), rel=1e-4)
+
+    # Table 3 and retrieval: every block, numbers in range
+    for stage in ("disentangle", "joint"):
+        rows = results["table3"][stage]["rows"]
+        assert list(rows) == ["pose", "identity", "style", "-expression", "expression"]
+        assert all(r["macro"] is None or 0 <= r["macro"] <= 1 for r in rows.values())
+        precision = results["retrieval"][stage]["identity_precision_at_k"]
+        assert all(0 <= v <= 1 for v in precision.values())
+
+    # Fig. 5's pairs: 6 pairs, 12 distinct images, source and target of different identities
+    pairs = results["transfer"]["joint"]["pairs"]
+    assert len(pairs) == 6 and len({i for pair in pairs for i in pair}) == 12
+    assert all(test.identities[s] != test.identities[t] for s, t in pairs)
+    names = [
+        "fig3_reconstructions.png",
+        "samples.png",
+        *(
+            f"{fig}_{s}.png"
+            for s in ("disentangle", "joint")
+            for fig in ("fig4_retrieval", "fig5_transfer", "probe_matrix")
+        ),
+    ]
+    for name in names:
+        assert Image.open(out / name).size[0] > 100, name
+    report = (out / "analysis.md").read_text()
+    for text in (
+        "[SUBST] Pairs of CelebA identities",
+        "[SUBST] Pseudo labels",
+        "[SUBST] Fitted poses",
+        "80.3",
+        "22.87",
+        "CelebA (joint)",
+        "n/a",
+    ):
+        assert text in report, text
+    assert "Note: the test split holds 270 distinct same-identity" in report
+    assert "Wrote analysis.json" in capsys.readouterr().out
+
+
+def test_analyze_refuses_missing_runs(tmp_path, capsys):
+    assert main(["--root", str(tmp_path), "--no-progress"]) == 2
+    assert "--ae disentangled_aae/synthetic_ae" in capsys.readouterr().err
