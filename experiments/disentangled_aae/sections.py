@@ -32,6 +32,7 @@ from lightning_modules.disentangled_aae.block_verification import (
     pair_capacity,
 )
 from lightning_modules.disentangled_aae.expression_probe import expression_auc
+from lightning_modules.disentangled_aae.factor_split import FactorSplit
 from lightning_modules.disentangled_aae.feature_blocks import (
     FACTOR_BLOCKS,
     TABLE2_BLOCKS,
@@ -48,15 +49,20 @@ __all__ = [
     "Codes",
     "Context",
     "encode",
+    "expression_classes",
     "expression_table",
     "number",
     "pose_error",
+    "pose_r2",
     "probe_matrix_figure",
     "reconstruction_figure",
     "reconstruction_table",
+    "restrict",
     "retrieval",
     "samples_figure",
+    "train_subset",
     "transfer_figure",
+    "verification_pairs_of",
     "verification_table",
 ]
 
@@ -157,9 +163,6 @@ class Codes:
     val: Tensor
     test: Tensor
 
-    def of(self, split: str) -> Tensor:
-        return getattr(self, split)
-
 
 def encode(context: Context, module: Any, stage: str) -> Codes:
     """The codes f of the train, val and test images under one stage run's module."""
@@ -239,7 +242,7 @@ def verification_pairs_of(context: Context, per_kind: int) -> dict[str, Verifica
 
 
 def verification_table(
-    context: Context, codes: Codes, split_of_f: Any, pairs: dict[str, VerificationPairs]
+    context: Context, codes: Codes, split_of_f: FactorSplit, pairs: dict[str, VerificationPairs]
 ) -> dict[str, Any]:
     """Table 2's row of one stage: accuracy per block, threshold fitted on the val pairs."""
     result = block_verification(
@@ -263,7 +266,7 @@ def expression_classes(context: Context, split: str) -> Tensor:
     return expression_labels(context.attributes[split], context.attribute_names)[0]
 
 
-def expression_table(context: Context, codes: Codes, split_of_f: Any) -> dict[str, Any]:
+def expression_table(context: Context, codes: Codes, split_of_f: FactorSplit) -> dict[str, Any]:
     """Table 3's rows of one stage: per-class and macro AUC of the probe on each block."""
     train_y, test_y = expression_classes(context, "train"), expression_classes(context, "test")
     rows = {}
@@ -296,13 +299,13 @@ def expression_table(context: Context, codes: Codes, split_of_f: Any) -> dict[st
 # --- pose, probe matrix, retrieval ------------------------------------------------------------
 
 
-def pose_error(context: Context, codes: Codes, split_of_f: Any) -> dict[str, float | None]:
+def pose_error(context: Context, codes: Codes, split_of_f: FactorSplit) -> dict[str, float | None]:
     """MAE of f_p against the test poses, degrees per angle."""
     mae = pose_mae_degrees(codes.test, split_of_f, context.poses["test"])
     return dict(zip(ANGLES, map(number, mae.tolist()), strict=True))
 
 
-def pose_r2(context: Context, codes: Codes, split_of_f: Any) -> dict[str, float | None]:
+def pose_r2(context: Context, codes: Codes, split_of_f: FactorSplit) -> dict[str, float | None]:
     """Mean test R^2 of a ridge probe from each sub-vector to the (fitted) pose angles."""
     features = {
         block: (
@@ -338,7 +341,7 @@ def probe_matrix_figure(
 
 
 def retrieval(
-    context: Context, codes: Codes, split_of_f: Any, stage: str, k: int, queries: int
+    context: Context, codes: Codes, split_of_f: FactorSplit, stage: str, k: int, queries: int
 ) -> dict[str, Any]:
     """Identity precision@k per sub-vector over the test gallery (each test image a query, itself
     left out) and Fig. 4: for ``queries`` test images, the top k per sub-vector."""

@@ -321,7 +321,9 @@ NAMES = {
 }
 
 
-def _fit(model, loader, tmp_path) -> Trainer:
+def _fit(
+    model: DisentangledAAE, loader: DisentangledAAEDataModule | DataLoader, tmp_path: Path
+) -> Trainer:
     quiet = ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary")
     flags = dict.fromkeys(quiet, False)
     trainer = Trainer(accelerator="cpu", max_steps=2, default_root_dir=tmp_path, **flags)
