@@ -1,0 +1,73 @@
+"""The disentangled AAE's analysis figures that ``callbacks.panels`` has no ready form for.
+
+- ``to_unit``: the method's [-1, 1] images as the [0, 1] images the panels draw;
+- ``probe_heatmap``: the probe matrix (spec section 7, suite extra): rows are sub-vectors,
+  columns factors, each cell coloured on a common [0, 1] scale and labelled with its number
+  (probes of different kinds per column: R^2, verification accuracy, AUC), NaN cells grey "n/a".
+
+The image panels (reconstructions, samples, transfer, retrieval) are ``callbacks.panels``'
+``image_table`` as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+from torch import Tensor
+
+from callbacks.panels import figure_to_image, new_figure
+
+__all__ = ["probe_heatmap", "to_unit"]
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """Images in [-1, 1] (the generator's tanh range) -> [0, 1], clamped, float32 on the CPU."""
+    return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def probe_heatmap(
+    values: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    title: str,
+    decimals: int = 2,
+) -> Image.Image:
+    """A rows x columns grid of probe numbers, coloured on [0, 1] and labelled with their values.
+
+    Args:
+        values: ``values[i][j]``: the number of row i (a sub-vector) and column j (a factor);
+            NaN (or None) for no number. Colours clip to [0, 1] (a negative R^2 is the darkest);
+            the labels show the values as they are.
+        row_labels: One label per row (e.g. ``f_p``).
+        column_labels: One label per column; newlines allowed (e.g. "pose\\nridge R^2").
+        title: Figure title.
+        decimals: Decimals of the labels.
+    """
+    grid = np.array(
+        [[math.nan if v is None else float(v) for v in row] for row in values], dtype=float
+    ).reshape(len(values), -1)
+    if grid.shape != (len(row_labels), len(column_labels)):
+        raise ValueError(
+            f"values are {grid.shape[0]} x {grid.shape[1]}, the labels "
+            f"{len(row_labels)} x {len(column_labels)}"
+        )
+    fig = new_figure(1.9 * len(column_labels) + 1.6, 0.55 * len(row_labels) + 1.6)
+    ax = fig.subplots()
+    colours = colormaps["viridis"].with_extremes(bad="lightgrey")
+    shown = ax.imshow(
+        np.ma.masked_invalid(grid.clip(0, 1)), cmap=colours, vmin=0, vmax=1, aspect="auto"
+    )
+    for (i, j), value in np.ndenumerate(grid):
+        dark = math.isfinite(value) and value < 0.6  # white text on viridis' dark end
+        label = "n/a" if math.isnan(value) else f"{value:.{decimals}f}"
+        ax.text(j, i, label, ha="center", va="center", fontsize=9, color="w" if dark else "k")
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=7)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_title(title, fontsize=9, pad=28)
+    fig.colorbar(shown, ax=ax, fraction=0.05, pad=0.03)
+    return figure_to_image(fig)
