@@ -45,8 +45,8 @@ import torch
 from datamodules.expression_proxy import EXPRESSION_CLASSES
 from experiments.disentangled_aae import sections
 from experiments.disentangled_aae.report import markdown
-from experiments.olr.curves import last_value
-from experiments.olr.stage_runs import StageRun, find_stage_run
+from experiments.metrics_csv import last_value
+from experiments.stage_runs import StageRun, find_stage_run
 
 __all__ = ["STAGES", "AnalysisOptions", "main", "parse_args", "run_analysis"]
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from callbacks.panels import image_table
 from datamodules.expression_proxy import EXPRESSION_CLASSES, expression_labels
 from datamodules.verification_pairs import VerificationPairs, verification_pairs
-from experiments.olr.batches import map_images
+from experiments.batches import map_images
 from lightning_modules.components.ridge_probe import probe_matrix
 from lightning_modules.disentangled_aae.block_verification import (
     block_verification,

@@ -45,9 +45,10 @@ import torch
 from torch import Tensor
 
 from datamodules.synthetic.face_factors import RENDERED_ATTRIBUTES
+from experiments.metrics_csv import epoch_series, last_value
 from experiments.olr import sections
-from experiments.olr.curves import CURVES, epoch_series, last_value, training_curves
-from experiments.olr.stage_runs import StageRun, find_stage_run
+from experiments.olr.curves import CURVES, training_curves
+from experiments.stage_runs import StageRun, find_stage_run
 from lightning_modules.olr.embedding_writer import load_embeddings
 
 __all__ = ["AnalysisOptions", "assertion_numbers", "main", "run_analysis"]

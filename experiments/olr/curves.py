@@ -8,16 +8,13 @@ parts, and the probe's label accuracy, train and validation.
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from PIL import Image
 
 from callbacks.panels import figure_to_image, new_figure
 
-__all__ = ["CURVES", "epoch_series", "last_value", "training_curves"]
+__all__ = ["CURVES", "training_curves"]
 
 CURVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "siamese": ("Siamese pair loss L_S", ("train/loss_epoch", "val/loss")),
@@ -28,29 +25,6 @@ CURVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "probe": ("Linear probe label accuracy", ("train/accuracy_epoch", "val/accuracy")),
 }
 """Per stage: panel title and the ``metrics.csv`` keys drawn in it."""
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the stage run logged no metrics")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def epoch_series(path: Path, key: str) -> tuple[list[int], list[float]]:
-    """``(epochs, values)`` of ``key`` in ``path`` (a metrics.csv): the rows that hold it."""
-    epochs, values = [], []
-    for row in _rows(path):
-        if row.get(key):
-            epochs.append(int(float(row["epoch"])))
-            values.append(float(row[key]))
-    return epochs, values
-
-
-def last_value(path: Path, key: str) -> float:
-    """The last logged value of ``key`` in ``path``; NaN when it was never logged."""
-    _, values = epoch_series(path, key)
-    return values[-1] if values else math.nan
 
 
 def training_curves(

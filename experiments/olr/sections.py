@@ -25,7 +25,7 @@ from callbacks.auroc import per_attribute_auroc
 from callbacks.image_quality.psnr import psnr
 from callbacks.image_quality.ssim import ssim
 from callbacks.panels import captioned_grid, figure_to_image, image_table, new_figure
-from experiments.olr.batches import map_images, same_outputs
+from experiments.batches import map_images, same_outputs
 from lightning_modules.olr.accuracy import majority_baseline_accuracy, per_label_accuracy
 from lightning_modules.olr.collapse import pc1_ratio
 from lightning_modules.olr.decoder import reconstruction_target

@@ -16,12 +16,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datamodules.synthetic.face_factors import NEGATIVE_CONTROLS, RENDERED_ATTRIBUTES
+from experiments.batches import map_images, same_outputs
+from experiments.metrics_csv import epoch_series, last_value
 from experiments.olr.analyze import _jsonable, assertion_numbers, markdown, parse_args
-from experiments.olr.batches import map_images, same_outputs
-from experiments.olr.curves import epoch_series, last_value, training_curves
+from experiments.olr.curves import training_curves
 from experiments.olr.sections import Editor
-from experiments.olr.stage_runs import find_stage_run
 from experiments.run_dirs import best_checkpoint
+from experiments.stage_runs import find_stage_run
 from lightning_modules.olr.edit_effects import fraction_moved, other_labels_shift, row_share
 from lightning_modules.olr.pair_figure import pair_figure
 
@@ -298,7 +299,7 @@ def test_a_module_that_started_from_a_pretrained_file_is_loaded_without_reading_
     tmp_path, monkeypatch, weights_file, expected
 ):
     from experiments.olr.analyze import _load
-    from experiments.olr.stage_runs import StageRun
+    from experiments.stage_runs import StageRun
 
     config = {
         "model": {

@@ -1,4 +1,4 @@
-"""Batched inference for the OLR analysis: one function over every image of a loader.
+"""Batched inference for the analyses (OLR, the disentangled AAE): one function over a loader.
 
 Single process, no gradients, a rich progress bar per pass; results are concatenated on the CPU
 in loader order.

@@ -1,4 +1,4 @@
-"""The finished stage runs an OLR analysis reads: their folders, checkpoints, modules and data.
+"""The finished stage runs an analysis reads (OLR, the AAE): folders, checkpoints, modules, data.
 
 A stage run is ``<root>/<name>/<timestamp>/`` as the CLI writes it (``config.yaml``,
 ``checkpoints/last.ckpt`` and, when the run monitored a metric, its best checkpoint). The newest
