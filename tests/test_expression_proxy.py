@@ -1,11 +1,15 @@
 """The [SUBST] expression labels from Smiling x Mouth_Slightly_Open: hand-checked classes and
-valence / arousal, the official column positions, the wrapped dataset, and clear errors."""
+valence / arousal, the official column positions, the wrapped dataset (also on the twin's Stage A
+items against the sidecar), and clear errors."""
 
 from __future__ import annotations
+
+import csv
 
 import pytest
 import torch
 
+from datamodules.disentangled_aae import DisentangledAAEDataModule
 from datamodules.expression_proxy import EXPRESSION_CLASSES, ExpressionFaces, expression_labels
 from datamodules.formats.celeba import ATTRIBUTE_NAMES
 
@@ -68,3 +72,26 @@ def test_errors_name_what_is_wrong():
         expression_labels(torch.zeros(2, 3), ["Smiling", "Mouth_Slightly_Open"])
     with pytest.raises(ValueError, match=r"0 or 1.*-1\.0"):  # the file's -1, not converted
         expression_labels(torch.tensor([[1, -1]]), ["Smiling", "Mouth_Slightly_Open"])
+
+
+def test_stage_a_items_gain_the_labels_of_their_image(synthetic_faces_root):
+    """On the twin: the wrapped PosedFaces items carry the classes of the sidecar's attributes."""
+    dm = DisentangledAAEDataModule(
+        root=str(synthetic_faces_root / "celeba"), image_size=16, hist_eq=False, num_workers=0
+    )
+    dm.setup("fit")
+    faces = ExpressionFaces(dm.splits["train"], dm.index.attribute_names)
+    with open(synthetic_faces_root / "celeba" / "synthetic_factors.csv") as f:
+        truth = {r["image_id"]: r for r in csv.DictReader(f)}
+    by_bits = {("0", "0"): 0, ("1", "0"): 1, ("1", "1"): 2, ("0", "1"): 3}
+    seen = set()
+    for i in range(0, len(faces), 7):
+        item = faces[i]
+        row = truth[item["image_id"]]
+        expected = by_bits[(row["Smiling"], row["Mouth_Slightly_Open"])]
+        assert item["expression"].item() == expected and item["image"].shape == (3, 16, 16)
+        valence = 0.8 if row["Smiling"] == "1" else 0.4
+        arousal = 0.7 if row["Mouth_Slightly_Open"] == "1" else 0.3
+        torch.testing.assert_close(item["valence_arousal"], torch.tensor([valence, arousal]))
+        seen.add(expected)
+    assert seen == {0, 1, 2, 3}

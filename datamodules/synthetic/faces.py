@@ -1,4 +1,5 @@
-"""Write the synthetic faces in CelebA's and FFHQ's on-disk formats (see specs/synthetic_faces.md).
+"""Write the synthetic faces in CelebA's, FFHQ's and a VoxCeleb-like clip tree's on-disk formats
+(see specs/synthetic_faces.md).
 
 ``write_synthetic_faces(out)`` produces::
 
@@ -8,11 +9,24 @@
     out/celeba/synthetic_factors.csv  synthetic_attributes.csv      (sidecars, tests only)
     out/ffhq/images1024x1024/00000/00000.png ...                    tighter framing (x1.3)
     out/ffhq/synthetic_factors.csv  synthetic_attributes.csv
+    out/vox/id00001/clip00/00000.jpg ...         the CelebA twin's clips, as a clip tree
+    out/vox/list_landmarks_align.txt              (datamodules.formats.clip_tree)
+    out/synthetic_faces.json                      what wrote the twin (ensure_twin reads it)
+
+The clip tree ``vox/`` holds the training-split identities of the CelebA twin that have clips (every
+identity of the preset: ``clips`` x ``frames`` images; not the few small identities), one folder
+``id%05d`` per identity (its CelebA identity number), ``clip%02d`` per clip and ``%05d.jpg`` per
+frame (the sidecar's ``identity``, ``clip`` and ``frame`` columns). A frame is the CelebA twin's
+JPEG itself (a hard link, else a copy: the same bytes), so a clip-tree frame and its CelebA image
+are one picture, and its landmark row is the CelebA row. Only training identities, because the
+tree serves Stage B's style source: like real VoxCeleb it must not hold the CelebA evaluation
+identities.
 
 Sidecars: ``synthetic_factors.csv`` has one row per image (image id, identity, clip, frame, split,
 pose, expression, identity traits, style, detail seed, and all 40 attributes as 0/1);
 ``synthetic_attributes.csv`` says for each attribute whether it is rendered, its level, designed
-prevalence and region box. Output bytes depend only on ``preset``, ``seed`` and ``ffhq_size``.
+prevalence and region box. Output bytes depend only on ``preset``, ``seed`` and ``ffhq_size``
+(``vox/`` frames are hard links or copies: the same bytes either way).
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.formats import celeba as celeba_format
+from datamodules.formats import clip_tree
 from datamodules.formats.ffhq import IMAGES_1024, image_relpath
 from datamodules.synthetic.face_factors import (
     ATTRIBUTE_ORDER,
@@ -73,6 +88,8 @@ __all__ = [
 FFHQ_FRAMING = 1.3
 MANIFEST_FILE = "synthetic_faces.json"  # in <out>: what wrote the twin (renderer hash, preset)
 FFHQ_FIRST_ID = 1_000_000
+LAYOUTS = ("celeba", "ffhq", "vox")  # the folders under <out>; in the manifest
+VOX_SPLITS = (0,)  # CelebA-twin splits whose identities the clip tree holds: train only
 _CHUNK = 32
 if ATTRIBUTE_ORDER != celeba_format.ATTRIBUTE_NAMES:
     raise ImportError("face_factors.ATTRIBUTE_ORDER must be CelebA's official attribute order")
@@ -108,10 +125,10 @@ def write_synthetic_faces(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Render and write the CelebA and FFHQ twins under ``out``.
+    """Render and write the CelebA and FFHQ twins and the clip tree under ``out``.
 
     Args:
-        out: output folder (``celeba/`` and ``ffhq/`` are created inside).
+        out: output folder (``celeba/``, ``ffhq/`` and ``vox/`` are created inside).
         preset: ``tiny`` (tests, seconds), ``small`` or ``default``; see :data:`PRESETS`.
         seed: the only source of randomness; the same seed gives the same bytes.
         ffhq_size: FFHQ image side; ``None`` takes the preset's (256 for tiny, else 1024).
@@ -132,8 +149,10 @@ def write_synthetic_faces(
     celeba = plan_faces(seed, cfg.identities, cfg.clips, cfg.frames, cfg.small_identities)
     ffhq = [plan_identity(seed, FFHQ_FIRST_ID + i, [1])[0] for i in range(cfg.ffhq_images)]
     with _progress(progress) as bar, _pool(workers) as pool:
-        splits = _write_celeba(out / "celeba", celeba, seed, pool, bar)
+        splits, landmarks = _write_celeba(out / "celeba", celeba, seed, pool, bar)
         _write_ffhq(out / "ffhq", ffhq, size, pool, bar)
+    clipped = cfg.identities * cfg.clips * cfg.frames  # the first records; the rest are small
+    vox = _write_vox(out / "vox", out / "celeba", celeba[:clipped], landmarks, splits)
     (out / MANIFEST_FILE).write_text(json.dumps(twin_fingerprint(preset, seed, size), indent=2))
     return {
         "preset": preset,
@@ -145,12 +164,16 @@ def write_synthetic_faces(
             "split_identities": [sum(s == k for s in splits.values()) for k in range(3)],
         },
         "ffhq": {"root": str(out / "ffhq"), "images": len(ffhq), "size": size},
+        "vox": {"root": str(out / "vox"), **vox},
         "seconds": round(time.perf_counter() - start, 2),
     }
 
 
-def _write_celeba(root: Path, records: list[FaceRecord], seed: int, pool, bar) -> dict:
-    """Images, the five official annotation files and the sidecars; returns identity -> split."""
+def _write_celeba(
+    root: Path, records: list[FaceRecord], seed: int, pool, bar
+) -> tuple[dict[int, int], torch.Tensor]:
+    """Images, the five official annotation files and the sidecars; returns identity -> split
+    and the (N, 10) landmarks written."""
     image_dir = root / celeba_format.IMAGE_DIR
     image_dir.mkdir(parents=True, exist_ok=True)
     names = [celeba_format.image_name(i + 1) for i in range(len(records))]
@@ -170,7 +193,35 @@ def _write_celeba(root: Path, records: list[FaceRecord], seed: int, pool, bar) -
     celeba_format.write_landmarks(root / celeba_format.LANDMARK_FILE, names, geometry[:, :10])
     celeba_format.write_bboxes(root / celeba_format.BBOX_FILE, names, geometry[:, 10:])
     _write_sidecars(root, names, records, [splits[r.identity_id] for r in records])
-    return splits
+    return splits, geometry[:, :10]
+
+
+def _write_vox(
+    root: Path,
+    celeba: Path,
+    records: list[FaceRecord],
+    landmarks: torch.Tensor,
+    splits: dict[int, int],
+) -> dict:
+    """The clip tree of ``records`` (the CelebA twin's first images, in order) whose identities
+    are in ``VOX_SPLITS``: links to the CelebA JPEGs and their landmark rows; returns counts."""
+    keep = [i for i, r in enumerate(records) if splits[r.identity_id] in VOX_SPLITS]
+    image_dir = celeba / celeba_format.IMAGE_DIR
+    sources = [image_dir / celeba_format.image_name(i + 1) for i in keep]
+    paths = [
+        clip_tree.frame_path(
+            f"id{records[i].identity_id:05d}",
+            f"clip{records[i].clip:02d}",
+            f"{records[i].frame:05d}",
+        )
+        for i in keep
+    ]
+    clip_tree.write_clip_tree(root, sources, paths, landmarks[keep])
+    return {
+        "images": len(keep),
+        "identities": len({records[i].identity_id for i in keep}),
+        "clips": len({(records[i].identity_id, records[i].clip) for i in keep}),
+    }
 
 
 def _write_ffhq(root: Path, records: list[FaceRecord], size: int, pool, bar) -> None:
@@ -265,11 +316,18 @@ def _progress(enabled: bool) -> Progress | LineProgress:
 
 
 def twin_fingerprint(preset: str, seed: int, ffhq_size: int | None = None) -> dict:
-    """What a written twin depends on: preset, seed, FFHQ size and a hash of the renderer's code."""
+    """What a written twin depends on: preset, seed, FFHQ size, the layouts written and a hash of
+    the renderer's code (a twin written before ``vox/`` existed differs, so it is rewritten)."""
     sources = sorted(Path(__file__).parent.glob("face*.py"))
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     size = ffhq_size or PRESETS[preset].ffhq_size
-    return {"preset": preset, "seed": seed, "ffhq_size": size, "renderer_sha256": digest}
+    return {
+        "preset": preset,
+        "seed": seed,
+        "ffhq_size": size,
+        "layouts": list(LAYOUTS),
+        "renderer_sha256": digest,
+    }
 
 
 def ensure_twin(root: Path, layout: str, preset: str, seed: int, present: bool) -> None:
