@@ -118,3 +118,49 @@ def test_bad_settings_and_missing_landmarks_are_refused(synthetic_faces_root, tm
     dm = DisentangledAAEDataModule(root=str(copy), num_workers=0)
     with pytest.raises(Exception, match="list_landmarks_align_celeba.txt"):
         dm.setup("fit")
+
+
+def _stage_b(root, style_source: str, **kwargs) -> DisentangledAAEDataModule:
+    args = {
+        "image_size": 32,
+        "hist_eq": False,
+        "batch_size": 8,
+        "num_workers": 0,
+        "stage": "disentangle",
+        "identities_per_batch": 4,
+        "images_per_identity": 4,
+        "persons_per_batch": 2,
+        "clips_per_person": 2,
+        "frames_per_clip": 4,
+        "style_source": style_source,
+        "rounds_per_epoch": 2,
+    } | kwargs
+    dm = DisentangledAAEDataModule(root=str(root / "celeba"), **args)
+    dm.setup("fit")
+    return dm
+
+
+@pytest.mark.parametrize("style_source", ["pseudo_clips", "clip_tree"])
+def test_stage_b_serves_the_three_label_sources_in_turn(synthetic_faces_root, style_source):
+    dm = _stage_b(synthetic_faces_root, style_source)
+    batches = list(dm.train_dataloader())
+    assert [b["source"][0] for b in batches] == ["identity", "expression", "style"] * 2
+    assert all(len(set(b["source"])) == 1 and b["image"].shape == (16, 3, 32, 32) for b in batches)
+    identity, expression, style = batches[:3]
+    ids = identity["identity"].view(4, 4)  # 4 persons x 4 images, person by person
+    assert (ids == ids[:, :1]).all() and len(set(ids[:, 0].tolist())) == 4
+    assert expression["expression"].shape == (16,)
+    assert expression["valence_arousal"].shape == (16, 2)
+    smiling = expression["attributes"][:, dm.index.attribute_names.index("Smiling")]
+    assert torch.equal(expression["valence_arousal"][:, 0] == 0.8, smiling == 1)
+    persons = style["identity"].view(2, 8)
+    clips = style["clip"].view(2, 2, 4)
+    assert (persons == persons[:, :1]).all() and persons[0, 0] != persons[1, 0]
+    assert (clips == clips[..., :1]).all() and (clips[:, 0, 0] != clips[:, 1, 0]).all()
+    assert all(b["pose"].shape == (16, 3) for b in batches)
+    assert dm.stage == "disentangle"
+
+
+def test_stage_b_needs_equal_source_batches(synthetic_faces_root):
+    with pytest.raises(ValueError, match="must agree"):
+        DisentangledAAEDataModule(root="x", stage="joint", identities_per_batch=4)

@@ -220,8 +220,8 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
     # --- setup -----------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        """Check the image size against the data; compute the mean train image once."""
-        check_datamodule(self, {"image_size": self.hparams.image_size})
+        """Check the image size and stage against the data; compute the mean train image once."""
+        check_datamodule(self, {"image_size": self.hparams.image_size, "stage": self.hparams.stage})
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "predict" or datamodule is None or self.mean_image_count > 0:
             return

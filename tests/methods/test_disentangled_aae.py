@@ -124,3 +124,60 @@ def test_image_size_must_match_the_data(synthetic_faces_root, tmp_path):
     model = DisentangledAAE(**(TINY | {"image_size": 64}))
     with pytest.raises(ValueError, match="image_size"):
         _trainer(tmp_path).fit(model, _data(synthetic_faces_root))
+
+
+def _label_data(root, stage: str) -> DisentangledAAEDataModule:
+    return DisentangledAAEDataModule(
+        root=str(root / "celeba"), image_size=32, hist_eq=False, batch_size=16, num_workers=0,
+        stage=stage, identities_per_batch=4, images_per_identity=4, persons_per_batch=2,
+        clips_per_person=2, frames_per_clip=4, rounds_per_epoch=1,
+    )  # fmt: skip
+
+
+PHI_TINY = TINY | {"phi_hidden": (32,)}
+
+
+def _snapshot(model) -> dict[str, dict[str, torch.Tensor]]:
+    nets = (*PLAYERS, "phi", "phi_inverse")
+    return {n: {k: v.clone() for k, v in getattr(model, n).state_dict().items()} for n in nets}
+
+
+def _changed(before, model) -> set[str]:
+    return {
+        net
+        for net, state in before.items()
+        if any(not torch.equal(v, getattr(model, net).state_dict()[k]) for k, v in state.items())
+    }
+
+
+def test_stage_b_trains_phi_only_and_stage_c_everything(synthetic_faces_root, tmp_path):
+    torch.manual_seed(0)
+    stage_b = DisentangledAAE(**(PHI_TINY | {"stage": "disentangle"}))
+    assert not any(p.requires_grad for p in stage_b.encoder.parameters())
+    before = _snapshot(stage_b)
+    trainer = _trainer(tmp_path, batches=3)
+    trainer.fit(stage_b, _label_data(synthetic_faces_root, "disentangle"))
+    assert _changed(before, stage_b) == {"phi", "phi_inverse"}  # E, G frozen (BN stats too)
+    assert not stage_b.encoder.training and stage_b.phi.training
+    for name in ("phi_total", "phi_rec", "phi_cyc", "phi_pose", "phi_identity"):
+        assert torch.isfinite(trainer.callback_metrics[f"train/{name}"]), name
+    for name in ("rmse_phi", "phi_rec_ratio", "pose_mae_deg"):
+        assert trainer.callback_metrics[f"val/{name}"] > 0, name
+
+    stage_c = DisentangledAAE(**(PHI_TINY | {"stage": "joint"}))
+    stage_c.load_state_dict(stage_b.state_dict())
+    before = _snapshot(stage_c)
+    trainer = _trainer(tmp_path, batches=3)
+    trainer.fit(stage_c, _label_data(synthetic_faces_root, "joint"))
+    assert _changed(before, stage_c) == set(before)
+    assert torch.isfinite(trainer.callback_metrics["train/loss_eg"])
+    groups = stage_c.configure_optimizers()[0].param_groups
+    assert [(g["lr"], g["betas"]) for g in groups] == [(1e-3, (0.0, 0.999)), (1e-4, (0.9, 0.999))]
+
+
+def test_stage_must_match_the_data_and_factor_sizes_the_latent(synthetic_faces_root, tmp_path):
+    model = DisentangledAAE(**(PHI_TINY | {"stage": "disentangle"}))
+    with pytest.raises(ValueError, match="stage"):
+        _trainer(tmp_path).fit(model, _data(synthetic_faces_root))
+    with pytest.raises(ValueError, match="factor_sizes"):
+        DisentangledAAE(**(TINY | {"factor_sizes": (3, 32, 32, 30)}))
