@@ -48,6 +48,7 @@ import torch
 from lightning import LightningModule
 from torch import Tensor
 from torch.optim import Adam, Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from callbacks import keys
 from lightning_modules.components.adversarial_update import network_update
@@ -127,6 +128,8 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         style_triplet: ``same_clip_pos`` (positive from the anchor's clip, negative from another
             clip of the person; the spec's decision 1) or ``literal`` (the text as printed).
         cycle_attrs: Cycle one factor drawn per iteration (``random``) or every factor (``all``).
+        cosine_decay: Decay every learning rate to zero along a cosine over the run's epochs
+            (not in the paper, whose rates are constant; for short CPU runs).
         seed: Seed of the permutations and triplet draws (with the step and the rank).
     """
 
@@ -156,6 +159,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         lambda_l: float = 0.25,
         style_triplet: Literal["same_clip_pos", "literal"] = "same_clip_pos",
         cycle_attrs: Literal["random", "all"] = "random",
+        cosine_decay: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -260,9 +264,25 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, batch_idx, "test")
 
-    def configure_optimizers(self) -> tuple[Optimizer, ...]:
+    def on_train_epoch_end(self) -> None:
+        """Step the cosine schedules (``cosine_decay``), once per epoch."""
+        for scheduler in _as_tuple(self.lr_schedulers() or ()):
+            scheduler.step()
+
+    def configure_optimizers(self) -> tuple[Optimizer, ...] | tuple[list, list]:
         """Adam per player. Stage A: E + G, D_z, D_x. Stage B: Phi + Phi^-1. Stage C: one Adam
-        with the groups E + G (Stage A's settings) and Phi + Phi^-1 (Stage B's), D_z, D_x."""
+        with the groups E + G (Stage A's settings) and Phi + Phi^-1 (Stage B's), D_z, D_x. With
+        ``cosine_decay`` each gets a cosine schedule to zero over ``trainer.max_epochs``."""
+        optimizers = self._optimizers()
+        if not self.hparams.cosine_decay:
+            return optimizers
+        epochs = self.trainer.max_epochs
+        if epochs is None or epochs < 1:
+            raise ValueError("cosine_decay needs trainer.max_epochs >= 1 (the schedule's length)")
+        schedulers = [CosineAnnealingLR(opt, T_max=epochs) for opt in optimizers]
+        return list(optimizers), schedulers
+
+    def _optimizers(self) -> tuple[Optimizer, ...]:
         hp = self.hparams
         ae = {"lr": hp.lr, "betas": tuple(hp.betas)}
         phi = {"lr": hp.phi_lr, "betas": tuple(hp.phi_betas)}

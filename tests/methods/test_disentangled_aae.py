@@ -181,3 +181,15 @@ def test_stage_must_match_the_data_and_factor_sizes_the_latent(synthetic_faces_r
         _trainer(tmp_path).fit(model, _data(synthetic_faces_root))
     with pytest.raises(ValueError, match="factor_sizes"):
         DisentangledAAE(**(TINY | {"factor_sizes": (3, 32, 32, 30)}))
+
+
+def test_cosine_decay_takes_every_rate_to_zero_over_the_epochs(synthetic_faces_root, tmp_path):
+    model = DisentangledAAE(**(TINY | {"cosine_decay": True}))
+    trainer = _trainer(tmp_path, batches=1, max_epochs=2, limit_val_batches=0)
+    trainer.fit(model, _data(synthetic_faces_root))
+    rates = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+    assert len(rates) == 3 and all(rate == pytest.approx(0.0, abs=1e-12) for rate in rates)
+    halfway = DisentangledAAE(**(TINY | {"cosine_decay": True}))
+    trainer = _trainer(tmp_path, batches=1, max_epochs=4, limit_val_batches=0, max_steps=6)
+    trainer.fit(halfway, _data(synthetic_faces_root))  # 2 of 4 epochs: cos(pi / 2) -> lr / 2
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(TINY["lr"] / 2)
