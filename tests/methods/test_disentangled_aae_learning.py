@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import stage_chain
 import torch
 from ddp_runs import clean_env, run_processes
 from factor_oracle import read_factors, train_oracle
@@ -54,24 +55,8 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_stage(chain: dict[str, Path], stage: str) -> Path:
-    """``python -m experiments run`` of ``experiments/disentangled_aae/synthetic_<stage>.yaml``;
-    its run folder."""
-    name = f"disentangled_aae/synthetic_{stage}"
-    args = [
-        "run",
-        *("--config", str(REPO / "experiments" / "_base.yaml")),
-        *("--config", str(REPO / "experiments" / "disentangled_aae" / f"synthetic_{stage}.yaml")),
-        f"--data.init_args.root={chain['data']}",
-        "--data.init_args.synthetic=null",
-        f"--run.root={chain['runs']}",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-    ]
-    command = [sys.executable, "-m", "experiments", *args]
-    env = clean_env({"OMP_NUM_THREADS": "2"})
-    run_processes([(name, command, env)], timeout=STAGE_TIMEOUT_S)
-    (folder,) = (chain["runs"] / name).iterdir()
-    return folder
+    """``experiments/disentangled_aae/synthetic_<stage>.yaml`` on this chain."""
+    return stage_chain.run_stage(chain, "disentangled_aae", stage, timeout=STAGE_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

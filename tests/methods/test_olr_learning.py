@@ -20,13 +20,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import pytest
+import stage_chain
 import torch
-from ddp_runs import clean_env, run_processes
 
 from datamodules.synthetic.face_factors import NEGATIVE_CONTROLS
 from lightning_modules.olr.embedding_writer import load_embeddings
@@ -56,27 +54,12 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_stage(chain: dict[str, Path], stage: str, *extra: str, name: str | None = None) -> Path:
-    """``python -m experiments run`` of ``experiments/olr/synthetic_<stage>.yaml`` (run name
-    ``name``, default its own); its run folder."""
-    name = name or f"olr/synthetic_{stage}"
-    args = [
-        "run",
-        *("--config", str(REPO / "experiments" / "_base.yaml")),
-        *("--config", str(REPO / "experiments" / "olr" / f"synthetic_{stage}.yaml")),
-        f"--data.init_args.root={chain['data']}",
-        "--data.init_args.synthetic=null",
-        f"--run.root={chain['runs']}",
-        f"--run.name={name}",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        *extra,
-    ]
-    command = [sys.executable, "-m", "experiments", *args]
-    controls = os.pathsep.join([str(REPO), str(Path(__file__).parent)])  # olr_controls
-    env = clean_env({"OMP_NUM_THREADS": "2", "PYTHONPATH": controls})
-    run_processes([(name, command, env)], timeout=STAGE_TIMEOUT_S)
-    (folder,) = (chain["runs"] / name).iterdir()
-    return folder
+    """``experiments/olr/synthetic_<stage>.yaml`` on this chain (``tests/stage_chain.py``); the
+    controls' modules (``olr_controls``) importable in the run."""
+    controls = (Path(__file__).parent,)
+    return stage_chain.run_stage(
+        chain, "olr", stage, *extra, name=name, timeout=STAGE_TIMEOUT_S, pythonpath=controls
+    )
 
 
 def logged(run_dir: Path, key: str) -> float:

@@ -1,0 +1,51 @@
+"""One stage of a method's synthetic pipeline, run as ``make experiment`` runs it, for the slow
+learning tests (OLR, the disentangled AAE).
+
+``run_stage`` runs ``python -m experiments run`` with ``experiments/_base.yaml`` and
+``experiments/<method>/synthetic_<stage>.yaml`` in a subprocess, on the chain's twin
+(``chain["data"]``, the twin not rewritten) and under the chain's run root (``chain["runs"]``), so
+each ``best:<method>/synthetic_<stage>`` of a later stage loads this chain's run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ddp_runs import clean_env, run_processes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_stage(
+    chain: Mapping[str, Path],
+    method: str,
+    stage: str,
+    *extra: str,
+    name: str | None = None,
+    timeout: float = 900.0,
+    pythonpath: Sequence[Path] = (),
+) -> Path:
+    """Run ``experiments/<method>/synthetic_<stage>.yaml`` (run name ``name``, default
+    ``<method>/synthetic_<stage>``) with the ``extra`` overrides; its run folder."""
+    name = name or f"{method}/synthetic_{stage}"
+    args = [
+        "run",
+        *("--config", str(REPO / "experiments" / "_base.yaml")),
+        *("--config", str(REPO / "experiments" / method / f"synthetic_{stage}.yaml")),
+        f"--data.init_args.root={chain['data']}",
+        "--data.init_args.synthetic=null",
+        f"--run.root={chain['runs']}",
+        f"--run.name={name}",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
+    command = [sys.executable, "-m", "experiments", *args]
+    path = os.pathsep.join(dict.fromkeys(map(str, (REPO, *pythonpath))))
+    env = clean_env({"OMP_NUM_THREADS": "2", "PYTHONPATH": path})
+    run_processes([(name, command, env)], timeout=timeout)
+    (folder,) = (chain["runs"] / name).iterdir()
+    return folder
