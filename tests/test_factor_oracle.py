@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from factor_oracle import (
     CANDIDATE_GROUPS,
     FACTOR_GROUPS,
     MIRRORED_COLUMNS,
+    FactorOracle,
     load_crops,
     mirror_targets,
     read_factors,
@@ -28,7 +30,10 @@ from factor_oracle import (
     render_crops,
     train_oracle,
 )
+from PIL import Image
+from torch import nn
 
+from datamodules.disentangled_aae import DisentangledAAEDataModule
 from datamodules.synthetic.face_factors import DetailCode, Expression, Identity, Pose, Style
 from datamodules.synthetic.face_render import render
 from datamodules.synthetic.face_sampling import plan_faces
@@ -197,6 +202,69 @@ def test_train_oracle_refuses_bad_settings(synthetic_faces_root, tmp_path):
     with pytest.raises(ValueError, match="synthetic_faces.json"):
         (tmp_path / "celeba").mkdir()
         train_oracle(tmp_path / "celeba", epochs=1, seed=0)
+
+
+def test_32_px_crops_are_the_aae_input_and_a_resized_face_crop(synthetic_faces_root):
+    root = synthetic_faces_root / "celeba"
+    data = DisentangledAAEDataModule(str(root), image_size=32, hist_eq=False)
+    data.setup()
+    items = [data.splits["test"][i] for i in range(3)]
+    crops = load_crops(root, [item["image_id"] for item in items], image_size=32)
+    assert crops.shape == (3, 3, 32, 32)
+    # what the AAE's 32 px tier is fed (its test split is not mirrored)
+    torch.testing.assert_close(crops, torch.stack([item["image"] for item in items]))
+    # and independently: the 128 px box at x=25, y=45 of the JPEG, antialiased to 32 px in float
+    # (the transform resizes in uint8 with fixed-point weights: measured 0.8 of a level apart, a
+    # level being 2/255 in [-1, 1]; a box one pixel lower or to the right is 41 or 44 levels off)
+    with Image.open(root / "img_align_celeba" / items[0]["image_id"]) as image:
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"))[45:173, 25:153].copy())
+    face = pixels.permute(2, 0, 1)[None].double()  # (1, 3, 128, 128) in 0..255
+    small = F.interpolate(face, size=(32, 32), mode="bilinear", antialias=True)[0]
+    torch.testing.assert_close(crops[0].double(), small / 127.5 - 1, atol=2 / 255, rtol=0)
+    # the same pixels from a fresh render of the first planned face
+    preset = PRESETS["tiny"]
+    records = plan_faces(0, preset.identities, preset.clips, preset.frames)[:1]
+    first = load_crops(root, [_sidecar(root)[0]["image_id"]], image_size=32)
+    torch.testing.assert_close(render_crops(records, image_size=32), first, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="image_size"):
+        load_crops(root, ["000001.jpg"], image_size=0)
+
+
+def test_oracle_pools_to_four_by_four_at_both_sizes():
+    groups = {"pose": ("yaw", "pitch", "roll")}
+    # 64 px: every block pools, 64 -> 32 -> 16 -> 8 -> 4; 32 px: the first block keeps the size,
+    # 32 -> 32 -> 16 -> 8 -> 4. Either way 2 * width channels on 4 x 4 cells reach the head.
+    for size, pools in ((64, 4), (32, 3)):
+        oracle = FactorOracle(groups, width=8, image_size=size)
+        assert sum(isinstance(m, nn.MaxPool2d) for m in oracle.modules()) == pools
+        features = oracle.features(torch.zeros(2, 3, size, size))
+        assert features.shape == (2, 16, 4, 4)
+        assert oracle.head[1].in_features == 16 * 4 * 4
+        assert oracle(torch.zeros(2, 3, size, size)).shape == (2, 3)
+        other = {64: 32, 32: 64}[size]
+        with pytest.raises(ValueError, match=f"\\(B, 3, {size}, {size}\\)"):
+            oracle(torch.zeros(2, 3, other, other))
+    for size in (16, 48, 128):
+        with pytest.raises(ValueError, match=f"image_size must be one of .* got {size}"):
+            FactorOracle(groups, image_size=size)
+
+
+def test_32_px_oracle_has_its_own_cache_file(synthetic_faces_root, tmp_path):
+    root = synthetic_faces_root / "celeba"
+    settings = {"epochs": 1, "seed": 0, "cache_dir": tmp_path, "groups": {"pose": ("yaw",)}}
+    oracle, report = train_oracle(root, **settings, image_size=32)
+    assert oracle.image_size == 32 and math.isfinite(report["r2"]["yaw"])
+    assert report["train_images"] == sum(s == 0 for s in _partition(root).values())
+    images = load_crops(root, ["000001.jpg", "000002.jpg"], image_size=32)
+    again, report_again = train_oracle(root, **settings, image_size=32)
+    assert report_again == report and again.image_size == 32  # loaded, not retrained
+    torch.testing.assert_close(again.read(images)["pose"], oracle.read(images)["pose"])
+    # the same settings at 64 px train afresh into a second file
+    other, _ = train_oracle(root, **settings)
+    assert other.image_size == 64
+    assert len(list(tmp_path.glob("factor_oracle-*.pt"))) == 2
+    with pytest.raises(ValueError, match="image_size"):
+        train_oracle(root, epochs=1, seed=0, image_size=48)
 
 
 # The slow test's oracle: the twin's 4,750 train images plus 9,000 fresh renders, 5 epochs, batch
