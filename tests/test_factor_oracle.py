@@ -267,12 +267,32 @@ def test_32_px_oracle_has_its_own_cache_file(synthetic_faces_root, tmp_path):
         train_oracle(root, epochs=1, seed=0, image_size=48)
 
 
-# The slow test's oracle: the twin's 4,750 train images plus 9,000 fresh renders, 5 epochs, batch
-# 32. On one thread of this 2-core machine (shared with another job) 4 minutes: 1 to load and
-# render, 3 to train; later runs load it from the cache in seconds. The twin alone (15 epochs,
+# The slow tests' oracles: the twin's 4,750 train images plus 9,000 fresh renders, 5 epochs,
+# batch 32. On one thread of this 2-core machine (shared with another job) 4 minutes at 64 px: 1
+# to load and render, 3 to train (3 minutes at 32 px, half a minute of it loading and rendering);
+# later runs load each from its cache file in seconds. At 64 px the twin alone (15 epochs,
 # the same budget) read identity far worse (R^2 < 0 for most traits: its 240 train identities
 # are memorised, not measured) and missed the pose bound (yaw MAE 3.0 deg).
 SMALL_SETTINGS = {"epochs": 5, "seed": 0, "fresh_images": 9000}
+
+
+def _small_twin_report(image_size: int) -> dict:
+    """The slow tests' oracle report at one size, trained once per twin and cached beside it."""
+    root = REPO / "data" / "synthetic_faces_small"
+    present = (root / "celeba" / "list_attr_celeba.txt").is_file()
+    ensure_twin(root / "celeba", "celeba", "small", 0, present)  # minutes, once, if missing
+    settings = {**SMALL_SETTINGS, "image_size": image_size}
+    _, report = train_oracle(root / "celeba", cache_dir=root, **settings)
+    assert report["test_images"] == 660
+    return report
+
+
+def _assert_readable(report: dict, group_bounds: dict[str, float]) -> None:
+    """The spec's pose bound, each group's R^2 over its bound and every column readable."""
+    assert max(report["pose_mae_deg"].values()) < 3.0, report["pose_mae_deg"]  # spec
+    for group, bound in group_bounds.items():
+        assert report["group_r2"][group] > bound, (group, report["r2"])
+    assert min(report["r2"].values()) > 0.5, report["r2"]  # every column is readable
 
 
 @pytest.mark.slow
@@ -284,14 +304,21 @@ def test_oracle_meets_the_spec_precondition_on_the_small_twin():
     a margin under the measured level instead of the spec's 0.9: the four readable traits reach
     0.66-0.88; the geometric traits FACTOR_GROUPS leaves out stay near 0 at 64 px in this budget.
     """
-    root = REPO / "data" / "synthetic_faces_small"
-    present = (root / "celeba" / "list_attr_celeba.txt").is_file()
-    ensure_twin(root / "celeba", "celeba", "small", 0, present)  # minutes, once, if missing
-    _, report = train_oracle(root / "celeba", cache_dir=root, **SMALL_SETTINGS)
-    assert report["test_images"] == 660
-    assert max(report["pose_mae_deg"].values()) < 3.0, report["pose_mae_deg"]  # spec
-    assert report["group_r2"]["pose"] > 0.9, report["group_r2"]
-    assert report["group_r2"]["identity"] > 0.7, report["r2"]  # spec: 0.9, out of reach
-    assert report["group_r2"]["expression"] > 0.75, report["r2"]
-    assert report["group_r2"]["style"] > 0.9, report["r2"]
-    assert min(report["r2"].values()) > 0.5, report["r2"]  # every column is readable
+    report = _small_twin_report(64)
+    # identity: the spec's 0.9 is out of reach
+    _assert_readable(report, {"pose": 0.9, "identity": 0.7, "expression": 0.75, "style": 0.9})
+
+
+@pytest.mark.slow
+def test_32_px_oracle_meets_the_spec_pose_bound_on_the_small_twin():
+    """The AAE's CPU tier runs at 32 px; the same budget and columns as at 64 px.
+
+    Measured (seed 0, test split, one CPU thread, 3 minutes): pose MAE 2.01 / 1.66 / 1.16 deg,
+    group R^2 pose 0.95, identity 0.74, expression 0.84, style 0.94; every column of
+    ``FACTOR_GROUPS`` stays readable (lowest: id_eye_size 0.65, id_face_width 0.66), so one set
+    of groups serves both sizes. Each bound is a little under the 32 px measurement; they come
+    out as the 64 px test's (identity by the least margin: 0.74 against 0.7; the spec's 0.9 is
+    out of reach).
+    """
+    report = _small_twin_report(32)
+    _assert_readable(report, {"pose": 0.9, "identity": 0.7, "expression": 0.75, "style": 0.9})
