@@ -5,10 +5,10 @@ ask it which pose, identity, expression and style a decoded image shows.
 It reads the twin's sidecar ``<root>/celeba/synthetic_factors.csv`` (tests only), z-scores every
 factor column with the train split's statistics, and regresses all columns of the four groups
 from the AAE's CPU-tier input: the 128 x 128 face crop at (x=25, y=45) of the 178 x 218 image
-(``CROP_BOXES["face128"]``) resized to 64 x 64, in [-1, 1]. It trains on the official train
-split, optionally with fresh in-memory renders of new identities (the twin's ~240 train
-identities are too few to learn identity traits from, see :func:`train_oracle`), and is scored
-on the test split (identity-disjoint on the twin).
+(``CROP_BOXES["face128"]``) resized to ``image_size`` (64 or 32 px, the AAE's two CPU tiers), in
+[-1, 1]. It trains on the official train split, optionally with fresh in-memory renders of new
+identities (the twin's ~240 train identities are too few to learn identity traits from, see
+:func:`train_oracle`), and is scored on the test split (identity-disjoint on the twin).
 
 Column choices (only continuous factors; flags and category names are left out):
 
@@ -51,6 +51,7 @@ from datamodules.synthetic.faces import MANIFEST_FILE, twin_fingerprint
 __all__ = [
     "CANDIDATE_GROUPS",
     "FACTOR_GROUPS",
+    "IMAGE_SIZES",
     "MIRRORED_COLUMNS",
     "FactorOracle",
     "load_crops",
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 SIDECAR_FILE = "synthetic_factors.csv"
-IMAGE_SIZE = 64
+IMAGE_SIZES = (32, 64)  # the AAE's CPU tiers; the oracle pools either to a 4 x 4 map
 ORACLE_VERSION = 1  # bump when training changes in a way the settings do not show
 FRESH_FIRST_ID = 10_000_000  # fresh identities' ids: far from the twin's CelebA and FFHQ ids
 JPEG_SETTINGS = {"quality": 95, "subsampling": 0}  # as the twin writer saves its CelebA images
@@ -104,34 +105,38 @@ CANDIDATE_GROUPS: dict[str, tuple[str, ...]] = {
         "style_accessory_hue_sin",
     ),
 }
-# Held-out R^2 per column on the small twin's test split (660 images) of the oracle the slow test
-# trains (twin train split + 9,000 fresh renders, 5 epochs, batch 32, seed 0, ~4 min on one
-# CPU thread). Left out as unreadable at 64 px in a CPU budget (R^2 < 0.5; exploration runs over
-# all of CANDIDATE_GROUPS, twin + 7,000 renders, 5 epochs, batch 64): id_jaw -0.09 (for women
-# 0.05 * jaw: almost no visible effect), the small geometric traits id_eye_spacing -0.02,
-# id_nose_length -0.06, id_nose_width -0.05, id_mouth_width -0.03, id_lip_size -0.05 (ranges of
-# 1-3 px at 64 px, masked by yaw foreshortening, head scale, Big_Nose, Big_Lips and smiling),
-# id_face_aspect 0.36 and id_hair_shade 0.43 (0.48 and 0.57 with 12,000 renders and 6 epochs:
-# more training helps), style_clothes_hue_* (the clothes lie below the crop) and
-# style_accessory_hue_* (seen only on the rare hats, glasses and makeup), all about 0.
+# Held-out R^2 per column on the small twin's test split (660 images) of the oracles the slow
+# tests train (twin train split + 9,000 fresh renders, 5 epochs, batch 32, seed 0, on one CPU
+# thread ~4 min at 64 px, ~3 at 32 px), given as "64 px | 32 px". Left out as unreadable at 64 px
+# in a CPU budget (R^2 < 0.5; exploration runs over all of CANDIDATE_GROUPS, twin + 7,000
+# renders, 5 epochs, batch 64): id_jaw -0.09 (for women 0.05 * jaw: almost no visible effect),
+# the small geometric traits id_eye_spacing -0.02, id_nose_length -0.06, id_nose_width -0.05,
+# id_mouth_width -0.03, id_lip_size -0.05 (ranges of 1-3 px at 64 px, masked by yaw
+# foreshortening, head scale, Big_Nose, Big_Lips and smiling), id_face_aspect 0.36 and
+# id_hair_shade 0.43 (0.48 and 0.57 with 12,000 renders and 6 epochs: more training helps),
+# style_clothes_hue_* (the clothes lie below the crop) and style_accessory_hue_* (seen only on the
+# rare hats, glasses and makeup), all about 0. At 32 px (all of CANDIDATE_GROUPS, the slow test's
+# budget) the same columns stay unreadable (id_face_aspect 0.44, id_hair_shade 0.45, the others
+# -0.10 to 0.00) and every column below stays readable, so both sizes share these groups.
 FACTOR_GROUPS: dict[str, tuple[str, ...]] = {
-    "pose": ("yaw", "pitch", "roll"),  # 0.97, 0.95, 0.95; MAE 1.9, 1.5, 1.1 deg
+    "pose": ("yaw", "pitch", "roll"),  # 0.97, 0.95, 0.95 | 0.97, 0.94, 0.95
+    # pose MAE: 1.9, 1.5, 1.1 deg | 2.0, 1.7, 1.2 deg
     "identity": (
-        "id_face_width",  # 0.66
-        "id_skin_tone",  # 0.88 (Pale_Skin hides it for 5% of identities)
-        "id_eye_size",  # 0.75
-        "id_iris_hue",  # 0.80
+        "id_face_width",  # 0.66 | 0.66
+        "id_skin_tone",  # 0.88 | 0.88 (Pale_Skin hides it for 5% of identities)
+        "id_eye_size",  # 0.75 | 0.65
+        "id_iris_hue",  # 0.80 | 0.77
     ),
-    "expression": ("valence", "arousal"),  # 0.81, 0.90
+    "expression": ("valence", "arousal"),  # 0.81, 0.90 | 0.80, 0.88
     "style": (
-        "style_bg_hue_cos",  # 0.99
-        "style_bg_hue_sin",  # 0.99
-        "style_bg_gradient_x",  # 0.97
-        "style_bg_gradient_y",  # 0.88
-        "style_bg_strength",  # 0.91 (also darkens the gradient's second colour)
-        "style_light_x",  # 0.97
-        "style_light_y",  # 0.95
-        "style_light_strength",  # 0.88
+        "style_bg_hue_cos",  # 0.99 | 0.99
+        "style_bg_hue_sin",  # 0.99 | 0.99
+        "style_bg_gradient_x",  # 0.97 | 0.97
+        "style_bg_gradient_y",  # 0.88 | 0.87
+        "style_bg_strength",  # 0.91 | 0.90 (also darkens the gradient's second colour)
+        "style_light_x",  # 0.97 | 0.96
+        "style_light_y",  # 0.95 | 0.96
+        "style_light_strength",  # 0.88 | 0.89
     ),
 }
 MIRRORED_COLUMNS = frozenset({"yaw", "roll", "style_bg_gradient_x", "style_light_x"})
@@ -201,37 +206,46 @@ def read_factors(
     return image_ids, factors, stats
 
 
-def load_crops(celeba_root: str | Path, image_ids: list[str]) -> Tensor:
-    """The oracle's (and the AAE CPU tier's) input: (N, 3, 64, 64) float in [-1, 1].
+def load_crops(celeba_root: str | Path, image_ids: list[str], image_size: int = 64) -> Tensor:
+    """The oracle's (and the AAE CPU tier's) input: (N, 3, S, S) float in [-1, 1].
 
     Args:
         celeba_root: The twin's ``celeba`` folder.
         image_ids: File names under ``img_align_celeba/``.
+        image_size: Side S the 128 px face crop is resized to (bilinear, antialiased).
     """
-    transform = square_transform(IMAGE_SIZE, normalize="signed")
-    images = torch.empty(len(image_ids), 3, IMAGE_SIZE, IMAGE_SIZE)
+    transform = _crop_transform(image_size)
+    images = torch.empty(len(image_ids), 3, image_size, image_size)
     for i, name in enumerate(image_ids):
         images[i] = _crop(read_rgb(Path(celeba_root) / IMAGE_DIR / name), transform)
     return images
 
 
+def _crop_transform(image_size: int) -> Callable[[Tensor], Tensor]:
+    """The AAE data's resize and [-1, 1] scaling, for a face crop of side ``image_size``."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    return square_transform(image_size, normalize="signed")
+
+
 def _crop(image: Tensor, transform: Callable[[Tensor], Tensor]) -> Tensor:
-    """uint8 (3, 218, 178) aligned image -> float (3, 64, 64) face crop in [-1, 1]."""
+    """uint8 (3, 218, 178) aligned image -> float (3, S, S) face crop in [-1, 1]."""
     top, left, height, width = CROP_BOXES["face128"]
     return transform(image[:, top : top + height, left : left + width])
 
 
-def render_crops(records: list[FaceRecord]) -> Tensor:
+def render_crops(records: list[FaceRecord], image_size: int = 64) -> Tensor:
     """Render planned faces as the twin stores them (JPEG, 4:4:4) and cut the oracle's input.
 
     Args:
         records: Planned faces (``datamodules.synthetic.face_sampling.plan_faces``).
+        image_size: Side S of the resized face crop.
 
     Returns:
-        (N, 3, 64, 64) float in [-1, 1], like :func:`load_crops` of the written images.
+        (N, 3, S, S) float in [-1, 1], like :func:`load_crops` of the written images.
     """
-    transform = square_transform(IMAGE_SIZE, normalize="signed")
-    images = torch.empty(len(records), 3, IMAGE_SIZE, IMAGE_SIZE)
+    transform = _crop_transform(image_size)
+    images = torch.empty(len(records), 3, image_size, image_size)
     for i, record in enumerate(records):
         buffer = io.BytesIO()
         Image.fromarray(render_record(record)).save(buffer, format="JPEG", **JPEG_SETTINGS)
@@ -256,45 +270,59 @@ def record_table(records: list[FaceRecord]) -> dict[str, list[float]]:
     return table
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    """3 x 3 conv-BN-ReLU, then a 2 x 2 max-pool: (B, c_in, S, S) -> (B, c_out, S/2, S/2).
+def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    """3 x 3 conv-BN-ReLU, then (``pool``) a 2 x 2 max-pool: (B, c_in, S, S) -> (B, c_out, S/2,
+    S/2), or (B, c_out, S, S) without.
 
     One conv per block: two per block trained about 4x slower on one CPU thread, which left too
     few epochs in the budget.
     """
-    return nn.Sequential(
+    layers = [
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+    ]
+    return nn.Sequential(*layers, nn.MaxPool2d(2)) if pool else nn.Sequential(*layers)
 
 
 class FactorOracle(nn.Module):
-    """Four conv blocks (64 -> 4 px) and a two-layer head regressing every factor column.
+    """Four conv blocks pooling the image to 4 x 4 and a two-layer head regressing every column.
+
+    At 64 px every block pools (64 -> 4 px). At 32 px the first block keeps the size (32, 32, 16,
+    8 -> 4 px), so blocks two to four see the same resolutions as at 64 px. Measured at 32 px
+    (all of :data:`CANDIDATE_GROUPS`, the slow test's budget and seed), against pooling in all
+    four blocks (a 2 x 2 map) and in the first three only (4 x 4 from coarser features): pose
+    MAE 2.0 / 1.7 / 1.3 deg against 2.5 / 1.9 / 1.5 and 2.6 / 1.8 / 1.5, id_eye_size R^2 0.56
+    against 0.14 and 0.21, every other readable column better but style_bg_strength (0.89 against
+    0.89 and 0.90); training took 129 s against 54 s and 57 s on one thread.
 
     Args:
         groups: group -> columns, in output order.
         width: Channels of the first two blocks (the last two have twice as many).
+        image_size: Side of the input images, one of :data:`IMAGE_SIZES`.
     """
 
-    def __init__(self, groups: dict[str, tuple[str, ...]], width: int = 32) -> None:
+    def __init__(
+        self, groups: dict[str, tuple[str, ...]], width: int = 32, image_size: int = 64
+    ) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
+        if image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}")
         self.groups = {g: tuple(c) for g, c in groups.items()}
+        self.image_size = image_size
         outputs = sum(len(c) for c in self.groups.values())
         if outputs == 0:
             raise ValueError(f"groups name no column: {groups}")
+        kept = 4 - int(math.log2(image_size // 4))  # leading blocks that do not pool
+        channels = [3, width, width, 2 * width, 2 * width]
         self.features = nn.Sequential(
-            _block(3, width),
-            _block(width, width),
-            _block(width, 2 * width),
-            _block(2 * width, 2 * width),
+            *(_block(channels[i], channels[i + 1], pool=i >= kept) for i in range(4))
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(2 * width * (IMAGE_SIZE // 16) ** 2, 256),
+            nn.Linear(2 * width * 4 * 4, 256),
             nn.ReLU(inplace=True),
             nn.Linear(256, outputs),
         )
@@ -302,9 +330,10 @@ class FactorOracle(nn.Module):
         self.register_buffer("std", torch.ones(outputs, dtype=torch.float64))
 
     def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, 64, 64) in [-1, 1] -> (B, D) z-scored factor predictions, all groups."""
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"images must be (B, 3, 64, 64), got {tuple(images.shape)}")
+        """(B, 3, S, S) in [-1, 1], S = ``image_size`` -> (B, D) z-scores of all groups."""
+        size = self.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}")
         return self.head(self.features(images))
 
     def split(self, predictions: Tensor) -> dict[str, Tensor]:
@@ -317,7 +346,7 @@ class FactorOracle(nn.Module):
         """The factors an image shows, in eval mode.
 
         Args:
-            images: (B, 3, 64, 64) in [-1, 1].
+            images: (B, 3, S, S) in [-1, 1].
             raw: Return sidecar units (degrees for pose) instead of z-scores.
             batch_size: Images per forward pass.
 
@@ -393,7 +422,7 @@ def _fit(
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for batch in order.split(batch_size):
-            x, y = images[batch], targets[batch]  # (B, 3, 64, 64), (B, D)
+            x, y = images[batch], targets[batch]  # (B, 3, S, S), (B, D)
             if mirror:
                 flip = torch.rand(len(batch), generator=generator) < 0.5  # (B,)
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -434,6 +463,7 @@ def train_oracle(
     lr: float = 3e-3,
     batch_size: int = 32,
     mirror: bool = True,
+    image_size: int = 64,
 ) -> tuple[FactorOracle, dict]:
     """Train the oracle on the twin's train split and score it on the test split.
 
@@ -455,6 +485,7 @@ def train_oracle(
         batch_size: Images per step (32: at 64 the activations outgrow glibc's reusable heap and
             page faults cost a third of the time on one thread).
         mirror: Flip half the training images, negating the :data:`MIRRORED_COLUMNS`.
+        image_size: Side of the face crops the oracle reads, one of :data:`IMAGE_SIZES`.
 
     Returns:
         ``(oracle, report)``; the oracle is in eval mode, its ``mean``/``std`` buffers turn
@@ -468,6 +499,8 @@ def train_oracle(
         raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {batch_size}")
     if fresh_images < 0:
         raise ValueError(f"fresh_images must be >= 0, got {fresh_images}")
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}")
     root = Path(celeba_root)
     groups = {g: tuple(c) for g, c in (FACTOR_GROUPS if groups is None else groups).items()}
     manifest = _manifest(root)
@@ -480,6 +513,7 @@ def train_oracle(
         "lr": lr,
         "batch_size": batch_size,
         "mirror": mirror,
+        "image_size": image_size,
         "version": ORACLE_VERSION,
     }
     renderer = twin_fingerprint(manifest["preset"], manifest["seed"])["renderer_sha256"]
@@ -489,7 +523,8 @@ def train_oracle(
     if path is not None and path.is_file():
         saved = torch.load(path, weights_only=True)
         if saved["key"] == key:
-            oracle = FactorOracle({g: tuple(c) for g, c in saved["groups"].items()}, width)
+            saved_groups = {g: tuple(c) for g, c in saved["groups"].items()}
+            oracle = FactorOracle(saved_groups, width, image_size)
             oracle.load_state_dict(saved["state_dict"])
             return oracle.eval(), saved["report"]
 
@@ -501,16 +536,16 @@ def train_oracle(
     train, test = (split == 0).nonzero()[:, 0], (split == 2).nonzero()[:, 0]
     if len(test) < 2:
         raise ValueError(f"{root} has {len(test)} test images; R^2 needs 2")
-    images = load_crops(root, image_ids)
+    images = load_crops(root, image_ids, image_size)
     train_images, train_targets = images[train], targets[train]
     if fresh_images:
         records = plan_faces(manifest["seed"], fresh_images, 1, 1, first_id=FRESH_FIRST_ID)
-        train_images = torch.cat([train_images, render_crops(records)])
+        train_images = torch.cat([train_images, render_crops(records, image_size)])
         train_targets = torch.cat([train_targets, _zscores(record_table(records), groups, stats)])
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        oracle = FactorOracle(groups, width)
+        oracle = FactorOracle(groups, width, image_size)
     oracle.mean.copy_(torch.from_numpy(np.concatenate([stats[g][0] for g in groups])))
     oracle.std.copy_(torch.from_numpy(np.concatenate([stats[g][1] for g in groups])))
     generator = torch.Generator().manual_seed(seed)

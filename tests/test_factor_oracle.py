@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from factor_oracle import (
     CANDIDATE_GROUPS,
     FACTOR_GROUPS,
     MIRRORED_COLUMNS,
+    FactorOracle,
     load_crops,
     mirror_targets,
     read_factors,
@@ -28,7 +30,10 @@ from factor_oracle import (
     render_crops,
     train_oracle,
 )
+from PIL import Image
+from torch import nn
 
+from datamodules.disentangled_aae import DisentangledAAEDataModule
 from datamodules.synthetic.face_factors import DetailCode, Expression, Identity, Pose, Style
 from datamodules.synthetic.face_render import render
 from datamodules.synthetic.face_sampling import plan_faces
@@ -199,12 +204,95 @@ def test_train_oracle_refuses_bad_settings(synthetic_faces_root, tmp_path):
         train_oracle(tmp_path / "celeba", epochs=1, seed=0)
 
 
-# The slow test's oracle: the twin's 4,750 train images plus 9,000 fresh renders, 5 epochs, batch
-# 32. On one thread of this 2-core machine (shared with another job) 4 minutes: 1 to load and
-# render, 3 to train; later runs load it from the cache in seconds. The twin alone (15 epochs,
+def test_32_px_crops_are_the_aae_input_and_a_resized_face_crop(synthetic_faces_root):
+    root = synthetic_faces_root / "celeba"
+    data = DisentangledAAEDataModule(str(root), image_size=32, hist_eq=False)
+    data.setup()
+    items = [data.splits["test"][i] for i in range(3)]
+    crops = load_crops(root, [item["image_id"] for item in items], image_size=32)
+    assert crops.shape == (3, 3, 32, 32)
+    # what the AAE's 32 px tier is fed (its test split is not mirrored)
+    torch.testing.assert_close(crops, torch.stack([item["image"] for item in items]))
+    # and independently: the 128 px box at x=25, y=45 of the JPEG, antialiased to 32 px in float
+    # (the transform resizes in uint8 with fixed-point weights: measured 0.8 of a level apart, a
+    # level being 2/255 in [-1, 1]; a box one pixel lower or to the right is 41 or 44 levels off)
+    with Image.open(root / "img_align_celeba" / items[0]["image_id"]) as image:
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"))[45:173, 25:153].copy())
+    face = pixels.permute(2, 0, 1)[None].double()  # (1, 3, 128, 128) in 0..255
+    small = F.interpolate(face, size=(32, 32), mode="bilinear", antialias=True)[0]
+    torch.testing.assert_close(crops[0].double(), small / 127.5 - 1, atol=2 / 255, rtol=0)
+    # the same pixels from a fresh render of the first planned face
+    preset = PRESETS["tiny"]
+    records = plan_faces(0, preset.identities, preset.clips, preset.frames)[:1]
+    first = load_crops(root, [_sidecar(root)[0]["image_id"]], image_size=32)
+    torch.testing.assert_close(render_crops(records, image_size=32), first, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="image_size"):
+        load_crops(root, ["000001.jpg"], image_size=0)
+
+
+def test_oracle_pools_to_four_by_four_at_both_sizes():
+    groups = {"pose": ("yaw", "pitch", "roll")}
+    # 64 px: every block pools, 64 -> 32 -> 16 -> 8 -> 4; 32 px: the first block keeps the size,
+    # 32 -> 32 -> 16 -> 8 -> 4. Either way 2 * width channels on 4 x 4 cells reach the head.
+    for size, pools in ((64, 4), (32, 3)):
+        oracle = FactorOracle(groups, width=8, image_size=size)
+        assert sum(isinstance(m, nn.MaxPool2d) for m in oracle.modules()) == pools
+        features = oracle.features(torch.zeros(2, 3, size, size))
+        assert features.shape == (2, 16, 4, 4)
+        assert oracle.head[1].in_features == 16 * 4 * 4
+        assert oracle(torch.zeros(2, 3, size, size)).shape == (2, 3)
+        other = {64: 32, 32: 64}[size]
+        with pytest.raises(ValueError, match=f"\\(B, 3, {size}, {size}\\)"):
+            oracle(torch.zeros(2, 3, other, other))
+    for size in (16, 48, 128):
+        with pytest.raises(ValueError, match=f"image_size must be one of .* got {size}"):
+            FactorOracle(groups, image_size=size)
+
+
+def test_32_px_oracle_has_its_own_cache_file(synthetic_faces_root, tmp_path):
+    root = synthetic_faces_root / "celeba"
+    settings = {"epochs": 1, "seed": 0, "cache_dir": tmp_path, "groups": {"pose": ("yaw",)}}
+    oracle, report = train_oracle(root, **settings, image_size=32)
+    assert oracle.image_size == 32 and math.isfinite(report["r2"]["yaw"])
+    assert report["train_images"] == sum(s == 0 for s in _partition(root).values())
+    images = load_crops(root, ["000001.jpg", "000002.jpg"], image_size=32)
+    again, report_again = train_oracle(root, **settings, image_size=32)
+    assert report_again == report and again.image_size == 32  # loaded, not retrained
+    torch.testing.assert_close(again.read(images)["pose"], oracle.read(images)["pose"])
+    # the same settings at 64 px train afresh into a second file
+    other, _ = train_oracle(root, **settings)
+    assert other.image_size == 64
+    assert len(list(tmp_path.glob("factor_oracle-*.pt"))) == 2
+    with pytest.raises(ValueError, match="image_size"):
+        train_oracle(root, epochs=1, seed=0, image_size=48)
+
+
+# The slow tests' oracles: the twin's 4,750 train images plus 9,000 fresh renders, 5 epochs,
+# batch 32. On one thread of this 2-core machine (shared with another job) 4 minutes at 64 px: 1
+# to load and render, 3 to train (3 minutes at 32 px, half a minute of it loading and rendering);
+# later runs load each from its cache file in seconds. At 64 px the twin alone (15 epochs,
 # the same budget) read identity far worse (R^2 < 0 for most traits: its 240 train identities
 # are memorised, not measured) and missed the pose bound (yaw MAE 3.0 deg).
 SMALL_SETTINGS = {"epochs": 5, "seed": 0, "fresh_images": 9000}
+
+
+def _small_twin_report(image_size: int) -> dict:
+    """The slow tests' oracle report at one size, trained once per twin and cached beside it."""
+    root = REPO / "data" / "synthetic_faces_small"
+    present = (root / "celeba" / "list_attr_celeba.txt").is_file()
+    ensure_twin(root / "celeba", "celeba", "small", 0, present)  # minutes, once, if missing
+    settings = {**SMALL_SETTINGS, "image_size": image_size}
+    _, report = train_oracle(root / "celeba", cache_dir=root, **settings)
+    assert report["test_images"] == 660
+    return report
+
+
+def _assert_readable(report: dict, group_bounds: dict[str, float]) -> None:
+    """The spec's pose bound, each group's R^2 over its bound and every column readable."""
+    assert max(report["pose_mae_deg"].values()) < 3.0, report["pose_mae_deg"]  # spec
+    for group, bound in group_bounds.items():
+        assert report["group_r2"][group] > bound, (group, report["r2"])
+    assert min(report["r2"].values()) > 0.5, report["r2"]  # every column is readable
 
 
 @pytest.mark.slow
@@ -216,14 +304,21 @@ def test_oracle_meets_the_spec_precondition_on_the_small_twin():
     a margin under the measured level instead of the spec's 0.9: the four readable traits reach
     0.66-0.88; the geometric traits FACTOR_GROUPS leaves out stay near 0 at 64 px in this budget.
     """
-    root = REPO / "data" / "synthetic_faces_small"
-    present = (root / "celeba" / "list_attr_celeba.txt").is_file()
-    ensure_twin(root / "celeba", "celeba", "small", 0, present)  # minutes, once, if missing
-    _, report = train_oracle(root / "celeba", cache_dir=root, **SMALL_SETTINGS)
-    assert report["test_images"] == 660
-    assert max(report["pose_mae_deg"].values()) < 3.0, report["pose_mae_deg"]  # spec
-    assert report["group_r2"]["pose"] > 0.9, report["group_r2"]
-    assert report["group_r2"]["identity"] > 0.7, report["r2"]  # spec: 0.9, out of reach
-    assert report["group_r2"]["expression"] > 0.75, report["r2"]
-    assert report["group_r2"]["style"] > 0.9, report["r2"]
-    assert min(report["r2"].values()) > 0.5, report["r2"]  # every column is readable
+    report = _small_twin_report(64)
+    # identity: the spec's 0.9 is out of reach
+    _assert_readable(report, {"pose": 0.9, "identity": 0.7, "expression": 0.75, "style": 0.9})
+
+
+@pytest.mark.slow
+def test_32_px_oracle_meets_the_spec_pose_bound_on_the_small_twin():
+    """The AAE's CPU tier runs at 32 px; the same budget and columns as at 64 px.
+
+    Measured (seed 0, test split, one CPU thread, 3 minutes): pose MAE 2.01 / 1.66 / 1.16 deg,
+    group R^2 pose 0.95, identity 0.74, expression 0.84, style 0.94; every column of
+    ``FACTOR_GROUPS`` stays readable (lowest: id_eye_size 0.65, id_face_width 0.66), so one set
+    of groups serves both sizes. Each bound is a little under the 32 px measurement; they come
+    out as the 64 px test's (identity by the least margin: 0.74 against 0.7; the spec's 0.9 is
+    out of reach).
+    """
+    report = _small_twin_report(32)
+    _assert_readable(report, {"pose": 0.9, "identity": 0.7, "expression": 0.75, "style": 0.9})
