@@ -264,6 +264,12 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, batch_idx, "test")
 
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Reconstructions G(E(x)) in [0, 1] (``PREDS``) of the served images, with their ids."""
+        return {keys.PREDS: _to_unit(self(batch["image"])), keys.IMAGE_ID: batch["image_id"]}
+
     def on_train_epoch_end(self) -> None:
         """Step the cosine schedules (``cosine_decay``), once per epoch."""
         for scheduler in _as_tuple(self.lr_schedulers() or ()):

@@ -99,6 +99,8 @@ def test_a_tiny_fit_logs_finite_losses_and_rmse_and_round_trips(synthetic_faces_
     model.eval(), loaded.eval()
     torch.testing.assert_close(loaded(x), model(x))
     torch.testing.assert_close(loaded.mean_image, model.mean_image)
+    (first, *_) = trainer.predict(model, _data(synthetic_faces_root))  # what `run` does last
+    assert first[keys.PREDS].shape == (16, 3, 32, 32) and len(first[keys.IMAGE_ID]) == 16
 
 
 def test_evaluation_outputs_are_unit_range_images(synthetic_faces_root, tmp_path):
