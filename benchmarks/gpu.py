@@ -43,7 +43,7 @@ class Method:
 
     name: str
     experiment: str
-    twin: str  # which synthetic twin its data root needs: faces, olr_faces, birds or mnist
+    twin: str  # its synthetic twin's data root: faces, olr_faces, aae_faces, birds or mnist
     gpu: list[str] = field(default_factory=list)
     cpu: list[str] = field(default_factory=list)
     images_per_item: int = 1  # images in one batch item (2 for OLR's occluded pairs)
@@ -108,6 +108,25 @@ METHODS = (
         images_per_item=2,
     ),
     Method(
+        "disentangled_aae",  # Stage A at the paper's scale: 128 px, widths 64, D_z 1000, batch 100
+        "disentangled_aae/synthetic_ae",
+        "aae_faces",
+        gpu=[
+            "--model.init_args.image_size=128",
+            "--model.init_args.encoder_channels=64",
+            "--model.init_args.generator_channels=64",
+            "--model.init_args.discriminator_channels=64",
+            "--model.init_args.latent_hidden=1000",
+            "--model.init_args.lr=5e-5",
+            "--model.init_args.betas=[0.0,0.999]",
+            "--model.init_args.cosine_decay=false",
+            "--data.init_args.image_size=128",
+            "--data.init_args.batch_size=100",
+            "--data.init_args.num_workers=8",
+        ],
+        cpu=["--data.init_args.batch_size=8", "--data.init_args.num_workers=0"],
+    ),
+    Method(
         "mil_lstm",
         "mil_lstm/synthetic_single",
         "mnist",
@@ -132,6 +151,8 @@ def write_twin(kind: str, folder: Path, tiny: bool) -> list[str]:
             "--data.init_args.synthetic=tiny",
             "--data.init_args.train_count=300",
         ]
+    if kind == "aae_faces":  # the tiny twin, written by the DataModule on first use
+        return [f"--data.init_args.root={folder / 'celeba'}", "--data.init_args.synthetic=tiny"]
     if kind == "birds":
         from datamodules.synthetic.birds import make_synthetic_cub
 
