@@ -40,7 +40,8 @@ from lightning_modules.disentangled_aae.feature_blocks import (
     block_label,
     feature_block,
 )
-from lightning_modules.disentangled_aae.figures import probe_heatmap, to_unit
+from lightning_modules.disentangled_aae.figures import probe_heatmap
+from lightning_modules.disentangled_aae.pixels import pixel_rmse, to_unit
 from lightning_modules.disentangled_aae.pose_error import ANGLES, pose_mae_degrees
 from lightning_modules.disentangled_aae.retrieval import nearest_neighbours, precision_at_k
 from lightning_modules.disentangled_aae.transfer import transfer_rows
@@ -65,8 +66,6 @@ __all__ = [
     "verification_pairs_of",
     "verification_table",
 ]
-
-PIXEL_SCALE = 127.5  # [-1, 1] -> the 0-255 scale of Table 1's RMSE
 
 
 def number(value: float | Tensor | None) -> float | None:
@@ -179,11 +178,6 @@ def encode(context: Context, module: Any, stage: str) -> Codes:
     return Codes(**codes)
 
 
-def _rmse(x: Tensor, y: Tensor) -> Tensor:
-    """Per-image RMSE (B,) of [-1, 1] images on the 0-255 scale (Table 1's measure)."""
-    return ((x.double() - y.double()) * PIXEL_SCALE).square().flatten(1).mean(1).sqrt()
-
-
 @torch.no_grad()
 def reconstruction_table(context: Context, modules: dict[str, Any]) -> dict[str, Any]:
     """Table 1: test RMSE of each stage's G(E(x)) (and G(Phi^-1(Phi(E(x))))) beside the mean
@@ -197,10 +191,10 @@ def reconstruction_table(context: Context, modules: dict[str, Any]) -> dict[str,
         ):
             x = batch["image"].to(context.device)
             z = module.encode(x)
-            errors["rmse"].append(_rmse(x, module.generate(z)).cpu())
+            errors["rmse"].append(pixel_rmse(x, module.generate(z)).cpu())
             if stage != "ae":  # Phi is trained from Stage B on
-                errors["rmse_phi"].append(_rmse(x, module.decode_factors(module.phi(z))).cpu())
-            errors["rmse_mean_image"].append(_rmse(x, mean.expand_as(x)).cpu())
+                errors["rmse_phi"].append(pixel_rmse(x, module.decode_factors(module.phi(z))).cpu())
+            errors["rmse_mean_image"].append(pixel_rmse(x, mean.expand_as(x)).cpu())
         values = {key: torch.cat(parts).mean() if parts else None for key, parts in errors.items()}
         if int(module.mean_image_count) == 0:
             values["rmse_mean_image"] = None
@@ -362,7 +356,7 @@ def retrieval(
     for q in chosen:
         for block in FACTOR_BLOCKS:
             shown = [q, *neighbours[block][q].tolist()]
-            rows.append(list(to_unit(context.images("test", shown))))
+            rows.append(list(to_unit(context.images("test", shown)).cpu()))
             titles.append(f"query {q}\n{block_label(block)}")
     figure = image_table(
         rows,
@@ -387,13 +381,13 @@ def reconstruction_figure(context: Context, modules: dict[str, Any], count: int)
     G(Phi^-1(Phi(E(x))))."""
     rows = torch.randperm(len(context.splits["test"]), generator=context.generator(31))[:count]
     x = context.images("test", rows.tolist())
-    columns, titles = [to_unit(x)], ["input"]
+    columns, titles = [to_unit(x).cpu()], ["input"]
     for stage, module in modules.items():
         z = module.encode(x)
-        columns.append(to_unit(module.generate(z)))
+        columns.append(to_unit(module.generate(z)).cpu())
         titles.append(f"{stage}\nG(E(x))")
         if stage != "ae":
-            columns.append(to_unit(module.decode_factors(module.phi(z))))
+            columns.append(to_unit(module.decode_factors(module.phi(z))).cpu())
             titles.append(f"{stage}\nG(Phi^-1(f))")
     table = [[column[i] for column in columns] for i in range(len(rows))]
     image = image_table(table, titles, title="Test reconstructions (Fig. 3)")
@@ -405,7 +399,7 @@ def samples_figure(context: Context, modules: dict[str, Any], count: int) -> str
     """Random faces G(z*), one prior draw z* ~ N(0, I) shared by the stages (one row each)."""
     dim = next(iter(modules.values())).hparams.latent_dim
     z = torch.randn(count, dim, generator=context.generator(41)).to(context.device)
-    rows = [list(to_unit(module.generate(z))) for module in modules.values()]
+    rows = [list(to_unit(module.generate(z)).cpu()) for module in modules.values()]
     titles = [f"{stage}: G(z*)" for stage in modules]
     image = image_table(rows, [f"z*_{i + 1}" for i in range(count)], titles, title="Random faces")
     return context.save(image, "samples.png")
@@ -451,7 +445,7 @@ def transfer_figure(context: Context, module: Any, stage: str, count: int) -> di
         (title, module.decode_factors(f))
         for title, f in transfer_rows(f_source, f_target, module.split)
     ]
-    table = [list(to_unit(images)) for _, images in rows]
+    table = [list(to_unit(images).cpu()) for _, images in rows]
     image = image_table(
         table,
         [f"pair {i + 1}" for i in range(len(pairs))],

@@ -1,6 +1,5 @@
 """The disentangled AAE's analysis figures that ``callbacks.panels`` has no ready form for.
 
-- ``to_unit``: the method's [-1, 1] images as the [0, 1] images the panels draw;
 - ``probe_heatmap``: the probe matrix (spec section 7, suite extra): rows are sub-vectors,
   columns factors, each cell coloured on a common [0, 1] scale and labelled with its number
   (probes of different kinds per column: R^2, verification accuracy, AUC), NaN cells grey "n/a".
@@ -17,16 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
-from torch import Tensor
 
 from callbacks.panels import figure_to_image, new_figure
 
-__all__ = ["probe_heatmap", "to_unit"]
-
-
-def to_unit(images: Tensor) -> Tensor:
-    """Images in [-1, 1] (the generator's tanh range) -> [0, 1], clamped, float32 on the CPU."""
-    return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+__all__ = ["probe_heatmap"]
 
 
 def probe_heatmap(

@@ -75,6 +75,7 @@ from lightning_modules.disentangled_aae.factor_objective import (
     factor_objective,
 )
 from lightning_modules.disentangled_aae.factor_split import FactorSplit
+from lightning_modules.disentangled_aae.pixels import pixel_rmse, to_unit
 
 __all__ = ["DisentangledAAE"]
 
@@ -268,7 +269,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Any]:
         """Reconstructions G(E(x)) in [0, 1] (``PREDS``) of the served images, with their ids."""
-        return {keys.PREDS: _to_unit(self(batch["image"])), keys.IMAGE_ID: batch["image_id"]}
+        return {keys.PREDS: to_unit(self(batch["image"])), keys.IMAGE_ID: batch["image_id"]}
 
     def on_train_epoch_end(self) -> None:
         """Step the cosine schedules (``cosine_decay``), once per epoch."""
@@ -394,27 +395,27 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         seed = batch_idx * self.trainer.world_size + self.trainer.global_rank
         noise = torch.Generator(device=self.device).manual_seed(seed)
         samples = self.generator(self.sample_prior(x.shape[0], noise))
-        scale = self.hparams.pixel_scale / 2
+        scale = self.hparams.pixel_scale
         values = {
-            f"{stage}/rmse": _rmse(x, reconstructions, scale).mean(),
+            f"{stage}/rmse": pixel_rmse(x, reconstructions, scale).mean(),
             f"{stage}/l1": reconstruction_l1(x, reconstructions, self.hparams.pixel_scale),
-            f"{stage}/rmse_mean_image": _rmse(x, self.mean_image, scale).mean(),
+            f"{stage}/rmse_mean_image": pixel_rmse(x, self.mean_image, scale).mean(),
         }
         if self.hparams.stage != "ae":
             f = self.phi(z)
-            values[f"{stage}/rmse_phi"] = _rmse(x, self.decode_factors(f), scale).mean()
+            values[f"{stage}/rmse_phi"] = pixel_rmse(x, self.decode_factors(f), scale).mean()
             z_cycled = self.phi_inverse(f)
             values[f"{stage}/phi_rec_ratio"] = (z - z_cycled).abs().mean() / z.abs().mean()
             pose_error = (self.split.part(f, "pose") - batch["pose"]).abs().mean()
             values[f"{stage}/pose_mae_deg"] = pose_error * (180.0 / math.pi)
         self.means.log(self, values, batch_size=x.shape[0], on_epoch=True, prog_bar=True)
-        unit = _to_unit(x)
+        unit = to_unit(x)
         return {
             keys.INPUTS: unit,
             keys.TARGET_IMAGES: unit,
             keys.REAL: unit,
-            keys.PREDS: _to_unit(reconstructions),
-            keys.FAKE: _to_unit(samples),
+            keys.PREDS: to_unit(reconstructions),
+            keys.FAKE: to_unit(samples),
         }
 
 
@@ -433,15 +434,5 @@ def _factor_logs(terms: FactorTerms) -> dict[str, Tensor]:
     return logs | {f"phi_{name}": value for name, value in terms.per_factor.items()}
 
 
-def _rmse(x: Tensor, y: Tensor, scale: float) -> Tensor:
-    """Per-image RMSE (B,) of [-1, 1] images, on ``2 * scale`` levels (0-255 for 127.5)."""
-    return ((x - y) * scale).square().flatten(1).mean(1).sqrt()
-
-
 def _mean_probability(logits: Tensor) -> Tensor:
     return torch.sigmoid(logits.detach().float()).mean()
-
-
-def _to_unit(images: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1], clamped (the callbacks' range)."""
-    return ((images.detach().float() + 1) / 2).clamp(0, 1)

@@ -42,8 +42,9 @@ from lightning_modules.disentangled_aae.feature_blocks import (
     block_parts,
     feature_block,
 )
-from lightning_modules.disentangled_aae.figures import probe_heatmap, to_unit
+from lightning_modules.disentangled_aae.figures import probe_heatmap
 from lightning_modules.disentangled_aae.module import DisentangledAAE
+from lightning_modules.disentangled_aae.pixels import to_unit
 from lightning_modules.disentangled_aae.pose_error import pose_mae_degrees
 from lightning_modules.disentangled_aae.retrieval import nearest_neighbours, precision_at_k
 from lightning_modules.disentangled_aae.transfer import (
