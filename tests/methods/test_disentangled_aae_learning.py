@@ -173,9 +173,8 @@ def _diagonal_dominant(matrix: dict[str, dict[str, float]], margin: float) -> li
 
 
 NOT_ENCODED = (
-    "not reached on the CPU tier: the 32 px autoencoder of 1,500 iterations encodes colours "
-    "(background, skin, hair) but not the head pose (ridge R^2 of the true yaw from z about 0) "
-    "nor the expression (probe AUC about 0.5), so Phi has nothing to separate "
+    "not reached on the CPU tier: the 32 px autoencoder encodes colours (background, skin, "
+    "hair) but neither the head pose nor the expression, so Phi has nothing to separate "
     "(docs/results/disentangled_aae.md)"
 )
 
@@ -198,7 +197,7 @@ def test_probe_matrix_is_diagonal_dominant_and_not_for_a_random_phi(chain, stage
 
 
 @pytest.mark.xfail(
-    reason="borderline on the CPU tier: f_id 0.907 after Stage B, 0.895 after Stage C, f_p 0.57 "
+    reason="borderline on the CPU tier: f_id lands just around 0.9 after Stages B and C "
     "(docs/results/disentangled_aae.md)",
     raises=AssertionError,
     strict=False,
