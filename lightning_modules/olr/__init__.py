@@ -28,7 +28,6 @@ from lightning_modules.olr.losses import (
     pair_targets,
     reconstruction_loss,
     row_dots,
-    ssim_float32,
 )
 from lightning_modules.olr.probe import LinearProbe
 
@@ -48,5 +47,4 @@ __all__ = [
     "reconstruction_target",
     "rescale",
     "row_dots",
-    "ssim_float32",
 ]

@@ -12,7 +12,8 @@ Decoder loss (PAPER eq. 3, with 1 - SSIM as the quantity to minimise):
 
 alpha = 0.5, x~ the input crop without its 1-px border. SSIM is the suite's metric definition
 (``callbacks.image_quality.ssim``: gaussian window 11, sigma 1.5, K1 0.01, K2 0.03,
-data_range 1, per channel over the valid region, then averaged), run in float32 with autograd.
+data_range 1, per channel over the valid region, then averaged), run in float32 with autograd
+(``components.ssim_loss.ssim_float32``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from callbacks.image_quality.ssim import ssim_and_contrast
+from lightning_modules.components.ssim_loss import ssim_float32
 from lightning_modules.olr.decoder import rescale
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "pair_targets",
     "reconstruction_loss",
     "row_dots",
-    "ssim_float32",
 ]
 
 
@@ -105,17 +105,6 @@ def constant_target_loss(
     if mean_target is None:
         mean_target = target.mean(dim=0)
     return _reduce((target - mean_target).square(), reduction)
-
-
-def ssim_float32(preds: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
-    """Differentiable SSIM (N,) of images (N, C, H, W), computed in float32 outside autocast.
-
-    The same maps as the float64 metric ``callbacks.image_quality.ssim.ssim``: per channel,
-    averaged over the valid region, then over the channels. Sides must be at least 11 px.
-    """
-    with torch.autocast(device_type=preds.device.type, enabled=False):
-        per_channel, _ = ssim_and_contrast(preds.float(), target.float(), data_range)
-    return per_channel.mean(dim=1)
 
 
 class ReconstructionLoss(NamedTuple):

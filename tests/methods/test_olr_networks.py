@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import doctest
 
-import numpy as np
 import pytest
 import torch
-from image_quality_reference import skimage_ssim
 
 import lightning_modules.olr.decoder as decoder_module
 import lightning_modules.olr.encoder as encoder_module
@@ -31,7 +29,6 @@ from lightning_modules.olr import (
     reconstruction_target,
     rescale,
     row_dots,
-    ssim_float32,
 )
 
 TINY = {"embedding_dim": 8, "widths": (16, 32, 64)}  # the spec's test size: 46 px, k = 8
@@ -288,24 +285,6 @@ def test_reconstruction_target_drops_the_1_px_border():
 
 
 # --- decoder loss L_R and its SSIM ----------------------------------------------------------------
-
-
-def test_ssim_float32_equals_the_metric_and_scikit_image_and_differentiates():
-    torch.manual_seed(0)
-    target = torch.rand(3, 3, 44, 44)
-    preds = (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_()
-    value = ssim_float32(preds, target)
-    assert value.dtype == torch.float32 and value.shape == (3,)
-    np.testing.assert_allclose(value.detach().numpy(), ssim(preds.detach(), target), atol=1e-5)
-    np.testing.assert_allclose(
-        value.detach().numpy(), skimage_ssim(preds.detach(), target), atol=1e-5
-    )
-    value.sum().backward()
-    assert torch.isfinite(preds.grad).all() and preds.grad.abs().sum() > 0
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = ssim_float32(preds.detach(), target)
-    assert mixed.dtype == torch.float32
-    np.testing.assert_allclose(mixed.numpy(), value.detach().numpy(), atol=1e-6)
 
 
 def test_reconstruction_loss_is_alpha_ssim_part_plus_one_minus_alpha_mse_part():
