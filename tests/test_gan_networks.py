@@ -79,6 +79,25 @@ def test_encoder_is_torchvision_resnet18_at_base_64():
         assert torch.equal(encoder(images), reference(images))
 
 
+@pytest.mark.parametrize(("stem", "first", "last"), [("imagenet", 8, 1), ("cifar", 32, 4)])
+def test_encoder_stem_sets_the_stage_maps(stem, first, last):
+    """At 32 px the ImageNet stem hands the first stage an 8x8 map (the last stage 1x1), the
+    CIFAR stem (3x3/1 conv, no pool) a 32x32 map (4x4): the paper's 128 px pyramid."""
+    encoder = ResNetEncoder(10, base_channels=8, stem=stem).eval()
+    sizes = {}
+    for name in ("layer1", "layer4"):
+        getattr(encoder, name).register_forward_hook(
+            lambda _m, _i, out, name=name: sizes.__setitem__(name, tuple(out.shape[-2:]))
+        )
+    with torch.no_grad():
+        assert encoder(torch.randn(2, 3, 32, 32, generator=_seeded())).shape == (2, 10)
+    assert sizes == {"layer1": (first, first), "layer4": (last, last)}
+    kernel = 7 if stem == "imagenet" else 3
+    assert encoder.conv1.weight.shape == (8, 3, kernel, kernel)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        ResNetEncoder(10, stem="vit")
+
+
 def test_encoder_uses_torchvision_init():
     torch.manual_seed(0)
     encoder = ResNetEncoder()

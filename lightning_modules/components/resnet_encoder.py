@@ -8,14 +8,25 @@ the shape changes), global average pool and ``Linear(8b, out_features)``. At ``b
 its parameter names and shapes are those of ``torchvision.models.resnet18(num_classes=...)``, so
 a torchvision ResNet-18 state_dict loads into it. The global pool makes any input size >= 32 px
 work (a 4x4 map at 128 px, 1x1 at 32 px). Never pretrained here: the AAE is unsupervised.
+
+``stem="cifar"`` replaces the ImageNet stem (7x7/2 conv and 3/2 max-pool, a 4x reduction) with
+a 3x3/1 conv-BN-ReLU and no pool, as He et al. (2016, section 4.2) do for 32 px CIFAR images: the
+four stages then work on the maps an ImageNet stem gives a 4x larger image. At 32 px that is the
+32/16/8/4 px pyramid the paper's 128 px faces get; with the ImageNet stem a 32 px face reaches the
+first stage as an 8x8 map, and the features of a few pixels that carry head pose and mouth shape
+are gone before any residual block sees them.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["ResNetEncoder"]
+__all__ = ["STEMS", "ResNetEncoder"]
+
+STEMS = ("imagenet", "cifar")
 
 STAGE_BLOCKS = (2, 2, 2, 2)  # ResNet-18
 
@@ -30,6 +41,8 @@ class ResNetEncoder(nn.Module):
         out_features: Size of the code (99 for the disentangled AAE).
         base_channels: Width b of the first stage; the stages have b, 2b, 4b, 8b channels.
         in_channels: Channels of the input images.
+        stem: ``imagenet`` (torchvision's 7x7/2 conv and 3/2 max-pool) or ``cifar`` (a 3x3/1
+            conv, no pool: for inputs of 32-64 px).
 
     Attributes:
         num_features: Channels of the pooled features (8b), the input size of ``fc``.
@@ -40,16 +53,26 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(
-        self, out_features: int = 99, base_channels: int = 64, in_channels: int = 3
+        self,
+        out_features: int = 99,
+        base_channels: int = 64,
+        in_channels: int = 3,
+        stem: Literal["imagenet", "cifar"] = "imagenet",
     ) -> None:
         super().__init__()
         if min(out_features, base_channels, in_channels) < 1:
             raise ValueError(f"must be >= 1: {out_features=}, {base_channels=}, {in_channels=}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         b = base_channels
-        self.conv1 = nn.Conv2d(in_channels, b, kernel_size=7, stride=2, padding=3, bias=False)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, b, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, b, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(b)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = _stage(b, b, STAGE_BLOCKS[0], stride=1)
         self.layer2 = _stage(b, 2 * b, STAGE_BLOCKS[1], stride=2)
         self.layer3 = _stage(2 * b, 4 * b, STAGE_BLOCKS[2], stride=2)
@@ -66,8 +89,8 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, C, H, W) images -> (B, out_features) codes (linear, unbounded)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, b, H/4, W/4)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 8b, H/32, W/32)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, b, H/r, W/r), r 4 or 1
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 8b, H/8r, W/8r)
         return self.fc(self.avgpool(x).flatten(1))  # (B, out_features)
 
 
