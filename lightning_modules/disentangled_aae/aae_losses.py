@@ -10,6 +10,9 @@ face, D_z and D_x returning logits (sigma = logistic):
     min_{E,G} max_{D_z,D_x} L_AE = lambda_AE (L_rec + L_adv) + L_enc + w_gen L_gen    (Eq. 5)
 
 with lambda_AE = 0.9 and w_gen = 1 as printed (the spec's decision 5 keeps ``w_gen`` a key).
+``reconstruction_loss`` can add a structural term to Eq. 1, as the same authors' later AAE
+(3FabRec, Browatzki & Wallraven 2020) does: L_rec = 0.5 L1 + 0.5 w (1 - SSIM(x, x~)), their
+w = 60; SSIM is the suite's (window 11, on [0, 1] images). w = 0 is Eq. 1.
 Each player minimises its own loss, written with the suite's BCE terms
 (``components.adversarial_losses``): the discriminators the negated log-likelihoods,
 
@@ -33,6 +36,7 @@ from lightning_modules.components.adversarial_losses import (
     bce_discriminator_loss,
     bce_generator_loss,
 )
+from lightning_modules.components.ssim_loss import ssim_float32
 
 __all__ = [
     "AutoencoderLoss",
@@ -40,6 +44,7 @@ __all__ = [
     "image_discriminator_loss",
     "latent_discriminator_loss",
     "reconstruction_l1",
+    "reconstruction_loss",
 ]
 
 
@@ -56,6 +61,30 @@ def reconstruction_l1(
             "must have the same shape"
         )
     return (images - reconstructions).abs().mean() * (pixel_scale / 2)
+
+
+def reconstruction_loss(
+    images: Tensor,
+    reconstructions: Tensor,
+    pixel_scale: float = 255.0,
+    structural_weight: float = 0.0,
+) -> Tensor:
+    """L_rec of E and G: Eq. 1's L1 (``structural_weight`` 0), else
+    ``0.5 L1 + 0.5 structural_weight (1 - SSIM)`` with the mean SSIM of the images' [0, 1] forms.
+
+    Args:
+        images: (B, 3, S, S) in [-1, 1], S >= 11 (the SSIM window) when the weight is not 0.
+        reconstructions: Same shape.
+        pixel_scale: The L1's pixel range (``reconstruction_l1``).
+        structural_weight: w >= 0 (3FabRec: 60, with the L1 on the 0-255 scale).
+    """
+    if structural_weight < 0:
+        raise ValueError(f"structural_weight must be >= 0, got {structural_weight}")
+    l1 = reconstruction_l1(images, reconstructions, pixel_scale)
+    if structural_weight == 0:
+        return l1
+    similarity = ssim_float32((reconstructions + 1) / 2, (images + 1) / 2).mean()
+    return 0.5 * l1 + 0.5 * structural_weight * (1 - similarity)
 
 
 def latent_discriminator_loss(prior_logits: Tensor, encoded_logits: Tensor) -> Tensor:
@@ -98,7 +127,7 @@ def autoencoder_loss(
     """E and G's loss: lambda_AE (L_rec + L_adv) + L_enc + w_gen L_gen in the non-saturating form.
 
     Args:
-        rec: L_rec (``reconstruction_l1``).
+        rec: L_rec (``reconstruction_loss``).
         reconstruction_logits: D_x(x~), with the graph through G and E.
         encoded_logits: D_z(E(x)), with the graph through E.
         sample_logits: D_x(G(z*)), with the graph through G.

@@ -66,6 +66,7 @@ from lightning_modules.disentangled_aae.aae_losses import (
     image_discriminator_loss,
     latent_discriminator_loss,
     reconstruction_l1,
+    reconstruction_loss,
 )
 from lightning_modules.disentangled_aae.factor_losses import LABEL_KEYS
 from lightning_modules.disentangled_aae.factor_objective import (
@@ -109,6 +110,9 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         latent_dim: Size of z (99).
         image_size: Side of the images (128 in the paper; 64 or 32 on CPU).
         encoder_channels: Base width b of the ResNet-18 encoder (64 = torchvision's).
+        encoder_stem: ``imagenet`` (ResNet-18's 7x7/2 conv and max-pool, the paper's encoder) or
+            ``cifar`` (a 3x3/1 conv, no pool: small images keep the stage maps the paper's 128 px
+            faces get; see ``components.resnet_encoder``).
         generator_channels: Base width b of the inverted ResNet-18 generator (64).
         discriminator_channels: Base width of the DCGAN image discriminator (64).
         latent_hidden: Width of D_z's three hidden layers (1000).
@@ -116,6 +120,8 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         lambda_ae: lambda_AE of Eq. 5 (0.9).
         w_gen: Weight of L_gen in Eq. 5 (1 as printed; the spec's decision 5).
         pixel_scale: Range on which L_rec is measured (255: the 0-255 pixel scale).
+        structural_weight: w of a structural term in L_rec, 0.5 L1 + 0.5 w (1 - SSIM), as the
+            authors' later 3FabRec AAE (w = 60); 0 (default) is the paper's Eq. 1.
         lr: Adam learning rate of E, G, D_z and D_x (5e-5).
         betas: Their Adam betas ((0, 0.999)).
         factor_sizes: Widths of f's parts pose, identity, expression, style (3, 32, 32, 32);
@@ -142,6 +148,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         latent_dim: int = 99,
         image_size: int = 128,
         encoder_channels: int = 64,
+        encoder_stem: Literal["imagenet", "cifar"] = "imagenet",
         generator_channels: int = 64,
         discriminator_channels: int = 64,
         latent_hidden: int = 1000,
@@ -149,6 +156,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         lambda_ae: float = 0.9,
         w_gen: float = 1.0,
         pixel_scale: float = 255.0,
+        structural_weight: float = 0.0,
         lr: float = 5e-5,
         betas: tuple[float, float] = (0.0, 0.999),
         factor_sizes: tuple[int, ...] = (3, 32, 32, 32),
@@ -166,6 +174,8 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
         super().__init__()
         if stage not in ("ae", "disentangle", "joint"):
             raise ValueError(f"stage must be 'ae', 'disentangle' or 'joint', got {stage!r}")
+        if structural_weight < 0:
+            raise ValueError(f"structural_weight must be >= 0, got {structural_weight}")
         self.split = FactorSplit(tuple(factor_sizes))
         if self.split.dim != latent_dim:
             raise ValueError(
@@ -174,7 +184,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
             )
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.encoder = ResNetEncoder(latent_dim, encoder_channels)
+        self.encoder = ResNetEncoder(latent_dim, encoder_channels, stem=encoder_stem)
         self.generator = ResNetGenerator(latent_dim, image_size, generator_channels)
         self.latent_discriminator = LatentDiscriminator(
             latent_dim, latent_hidden, dropout=latent_dropout
@@ -334,7 +344,7 @@ class DisentangledAAE(FrozenSubmodules, LightningModule):
             return image_discriminator_loss(real, fake_rec, fake_sample, hp.lambda_ae, hp.w_gen)
 
         def eg_loss() -> Tensor:
-            rec = reconstruction_l1(x, reconstructions, hp.pixel_scale)
+            rec = reconstruction_loss(x, reconstructions, hp.pixel_scale, hp.structural_weight)
             terms = autoencoder_loss(
                 rec, d_x(reconstructions), d_z(z), d_x(samples), hp.lambda_ae, hp.w_gen
             )

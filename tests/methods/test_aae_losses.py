@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from image_quality_reference import skimage_ssim
 
 from lightning_modules.disentangled_aae.aae_losses import (
     autoencoder_loss,
     image_discriminator_loss,
     latent_discriminator_loss,
     reconstruction_l1,
+    reconstruction_loss,
 )
 
 LOG2 = math.log(2.0)
@@ -33,6 +35,27 @@ def test_reconstruction_l1_is_on_the_0_255_scale():
     assert reconstruction_l1(x, -x, pixel_scale=2.0).item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="same shape"):
         reconstruction_l1(x, torch.zeros(1, 1, 1, 3))
+
+
+def test_reconstruction_loss_adds_the_structural_term_by_its_equation():
+    """w = 0 is Eq. 1's L1; w > 0 gives 0.5 L1 + 0.5 w (1 - SSIM) with SSIM on [0, 1] images,
+    checked against scikit-image's SSIM (the suite's reference)."""
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    recon = (images + 0.3 * torch.randn_like(images)).clamp(-1, 1)
+    l1 = reconstruction_l1(images, recon).item()
+    assert reconstruction_loss(images, recon).item() == pytest.approx(l1)
+    similarity = skimage_ssim((recon + 1) / 2, (images + 1) / 2).mean()
+    want = 0.5 * l1 + 0.5 * 60 * (1 - similarity)
+    assert reconstruction_loss(images, recon, structural_weight=60).item() == pytest.approx(
+        want, rel=1e-5
+    )
+    # a perfect reconstruction has no structural loss either
+    assert reconstruction_loss(images, images, structural_weight=60).item() == pytest.approx(
+        0.0, abs=1e-4
+    )
+    with pytest.raises(ValueError, match="structural_weight must be >= 0"):
+        reconstruction_loss(images, recon, structural_weight=-1)
 
 
 def test_zero_logits_give_log_2_per_term():
