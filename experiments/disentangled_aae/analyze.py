@@ -15,7 +15,9 @@ each module loaded with its class's ``load_from_checkpoint`` from the run's best
   (G(z*), one draw for every stage), ``fig4_retrieval_<stage>.png`` (two queries, top 7 per
   sub-vector), ``fig5_transfer_<stage>.png`` (the 8-row attribute-transfer panel per source /
   target pair), ``probe_matrix_<stage>.png`` (what each sub-vector predicts), for the
-  ``disentangle`` (B) and ``joint`` (C) runs.
+  ``disentangle`` (B) and ``joint`` (C) runs; ``interpolations.png`` (G along straight lines
+  between two test codes z, Stages A and C), ``fig6_expression_<stage>.png`` (test images and
+  their decodings under the proxy class and the f_e probe's prediction, framed green or red).
 
 Numbers (spec ``disentangle`` section 6): Table 1, test RMSE on the 0-255 scale of each stage's
 G(E(x)) (and from B on G(Phi^-1(Phi(E(x))))) beside the mean train image's, FID from each run's
@@ -71,6 +73,9 @@ class AnalysisOptions:
         transfer_pairs: Source / target pairs (columns) in Fig. 5.
         recon_count: Test images in Fig. 3.
         sample_count: Random faces per stage.
+        interpolation_pairs: Test pairs interpolated in z (per stage with its own G).
+        interpolation_steps: Decoded points per interpolation, both ends included.
+        expression_count: Test images in Fig. 6.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         seed: Seed of every random choice (pairs, subsets, probes, images shown).
         batch_size: Images per forward pass.
@@ -90,6 +95,9 @@ class AnalysisOptions:
     transfer_pairs: int = 6
     recon_count: int = 8
     sample_count: int = 8
+    interpolation_pairs: int = 3
+    interpolation_steps: int = 7
+    expression_count: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     batch_size: int = 100
@@ -166,9 +174,16 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         "samples": sections.samples_figure(
             context, {s: modules[s] for s in ("ae", "joint")}, options.sample_count
         ),
+        "interpolations": sections.interpolation_figure(
+            context,
+            {s: modules[s] for s in ("ae", "joint")},
+            options.interpolation_pairs,
+            options.interpolation_steps,
+        ),
     }
     pairs = sections.verification_pairs_of(context, options.pairs)
-    for key in ("table2", "table3", "pose_mae_deg", "pose_r2", "retrieval", "transfer"):
+    keys = ("table2", "table3", "pose_mae_deg", "pose_r2", "retrieval", "transfer", "fig6")
+    for key in keys:
         results[key] = {}
     for stage in FACTOR_STAGES:
         module = modules[stage]
@@ -186,6 +201,11 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         transfer = sections.transfer_figure(context, module, stage, options.transfer_pairs)
         figures[f"fig5_{stage}"] = transfer.pop("figure")
         results["transfer"][stage] = transfer
+        expression = sections.expression_figure(
+            context, module, codes, stage, options.expression_count
+        )
+        figures[f"fig6_{stage}"] = expression.pop("figure")
+        results["fig6"][stage] = expression
         figures[f"probe_matrix_{stage}"] = sections.probe_matrix_figure(
             context,
             stage,
@@ -223,7 +243,16 @@ _FLAGS: dict[str, tuple[Any, str]] = {  # field -> (type, help); other fields: t
     "train_images": (_count_or_all, "training images the probes train on (a number or 'all')"),
     "k": (int, "retrieval neighbours shown and scored"),
 }
-_POSITIVE = ("pairs", "k", "retrieval_queries", "transfer_pairs", "recon_count", "sample_count")
+_POSITIVE = (
+    "pairs",
+    "k",
+    "retrieval_queries",
+    "transfer_pairs",
+    "recon_count",
+    "sample_count",
+    "interpolation_pairs",
+    "expression_count",
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
@@ -254,6 +283,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     for name in _POSITIVE:
         if getattr(options, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    if options.interpolation_steps < 2:
+        parser.error(f"--interpolation-steps must be >= 2, got {options.interpolation_steps}")
     return options
 
 

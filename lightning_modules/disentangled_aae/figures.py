@@ -3,6 +3,8 @@
 - ``probe_heatmap``: the probe matrix (spec section 7, suite extra): rows are sub-vectors,
   columns factors, each cell coloured on a common [0, 1] scale and labelled with its number
   (probes of different kinds per column: R^2, verification accuracy, AUC), NaN cells grey "n/a".
+- ``framed``: an image inside a coloured frame (Fig. 6 marks a correct expression prediction
+  green, a wrong one red).
 
 The image panels (reconstructions, samples, transfer, retrieval) are ``callbacks.panels``'
 ``image_table`` as they are.
@@ -14,12 +16,39 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from PIL import Image
+from torch import Tensor
 
 from callbacks.panels import figure_to_image, new_figure
 
-__all__ = ["probe_heatmap"]
+__all__ = ["CORRECT", "WRONG", "framed", "probe_heatmap"]
+
+CORRECT = (0.0, 0.7, 0.0)  # Fig. 6's frame of a correct prediction (RGB in [0, 1])
+WRONG = (0.85, 0.0, 0.0)
+
+
+def framed(image: Tensor, colour: Sequence[float], width: int = 2) -> Tensor:
+    """``image`` (C, H, W) in [0, 1] inside a frame of ``width`` pixels: (C, H + 2w, W + 2w).
+
+    Args:
+        image: The picture, float in [0, 1].
+        colour: One value in [0, 1] per channel.
+        width: Frame width in pixels (>= 1).
+    """
+    if image.dim() != 3 or len(colour) != image.shape[0]:
+        raise ValueError(
+            f"image must be (C, H, W) with one colour value per channel, got "
+            f"{tuple(image.shape)} and {len(colour)} values"
+        )
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    channels, height, side = image.shape
+    fill = torch.tensor(colour, dtype=image.dtype, device=image.device).view(channels, 1, 1)
+    out = fill.expand(channels, height + 2 * width, side + 2 * width).clone()
+    out[:, width : width + height, width : width + side] = image
+    return out
 
 
 def probe_heatmap(

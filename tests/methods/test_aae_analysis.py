@@ -42,7 +42,7 @@ from lightning_modules.disentangled_aae.feature_blocks import (
     block_parts,
     feature_block,
 )
-from lightning_modules.disentangled_aae.figures import probe_heatmap
+from lightning_modules.disentangled_aae.figures import framed, probe_heatmap
 from lightning_modules.disentangled_aae.module import DisentangledAAE
 from lightning_modules.disentangled_aae.pixels import to_unit
 from lightning_modules.disentangled_aae.pose_error import pose_mae_degrees
@@ -301,6 +301,21 @@ def test_probe_heatmap_and_unit_images():
     )
 
 
+def test_framed_by_hand():
+    image = torch.full((3, 2, 3), 0.5)
+    out = framed(image, (1.0, 0.0, 0.25), width=1)
+    assert out.shape == (3, 4, 5)
+    torch.testing.assert_close(out[:, 1:3, 1:4], image)
+    border = torch.ones(4, 5, dtype=torch.bool)
+    border[1:3, 1:4] = False
+    for channel, value in enumerate((1.0, 0.0, 0.25)):
+        assert (out[channel][border] == value).all()
+    with pytest.raises(ValueError, match="one colour value per channel"):
+        framed(image, (1.0, 0.0))
+    with pytest.raises(ValueError, match="width"):
+        framed(image, (1.0, 0.0, 0.0), width=0)
+
+
 # --- the analysis command on tiny stage runs --------------------------------------------------
 
 TINY = dict(  # tests/methods/test_disentangled_aae.py's networks, with a small Phi
@@ -446,13 +461,18 @@ def test_analyze_writes_the_tables_and_figures(stage_runs, capsys):
     pairs = results["transfer"]["joint"]["pairs"]
     assert len(pairs) == 6 and len({i for pair in pairs for i in pair}) == 12
     assert all(test.identities[s] != test.identities[t] for s, t in pairs)
+    # Fig. 6: ten distinct test images and the probe's accuracy over the whole test split
+    for stage in ("disentangle", "joint"):
+        shown = results["fig6"][stage]
+        assert len(set(shown["rows"])) == 10 and 0 <= shown["accuracy"] <= 1
     names = [
         "fig3_reconstructions.png",
         "samples.png",
+        "interpolations.png",
         *(
             f"{fig}_{s}.png"
             for s in ("disentangle", "joint")
-            for fig in ("fig4_retrieval", "fig5_transfer", "probe_matrix")
+            for fig in ("fig4_retrieval", "fig5_transfer", "fig6_expression", "probe_matrix")
         ),
     ]
     for name in names:
@@ -475,3 +495,16 @@ def test_analyze_writes_the_tables_and_figures(stage_runs, capsys):
 def test_analyze_refuses_missing_runs(tmp_path, capsys):
     assert main(["--root", str(tmp_path), "--no-progress"]) == 2
     assert "--ae disentangled_aae/synthetic_ae" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--interpolation-steps", "1", "--interpolation-steps must be >= 2"),
+        ("--expression-count", "0", "--expression-count must be >= 1"),
+    ],
+)
+def test_analyze_refuses_bad_counts(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit):
+        main(["--root", str(tmp_path), flag, value])
+    assert message in capsys.readouterr().err
