@@ -284,6 +284,8 @@ def image_table(
                 ax.set_title(column_titles[j], fontsize=8)
             if j == 0 and row_titles is not None:
                 ax.set_ylabel(row_titles[i], fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if title:  # above the column titles (of up to several lines), not over them
+        lines = max(t.count("\n") + 1 for t in column_titles)
+        above = (0.14 * lines + 0.1) / fig.get_figheight()
+        fig.suptitle(title, fontsize=9, y=fig.subplotpars.top + above, va="bottom")
     return figure_to_image(fig)
