@@ -131,6 +131,34 @@ def test_stage_a_reconstructs_better_than_half_the_mean_image(chain, stage_a):
     assert control > 0.5 * baseline, (control, baseline)
 
 
+def _oracle(chain):
+    """The 32 px factor oracle of the chain's twin (cached under ``ORACLE_CACHE``)."""
+    oracle, _ = train_oracle(chain["data"], 5, 0, ORACLE_CACHE, fresh_images=9000, image_size=32)
+    return oracle
+
+
+def _agreement(oracle, images: torch.Tensor, decoded: torch.Tensor, group: str) -> float:
+    """Mean over the group's columns of the R^2 of the oracle's reading of ``decoded`` as a
+    prediction of its reading of ``images``."""
+    truth, read = oracle.read(images)[group].double(), oracle.read(decoded)[group].double()
+    r2 = 1 - (truth - read).square().sum(0) / (truth - truth.mean(0)).square().sum(0)
+    return r2.mean().item()
+
+
+def test_stage_a_reconstructions_show_the_pose(chain, stage_a):
+    """Spec section 9, Stage A: the oracle's pose of G(E(x)) follows its pose of x (R^2 > 0.7 over
+    the three angles) on the test images; not for an untrained autoencoder."""
+    oracle = _oracle(chain)
+    trained, data = _module(chain, "ae")
+    images = _images(data.splits["test"])
+    untrained = DisentangledAAE(**dict(trained.hparams)).eval()
+    with torch.no_grad():
+        recon = torch.cat([trained(part) for part in images.split(256)])
+        control = torch.cat([untrained(part) for part in images.split(256)])
+    assert _agreement(oracle, images, recon, "pose") > 0.7
+    assert _agreement(oracle, images, control, "pose") < 0.7
+
+
 def test_fid_falls_over_stage_a(stage_a):
     """FID of G(z*) against the validation images (random conv features): the last epoch's is
     well under the first epoch's."""
@@ -234,7 +262,7 @@ def test_swapping_f_p_moves_the_pose_and_keeps_the_identity(chain, stage_c):
     of the result is closer to the source's in >= 80% of pairs and its identity closer to the
     target's in >= 80% (both against the oracle's reading of the reconstructions of s and t).
     Swapping the first 3 dims of z instead (no Phi) moves the pose clearly less often."""
-    oracle, _ = train_oracle(chain["data"], 5, 0, ORACLE_CACHE, fresh_images=9000, image_size=32)
+    oracle = _oracle(chain)
     module, data = _module(chain, "joint")
     images = _images(data.splits["test"])
     g = torch.Generator().manual_seed(0)
