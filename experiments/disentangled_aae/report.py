@@ -143,6 +143,16 @@ def _table3(results: dict[str, Any], classes: Sequence[str]) -> list[str]:
         + ".",
         "",
         *_table(["Features", *classes, "AVG", "paper AVG (reference)"], rows),
+        *(
+            [
+                "",
+                "Fig. 6: the f_e probe's class accuracy on the test split: "
+                + ", ".join(f"{stage} {_f(shown['accuracy'])}" for stage, shown in fig6.items())
+                + ".",
+            ]
+            if (fig6 := results.get("fig6"))
+            else []
+        ),
     ]
 
 

@@ -486,6 +486,7 @@ def test_analyze_writes_the_tables_and_figures(stage_runs, capsys):
         "22.87",
         "CelebA (joint)",
         "n/a",
+        "Fig. 6: the f_e probe's class accuracy on the test split: disentangle",
     ):
         assert text in report, text
     assert "Note: the test split holds 270 distinct same-identity" in report
