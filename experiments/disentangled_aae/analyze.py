@@ -191,6 +191,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         split = module.split
         results["table2"][stage] = sections.verification_table(context, codes, split, pairs)
         results["table3"][stage] = sections.expression_table(context, codes, split)
+        f_e_predicted = results["table3"][stage].pop("f_e_predicted")
         results["pose_mae_deg"][stage] = sections.pose_error(context, codes, split)
         results["pose_r2"][stage] = sections.pose_r2(context, codes, split)
         found = sections.retrieval(
@@ -202,7 +203,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         figures[f"fig5_{stage}"] = transfer.pop("figure")
         results["transfer"][stage] = transfer
         expression = sections.expression_figure(
-            context, module, codes, stage, options.expression_count
+            context, module, f_e_predicted, stage, options.expression_count
         )
         figures[f"fig6_{stage}"] = expression.pop("figure")
         results["fig6"][stage] = expression

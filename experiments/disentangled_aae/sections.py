@@ -31,10 +31,7 @@ from lightning_modules.disentangled_aae.block_verification import (
     block_verification,
     pair_capacity,
 )
-from lightning_modules.disentangled_aae.expression_probe import (
-    expression_auc,
-    fit_expression_probe,
-)
+from lightning_modules.disentangled_aae.expression_probe import expression_auc
 from lightning_modules.disentangled_aae.factor_split import FactorSplit
 from lightning_modules.disentangled_aae.feature_blocks import (
     FACTOR_BLOCKS,
@@ -266,9 +263,11 @@ def expression_classes(context: Context, split: str) -> Tensor:
 
 
 def expression_table(context: Context, codes: Codes, split_of_f: FactorSplit) -> dict[str, Any]:
-    """Table 3's rows of one stage: per-class and macro AUC of the probe on each block."""
+    """Table 3's rows of one stage: per-class and macro AUC of the probe on each block; also
+    ``f_e_predicted``, the f_e probe's class of each test image (a tensor, for Fig. 6: pop it
+    before writing the JSON)."""
     train_y, test_y = expression_classes(context, "train"), expression_classes(context, "test")
-    rows = {}
+    rows, predicted = {}, None
     for block in TABLE3_BLOCKS:
         scores = expression_auc(
             (feature_block(codes.train, split_of_f, block).to(context.device), train_y),
@@ -282,6 +281,8 @@ def expression_table(context: Context, codes: Codes, split_of_f: FactorSplit) ->
             ),
             "macro": number(scores.macro),
         }
+        if block == "expression":
+            predicted = scores.predicted
     counts = {
         split: dict(
             zip(
@@ -292,7 +293,7 @@ def expression_table(context: Context, codes: Codes, split_of_f: FactorSplit) ->
         )
         for split, y in (("train", train_y), ("test", test_y))
     }
-    return {"rows": rows, "class_counts": counts}
+    return {"rows": rows, "class_counts": counts, "f_e_predicted": predicted}
 
 
 # --- pose, probe matrix, retrieval ------------------------------------------------------------
@@ -488,24 +489,12 @@ def interpolation_figure(context: Context, modules: dict[str, Any], pairs: int, 
 
 @torch.no_grad()
 def expression_figure(
-    context: Context, module: Any, codes: Codes, stage: str, count: int
+    context: Context, module: Any, predicted: Tensor, stage: str, count: int
 ) -> dict[str, Any]:
     """Fig. 6 of one stage: ``count`` random test images over their decodings G(Phi^-1(f)),
-    each column titled with its proxy class and the f_e probe's prediction (the probe of Table
-    3, same seed), framed green where they agree and red where not."""
-    split_of_f = module.split
-    train_y, test_y = expression_classes(context, "train"), expression_classes(context, "test")
-    fitted = fit_expression_probe(
-        feature_block(codes.train, split_of_f, "expression").to(context.device),
-        train_y,
-        len(EXPRESSION_CLASSES),
-        seed=context.seed,
-    )
-    predicted = (
-        fitted.scores(feature_block(codes.test, split_of_f, "expression").to(context.device))
-        .argmax(1)
-        .cpu()
-    )
+    each column titled with its proxy class and the f_e probe's prediction (``predicted``, the
+    ``f_e_predicted`` of ``expression_table``), framed green where they agree and red where not."""
+    test_y = expression_classes(context, "test")
     rows = torch.randperm(len(test_y), generator=context.generator(71))[:count].tolist()
     x = context.images("test", rows)
     decoded = module.decode_factors(module.factors(x))

@@ -99,11 +99,13 @@ class ProbeScores:
             or without negatives among the evaluation labels.
         macro: Mean of the defined entries of ``per_class`` (NaN if none is defined).
         evaluated: long (C,) evaluation images per class.
+        predicted: long (N,) the highest-scoring class of each evaluation image (Fig. 6).
     """
 
     per_class: Tensor
     macro: float
     evaluated: Tensor
+    predicted: Tensor
 
 
 def class_weights(labels: Tensor, num_classes: int) -> Tensor:
@@ -203,7 +205,7 @@ def class_auroc(scores: Tensor, labels: Tensor, num_classes: int) -> ProbeScores
     defined = (evaluated > 0) & (evaluated < len(labels))
     per_class = torch.where(defined, per_class, torch.full_like(per_class, math.nan))
     macro = float(per_class[defined].mean()) if bool(defined.any()) else math.nan
-    return ProbeScores(per_class, macro, evaluated)
+    return ProbeScores(per_class, macro, evaluated, scores.argmax(dim=1).cpu())
 
 
 def expression_auc(

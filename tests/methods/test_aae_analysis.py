@@ -179,6 +179,7 @@ def test_class_auroc_against_sklearn_and_torchmetrics():
         torch.randn(200, 4, generator=g) + labels[:, None].eq(torch.arange(4)), 1
     )
     result = class_auroc(scores, labels, 4)
+    assert torch.equal(result.predicted, torch.from_numpy(scores.numpy().argmax(1)))
     for c in range(4):
         want = roc_auc_score((labels == c).numpy(), scores[:, c].numpy())
         assert result.per_class[c].item() == pytest.approx(want, abs=1e-6)
