@@ -146,8 +146,8 @@ def _agreement(oracle, images: torch.Tensor, decoded: torch.Tensor, group: str) 
 
 
 @pytest.mark.xfail(
-    reason="borderline on the CPU tier: R^2 0.64 after the pipeline's 16 epochs, 0.71 after 20 "
-    "(which do not fit its 20 minutes; docs/results/disentangled_aae.md)",
+    reason="borderline on the CPU tier: below 0.7 after the pipeline's 16 epochs, just above "
+    "after 20, which do not fit its 20 minutes (numbers: docs/results/disentangled_aae.md)",
     raises=AssertionError,
     strict=False,
 )
@@ -207,10 +207,9 @@ def _diagonal_dominant(matrix: dict[str, dict[str, float]], margin: float) -> li
 
 
 NOT_ENCODED = (
-    "not reached on the CPU tier: Stage A encodes the head pose (ridge R^2 about 0.6-0.8 from z) "
-    "but hardly the expression, and the 900-iteration Stage B leaves the pose readable from "
-    "every sub-vector (R^2 about 0.5 from f_id, f_e and f_s), so swapping f_p moves little "
-    "(docs/results/disentangled_aae.md)"
+    "not reached on the CPU tier: Stage A encodes the head pose but hardly the expression, and "
+    "the short Stage B leaves the pose readable from every sub-vector, so swapping f_p moves "
+    "little (numbers: docs/results/disentangled_aae.md)"
 )
 
 
@@ -232,8 +231,8 @@ def test_probe_matrix_is_diagonal_dominant_and_not_for_a_random_phi(chain, stage
 
 
 @pytest.mark.xfail(
-    reason="borderline on the CPU tier: f_id lands around 0.9 after Stages B and C (0.911 with "
-    "the 2026-12-07 configuration, 0.895 before; docs/results/disentangled_aae.md)",
+    reason="borderline on the CPU tier: f_id lands around 0.9 after Stages B and C, above it in "
+    "the current configuration, below it in the earlier one (docs/results/disentangled_aae.md)",
     raises=AssertionError,
     strict=False,
 )
