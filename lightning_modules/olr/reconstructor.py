@@ -17,6 +17,7 @@ import torch
 from lightning import LightningModule
 
 from callbacks import keys
+from lightning_modules.components.cosine_decay import cosine_decay
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.frozen import FrozenSubmodules
@@ -59,6 +60,8 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
         out_act: Activation of Conv2D_out: ``relu`` (DEFAULT) or ``none``.
         ssim_weight: alpha of L_R (0.5).
         lr: RMSProp learning rate (DEFAULT 1e-4; the paper's value is OCR-garbled).
+        cosine_decay: Decay the learning rate to zero along a cosine over the run's optimizer
+            steps; False (PAPER: none stated) keeps it constant.
     """
 
     evaluation_outputs = (keys.INPUTS, keys.PREDS, keys.TARGET_IMAGES)
@@ -76,6 +79,7 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
         out_act: Literal["relu", "none"] = "relu",
         ssim_weight: float = 0.5,
         lr: float = 1e-4,
+        cosine_decay: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -166,9 +170,13 @@ class OLRReconstructor(FrozenSubmodules, LightningModule):
         """Reconstructions x^ (B, 3, S - 2, S - 2) of clean images, one predict loader per split."""
         return {keys.PREDS: self(batch["image"]), keys.IMAGE_ID: batch["image_id"]}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """RMSProp on the decoder only (the encoder is frozen)."""
-        return torch.optim.RMSprop(self.decoder.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """RMSProp on the decoder only (the encoder is frozen), with ``cosine_decay`` stepped per
+        batch."""
+        optimizer = torch.optim.RMSprop(self.decoder.parameters(), lr=self.hparams.lr)
+        if not self.hparams.cosine_decay:
+            return optimizer
+        return cosine_decay(optimizer, self.trainer)
 
 
 def _evaluation_outputs(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from callbacks.global_log import log_global
 from lightning_modules.components.backbones import create_backbone
+from lightning_modules.components.cosine_decay import cosine_decay
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.frozen import FrozenSubmodules, freeze
@@ -93,6 +94,9 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
             rest. A self pair's target is ``p_a * p_a2``, so a label's slot sees one pair of
             positives per positive image instead of per pair of positive images.
         lr: Adam learning rate (DEFAULT 1e-4).
+        cosine_decay: Decay the learning rate to zero along a cosine over the run's optimizer
+            steps (``trainer.estimated_stepping_batches``); False (PAPER: none stated) keeps it
+            constant.
         collapse_threshold: PC1 ratio above which a label counts as collapsed (0.95).
         allow_untrained_teacher: Fit even though no teacher weights were loaded.
         label_names: Label names for the collapse warning; None = the DataModule's.
@@ -114,6 +118,7 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
         train_pairs: Literal["drawn", "all"] = "drawn",
         self_pair_weight: float = 0.5,
         lr: float = 1e-4,
+        cosine_decay: bool = False,
         collapse_threshold: float = COLLAPSE_THRESHOLD,
         allow_untrained_teacher: bool = False,
         label_names: list[str] | None = None,
@@ -297,6 +302,10 @@ class OLRSiamese(FrozenSubmodules, LightningModule):
 
     # --- optimisation --------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on the encoder only (the teacher is frozen)."""
-        return torch.optim.Adam(self.encoder.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """Adam on the encoder only (the teacher is frozen), with ``cosine_decay`` stepped per
+        batch."""
+        optimizer = torch.optim.Adam(self.encoder.parameters(), lr=self.hparams.lr)
+        if not self.hparams.cosine_decay:
+            return optimizer
+        return cosine_decay(optimizer, self.trainer)

@@ -129,6 +129,15 @@ def test_teacher_frozen_and_in_eval_mode_through_fit(root):
     assert names == {id(p) for p in model.encoder.parameters()}
 
 
+@pytest.mark.parametrize("cosine", [False, True])
+def test_cosine_decay_brings_the_rate_to_zero_at_the_last_step(root, cosine):
+    model = siamese(lr=1e-3, cosine_decay=cosine)
+    fit = trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0)
+    fit.fit(model, datamodule=data(root))
+    rate = fit.optimizers[0].param_groups[0]["lr"]
+    assert rate == (pytest.approx(0.0, abs=1e-12) if cosine else 1e-3)
+
+
 # --- the loss on one batch ------------------------------------------------------------------------
 
 

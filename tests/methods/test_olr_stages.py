@@ -137,6 +137,15 @@ def test_fit_leaves_the_encoder_frozen_and_trains_the_head(make, faces):
     assert optimized == {id(p) for p in head.parameters()}
 
 
+@pytest.mark.parametrize("cosine", [False, True])
+def test_reconstructor_cosine_decay_brings_the_rate_to_zero_at_the_last_step(faces, cosine):
+    model = reconstructor(lr=1e-3, cosine_decay=cosine)
+    fit = trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0)
+    fit.fit(model, faces)
+    rate = fit.optimizers[0].param_groups[0]["lr"]
+    assert rate == (pytest.approx(0.0, abs=1e-12) if cosine else 1e-3)
+
+
 @pytest.mark.parametrize("make", [probe, reconstructor], ids=["probe", "reconstructor"])
 def test_predict_over_the_train_and_test_loaders(make, faces):
     """OLRDataModule serves one predict loader per split (train, test); both modules take them,
