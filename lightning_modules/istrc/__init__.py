@@ -1,0 +1,7 @@
+"""ISTRC (Li & Wang, "Image Semantic Transformation: Faster, Lighter and Stronger"), the
+Image-Semantic-Transformation-Reconstruction-Circle of the spec ``shared/specs/istrc.md``: a
+frozen face encoder's unit-sphere latents, decoded through a BEGAN discriminator's decoder and
+edited by gradient steps of latent attribute classifiers. The package will hold the ISTRC stages;
+for now it has the pure-torch latent pieces: ``sphere`` (normalising, slerp and lerp, n-face
+means, arithmetic, noise variations) and ``edit_path`` (the semantic transformation).
+"""
