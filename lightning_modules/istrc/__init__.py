@@ -2,6 +2,7 @@
 Image-Semantic-Transformation-Reconstruction-Circle of the spec ``shared/specs/istrc.md``: a
 frozen face encoder's unit-sphere latents, decoded through a BEGAN discriminator's decoder and
 edited by gradient steps of latent attribute classifiers. The package will hold the ISTRC stages;
-for now it has the pure-torch latent pieces: ``sphere`` (normalising, slerp and lerp, n-face
-means, arithmetic, noise variations) and ``edit_path`` (the semantic transformation).
+so far it has ``began_networks`` and ``began`` (the BEGAN whose discriminator's decoder draws the
+faces) and the pure-torch latent pieces: ``sphere`` (normalising, slerp and lerp, n-face means,
+arithmetic, noise variations) and ``edit_path`` (the semantic transformation).
 """
