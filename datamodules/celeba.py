@@ -13,12 +13,14 @@ cross-checked tables) and checks at setup that every listed image file exists an
   ``val_fraction`` are not used.
 
 Batches: ``image`` float (B, 3, S, S) normalised, ``attributes`` float (B, L) in {0, 1},
-``identity`` long (B,), ``image_id`` list of file names. ``predict_dataloader`` serves the test
-split.
+``identity`` long (B,), ``image_id`` list of file names. ``predict_dataloader`` serves the
+splits of ``predict_splits`` (default the test split), in that order, with the evaluation
+transform (a predicted training split is not augmented).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -125,6 +127,9 @@ class CelebADataModule(SplitDataModule):
         zoom: Training-only random zoom-in by up to ``1 + zoom`` (0 = off; not in the paper).
         batch_size: Images per batch.
         num_workers: DataLoader worker processes.
+        predict_splits: Splits served by ``predict_dataloader``, one loader each in this order
+            (``dataloader_idx``); None = the test split only. ISTRC's latent cache predicts
+            ``[train, val, test]``.
         synthetic: When set (``"tiny"``, ``"small"``, ``"default"``) and ``root`` has no
             ``list_attr_celeba.txt``, ``prepare_data`` writes the synthetic twin with that preset
             into ``root``'s parent (``root`` must then end in ``celeba``).
@@ -150,6 +155,7 @@ class CelebADataModule(SplitDataModule):
         zoom: float = 0.0,
         batch_size: int = 64,
         num_workers: int = 2,
+        predict_splits: list[Literal["train", "val", "test"]] | None = None,
         synthetic: Literal["tiny", "small", "default"] | None = None,
     ) -> None:
         super().__init__()
@@ -169,7 +175,9 @@ class CelebADataModule(SplitDataModule):
                 f"normalize must be one of {sorted(NORMALIZATIONS)}, got {normalize!r}"
             )
         self._columns = _select_attributes(attributes, drop_attributes or [])
+        self.predict_splits = _check_predict_splits(predict_splits)
         self.splits: dict[str, CelebAFaces] = {}
+        self._eval_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def root(self) -> Path:
@@ -207,10 +215,18 @@ class CelebADataModule(SplitDataModule):
         crop = _crop_box(hp.crop, tuple(hp.crop_offset))
         augment = (hp.randaugment_ops, hp.randaugment_magnitude) if hp.randaugment else None
         train_tf = square_transform(hp.image_size, hp.normalize, augment, hp.zoom)
-        eval_tf = square_transform(hp.image_size, hp.normalize)
+        eval_tf = self._eval_transform = square_transform(hp.image_size, hp.normalize)
         for name, rows in self._split_rows(index).items():
             tf = train_tf if name == "train" else eval_tf
             self.splits[name] = CelebAFaces(index, rows, self._columns, tf, crop)
+
+    def predict_dataset(self, split: str) -> CelebAFaces:
+        """``self.splits[split]``, the training split with the evaluation transform."""
+        dataset = self.splits[split]
+        if split == "train":
+            dataset = copy.copy(dataset)
+            dataset.transform = self._eval_transform
+        return dataset
 
     def _split_rows(self, index: CelebAIndex) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -242,6 +258,15 @@ def prepare_twin(root: Path, preset: str | None, seed: int) -> None:
     from datamodules.synthetic.faces import ensure_twin
 
     ensure_twin(root, "celeba", preset, seed, present=(root / ATTR_FILE).exists())
+
+
+def _check_predict_splits(splits: list[str] | None) -> list[str]:
+    """The predicted splits (default ``["test"]``); unknown, repeated or no splits -> ValueError."""
+    splits = ["test"] if splits is None else list(splits)
+    unknown = sorted(set(splits) - set(_CODES))
+    if not splits or unknown or len(set(splits)) != len(splits):
+        raise ValueError(f"predict_splits takes distinct splits among {list(_CODES)}, got {splits}")
+    return splits
 
 
 def _check_train_count(train_count: int, total: int) -> int:

@@ -11,7 +11,8 @@ from datamodules.sharding import eval_sampler
 
 
 class SplitDataModule(LightningDataModule):
-    """Serves ``self.splits["train" | "val" | "test"]``; prediction serves the test split.
+    """Serves ``self.splits["train" | "val" | "test"]``; prediction serves ``predict_splits`` (the
+    test split unless a subclass sets others).
 
     Subclasses save ``batch_size``, ``num_workers`` and ``normalize`` (a key of
     ``datamodules.images.NORMALIZATIONS``) among their hyperparameters and fill ``self.splits`` in
@@ -21,6 +22,8 @@ class SplitDataModule(LightningDataModule):
     """
 
     splits: dict[str, Dataset]
+    #: Splits ``predict_dataloader`` serves, one loader each, in this order (``dataloader_idx``).
+    predict_splits: tuple[str, ...] | list[str] = ("test",)
 
     @property
     def image_mean(self) -> tuple[float, float, float]:
@@ -41,14 +44,28 @@ class SplitDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per split of ``predict_splits`` (a plain loader for one split)."""
+        splits = list(self.predict_splits)
+        loaders = [self._loader(s, dataset=self.predict_dataset(s)) for s in splits]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def predict_dataset(self, split: str) -> Dataset:
+        """What prediction reads of ``split``: ``self.splits[split]``; a subclass whose training
+        split augments serves it with the evaluation transform."""
+        return self.splits[split]
 
     def _loader(
-        self, split: str, shuffle: bool = False, sampler: Sampler | None = None
+        self,
+        split: str,
+        shuffle: bool = False,
+        sampler: Sampler | None = None,
+        dataset: Dataset | None = None,
     ) -> DataLoader:
-        """The loader of ``self.splits[split]``; ``sampler``, when given, orders it instead."""
-        workers, dataset = self.hparams.num_workers, self.splits[split]
+        """The loader of ``dataset`` (default ``self.splits[split]``); ``sampler``, when given,
+        orders it instead."""
+        workers = self.hparams.num_workers
+        dataset = self.splits[split] if dataset is None else dataset
         if sampler is None and not shuffle:
             sampler = eval_sampler(dataset, split)
         return DataLoader(

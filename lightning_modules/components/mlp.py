@@ -1,13 +1,15 @@
-"""A plain multilayer perceptron: Linear -> ReLU per hidden width, then a linear output.
+"""A plain multilayer perceptron: Linear (-> norm) -> activation per hidden width, then a linear
+output.
 
-The disentangled AAE's Phi and Phi^-1 (99 -> 1000 -> 1000 -> 99, no normalisation, no dropout)
-are this network; so are small heads of other methods (ISTRC's mapping F and attribute
-classifiers). Optional dropout after each hidden activation.
+The disentangled AAE's Phi and Phi^-1 (99 -> 1000 -> 1000 -> 99, ReLU, no normalisation, no
+dropout) are this network; so are small heads of other methods: ISTRC's attribute classifiers
+(ReLU) and its mapping F (BatchNorm1d then tanh on every hidden layer). Optional dropout after
+each hidden activation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -15,13 +17,20 @@ __all__ = ["MLP"]
 
 
 class MLP(nn.Sequential):
-    """[Linear -> ReLU (-> Dropout)] per hidden width, then Linear to ``out_features``.
+    """[Linear (-> norm) -> activation (-> Dropout)] per hidden width, then Linear to
+    ``out_features``.
+
+    Layers are given as types (timm style): each hidden layer gets ``norm_layer(width)`` (when
+    set) and ``act_layer()``; the output layer is linear.
 
     Args:
         in_features: Input size.
         hidden: Width of each hidden layer (empty: one linear layer).
         out_features: Output size (linear output).
-        dropout: Dropout probability after each hidden ReLU (0 = none).
+        dropout: Dropout probability after each hidden activation (0 = none).
+        act_layer: Activation after each hidden layer (ReLU).
+        norm_layer: Normalisation between each hidden Linear and its activation, built with the
+            width (``nn.BatchNorm1d``); None = none.
 
     Example:
         >>> MLP(99, (1000, 1000), 99)(torch.zeros(2, 99)).shape
@@ -34,6 +43,8 @@ class MLP(nn.Sequential):
         hidden: Sequence[int],
         out_features: int,
         dropout: float = 0.0,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+        norm_layer: Callable[[int], nn.Module] | None = None,
     ) -> None:
         widths = [in_features, *hidden, out_features]
         if min(widths) < 1:
@@ -42,7 +53,10 @@ class MLP(nn.Sequential):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-2], widths[1:-1], strict=True):
-            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+            layers.append(nn.Linear(a, b))
+            if norm_layer is not None:
+                layers.append(norm_layer(b))
+            layers.append(act_layer())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(widths[-2], widths[-1]))
