@@ -45,15 +45,20 @@ class SplitDataModule(LightningDataModule):
         return self._loader("test")
 
     def _loader(
-        self, split: str, shuffle: bool = False, sampler: Sampler | None = None
+        self,
+        split: str,
+        shuffle: bool = False,
+        sampler: Sampler | None = None,
+        batch_size: int | None = None,
     ) -> DataLoader:
-        """The loader of ``self.splits[split]``; ``sampler``, when given, orders it instead."""
+        """The loader of ``self.splits[split]``; ``sampler``, when given, orders it instead (a
+        whole-batch sampler with its own ``batch_size``, which then replaces the hparam's)."""
         workers, dataset = self.hparams.num_workers, self.splits[split]
         if sampler is None and not shuffle:
             sampler = eval_sampler(dataset, split)
         return DataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
+            batch_size=batch_size or self.hparams.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
