@@ -12,10 +12,17 @@ cross-checked tables) and checks at setup that every listed image file exists an
 - ``"official"``: ``list_eval_partition.txt`` (0 train, 1 val, 2 test); ``test_fraction`` and
   ``val_fraction`` are not used.
 
-Batches: ``image`` float (B, 3, S, S) normalised, ``attributes`` float (B, L) in {0, 1},
-``identity`` long (B,), ``image_id`` list of file names. ``predict_dataloader`` serves the
-splits of ``predict_splits`` (default the test split), in that order, with the evaluation
-transform (a predicted training split is not augmented).
+Batches: ``image`` float (B, 3, S, S) normalised (ImageNet mean/std, ``"signed"`` [-1, 1] or
+``"none"`` [0, 1]), ``attributes`` float (B, L) in {0, 1}, ``identity`` long (B,), ``image_id``
+list of file names. ``predict_dataloader`` serves the splits of ``predict_splits`` (default the
+test split), in that order, with the evaluation transform (a predicted training split is not
+augmented).
+
+Training batches are shuffled images, or with ``identities_per_batch`` set identity-grouped:
+P = ``identities_per_batch`` distinct training identities x K = ``images_per_identity`` images
+each (``datamodules.samplers.ClassSetSampler``, rows ``[i K, (i + 1) K)`` one identity; under DDP
+each rank draws its own P identities), as metric learning with in-batch triplets needs (ISTRC's
+FaceNet stand-in: 32 x 4). ``batch_size`` then sizes the evaluation batches only.
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.formats.celeba import ATTR_FILE, ATTRIBUTE_NAMES, CelebAIndex, read_celeba
 from datamodules.formats.errors import FormatError, SettingError
 from datamodules.formats.listed_files import check_listed_files
 from datamodules.images import FFHQ_IN_CELEBA, NORMALIZATIONS, read_rgb, square_transform
 from datamodules.paths import resolve_root
+from datamodules.samplers import ClassSetSampler
 from datamodules.split_loaders import SplitDataModule
 
 # Crop boxes (top, left, height, width) in the 178 x 218 aligned image.
@@ -120,12 +128,17 @@ class CelebADataModule(SplitDataModule):
             x=25, y=45) or ``"ffhq"`` (156 x 156 at x=10, y=37: FFHQ's framing), cut before
             the resize.
         crop_offset: ``(x, y)`` shift in pixels of the crop box.
-        normalize: ``"imagenet"`` mean/std or ``"none"`` ([0, 1] images).
+        normalize: ``"imagenet"`` mean/std, ``"signed"`` ([-1, 1] images: BEGAN's and ISTRC's
+            range) or ``"none"`` ([0, 1] images).
         randaugment: RandAugment on the uint8 training images (after the resize).
         randaugment_ops: RandAugment's number of operations N.
         randaugment_magnitude: RandAugment's magnitude M.
         zoom: Training-only random zoom-in by up to ``1 + zoom`` (0 = off; not in the paper).
-        batch_size: Images per batch.
+        batch_size: Images per batch (per evaluation batch with ``identities_per_batch``).
+        identities_per_batch: When set, training batches hold this many distinct identities
+            (P), ``images_per_identity`` images each; None (default) = shuffled batches.
+        images_per_identity: K, images per identity in an identity-grouped batch (an identity
+            with fewer training images repeats some, with a warning).
         num_workers: DataLoader worker processes.
         predict_splits: Splits served by ``predict_dataloader``, one loader each in this order
             (``dataloader_idx``); None = the test split only. ISTRC's latent cache predicts
@@ -148,18 +161,25 @@ class CelebADataModule(SplitDataModule):
         drop_attributes: list[str] | None = None,
         crop: Literal["none", "center", "face128", "ffhq"] = "none",
         crop_offset: tuple[int, int] = (0, 0),
-        normalize: Literal["imagenet", "none"] = "imagenet",
+        normalize: Literal["imagenet", "signed", "none"] = "imagenet",
         randaugment: bool = False,
         randaugment_ops: int = 2,
         randaugment_magnitude: int = 9,
         zoom: float = 0.0,
         batch_size: int = 64,
+        identities_per_batch: int | None = None,
+        images_per_identity: int = 4,
         num_workers: int = 2,
         predict_splits: list[Literal["train", "val", "test"]] | None = None,
         synthetic: Literal["tiny", "small", "default"] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if identities_per_batch is not None and min(identities_per_batch, images_per_identity) < 1:
+            raise ValueError(
+                "identities_per_batch and images_per_identity must be positive, got "
+                f"{identities_per_batch} and {images_per_identity}"
+            )
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         if not 0.0 <= val_fraction < 1.0:
@@ -195,6 +215,15 @@ class CelebADataModule(SplitDataModule):
         return len(self._columns)
 
     @property
+    def identity_batch_shape(self) -> tuple[int, int] | None:
+        """(P identities, K images each) of the identity-grouped training batches; None when
+        training batches are shuffled images."""
+        hp = self.hparams
+        if hp.identities_per_batch is None:
+            return None
+        return hp.identities_per_batch, hp.images_per_identity
+
+    @property
     def train_attributes(self) -> torch.Tensor:
         """uint8 (N_train, L) labels of the training part (for class weights); needs ``setup``."""
         if "train" not in self.splits:
@@ -227,6 +256,15 @@ class CelebADataModule(SplitDataModule):
             dataset = copy.copy(dataset)
             dataset.transform = self._eval_transform
         return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training images, or the P x K identity batches of ``identity_batch_shape``."""
+        shape = self.identity_batch_shape
+        if shape is None:
+            return super().train_dataloader()
+        train = self.splits["train"]
+        sampler = ClassSetSampler(train.identities, *shape, seed=self.hparams.seed)
+        return self._loader("train", sampler=sampler, batch_size=sampler.batch_size)
 
     def _split_rows(self, index: CelebAIndex) -> dict[str, torch.Tensor]:
         hp = self.hparams

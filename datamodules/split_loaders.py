@@ -61,16 +61,18 @@ class SplitDataModule(LightningDataModule):
         shuffle: bool = False,
         sampler: Sampler | None = None,
         dataset: Dataset | None = None,
+        batch_size: int | None = None,
     ) -> DataLoader:
         """The loader of ``dataset`` (default ``self.splits[split]``); ``sampler``, when given,
-        orders it instead."""
+        orders it instead (a whole-batch sampler with its own ``batch_size``, which then replaces
+        the hparam's)."""
         workers = self.hparams.num_workers
         dataset = self.splits[split] if dataset is None else dataset
         if sampler is None and not shuffle:
             sampler = eval_sampler(dataset, split)
         return DataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
+            batch_size=batch_size or self.hparams.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,

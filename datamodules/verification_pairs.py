@@ -5,7 +5,8 @@ different pairs drawn from the CelebA *test* identities, plus a second 1000-pair
 *val* to fit the threshold (``lightning_modules.components.verification``); ISTRC draws its
 verification pairs the same way. ``verification_pairs`` takes the identities of one split's items
 and returns positions into that split, so the fitting and test sets come from two calls on two
-identity-disjoint splits.
+identity-disjoint splits; ``pair_capacity`` says how many distinct pairs of each kind a split
+holds, so a caller can ask for no more.
 
 How the pairs are drawn (all from one ``torch.Generator`` seeded with ``seed``):
 
@@ -28,7 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["VerificationPairs", "verification_pairs"]
+__all__ = ["VerificationPairs", "pair_capacity", "verification_pairs"]
 
 # A key space at most this large (or at most twice the number of keys wanted) is enumerated and
 # permuted; a larger one is sampled with rejection of repeated keys.
@@ -83,6 +84,27 @@ def verification_pairs(
     index = torch.cat([same_pairs, different_pairs]).sort(dim=1).values
     labels = torch.arange(same + different) < same
     return VerificationPairs(index.to(identities.device), labels.to(identities.device))
+
+
+def pair_capacity(identities: Tensor) -> tuple[int, int]:
+    """How many distinct same-identity and different-identity pairs a split holds.
+
+    With n_c images of identity c among N: sum_c n_c (n_c - 1) / 2 same pairs and
+    (N^2 - sum_c n_c^2) / 2 different pairs (unordered, no self pair).
+
+    Args:
+        identities: Integer (N,) identity of each item.
+    """
+    if identities.dim() != 1 or identities.dtype.is_floating_point:
+        raise ValueError(
+            f"identities must be an integer (N,) tensor, got {identities.dtype} "
+            f"{tuple(identities.shape)}"
+        )
+    counts = torch.unique(identities.cpu(), return_counts=True)[1].long()
+    n = int(counts.sum())
+    same = int((counts * (counts - 1)).sum()) // 2
+    different = (n * n - int((counts * counts).sum())) // 2
+    return same, different
 
 
 class _Groups:

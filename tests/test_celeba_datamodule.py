@@ -150,6 +150,40 @@ def test_imagenet_normalisation(celeba):
     assert dm.image_mean == (0.485, 0.456, 0.406) and dm.image_std == (0.229, 0.224, 0.225)
 
 
+def test_signed_normalisation(celeba):
+    root, _ = celeba
+    plain = make(root, normalize="none").splits["test"][0]["image"]
+    signed = make(root, normalize="signed").splits["test"][0]["image"]
+    assert torch.allclose(signed, plain * 2 - 1, atol=1e-6)
+    dm = CelebADataModule(root=str(root), normalize="signed")
+    assert dm.image_mean == (0.5, 0.5, 0.5) and dm.image_std == (0.5, 0.5, 0.5)
+
+
+def test_identity_grouped_training_batches(celeba):
+    root, written = celeba
+    dm = make(root, split="official", identities_per_batch=3, images_per_identity=2, seed=1)
+    assert dm.identity_batch_shape == (3, 2)
+    train = dm.splits["train"]
+    batches = list(dm.train_dataloader())
+    # the default length: the 16 training images over 3 x 2 per batch
+    assert len(batches) == len(train) // 6 == 2
+    for batch in batches:
+        groups = batch["identity"].view(3, 2)
+        assert (groups == groups[:, :1]).all() and len(groups[:, 0].unique()) == 3
+        for name, identity in zip(batch["image_id"], batch["identity"].tolist(), strict=True):
+            assert written["identities"][file_index(name)] == identity
+            assert written["splits"][file_index(name)] == 0  # training images only
+    assert next(iter(dm.val_dataloader()))["image"].shape[0] == min(8, len(dm.splits["val"]))
+
+
+def test_shuffled_training_batches_by_default(celeba):
+    dm = make(celeba[0])
+    assert dm.identity_batch_shape is None
+    assert next(iter(dm.train_dataloader()))["image"].shape[0] == 8
+    with pytest.raises(ValueError, match="images_per_identity must be positive"):
+        CelebADataModule(identities_per_batch=4, images_per_identity=0)
+
+
 def test_attribute_selection(celeba):
     root, written = celeba
     dm = make(root, attributes=["Young", "Smiling", "Male", "Bald"], drop_attributes=["Bald"])

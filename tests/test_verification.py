@@ -1,4 +1,5 @@
-"""lightning_modules.components.verification: pair distances, the fitted threshold, accuracy."""
+"""lightning_modules.components.verification: pair distances, the fitted threshold, accuracy,
+cross-validated accuracy and ROC AUC."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from lightning_modules.components.verification import (
     best_threshold,
+    cross_validated_accuracy,
     fit_and_score,
     pair_distances,
+    roc_auc,
     verification_accuracy,
 )
 
@@ -157,3 +161,75 @@ def test_bad_labels_and_distances_are_refused():
         best_threshold(torch.tensor([]), torch.tensor([]))
     with pytest.raises(ValueError, match="NaN"):
         verification_accuracy(distances, torch.tensor([0, 1]), math.nan)
+
+
+# --- spherical distances, ROC AUC, cross-validated accuracy ----------------------------------
+
+
+def test_spherical_distances_worked():
+    embeddings = torch.tensor(
+        [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]], dtype=torch.float64
+    )
+    pairs = torch.tensor([[0, 1], [0, 2], [0, 0], [0, 3]])
+    # a right angle, opposite points, a self pair, arccos(0.6)
+    expected = torch.tensor([math.pi / 2, math.pi, 0.0, math.acos(0.6)], dtype=torch.float64)
+    got = pair_distances(embeddings, pairs, metric="spherical")
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="metric"):
+        pair_distances(embeddings, pairs, metric="cosine")
+
+
+def test_roc_auc_worked():
+    # same pairs at 1 and 3, different pairs at 2 and 3: of the 4 couples, (1, 2) and (1, 3) are
+    # right, (3, 2) wrong, (3, 3) a tie (one half): AUC = 2.5 / 4
+    distances = torch.tensor([1.0, 3.0, 2.0, 3.0])
+    same = torch.tensor([True, True, False, False])
+    assert roc_auc(distances, same) == 2.5 / 4
+    assert roc_auc(torch.tensor([0.0, 1.0]), torch.tensor([1, 0])) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_roc_auc_matches_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    distances = rng.integers(0, 12, size=300).astype(float)  # many ties
+    same = rng.random(300) < 0.4
+    expected = roc_auc_score(same, -distances)
+    assert roc_auc(torch.from_numpy(distances), torch.from_numpy(same)) == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+def test_roc_auc_needs_both_labels():
+    with pytest.raises(ValueError, match="same and different"):
+        roc_auc(torch.tensor([1.0, 2.0]), torch.tensor([True, True]))
+
+
+def _cross_validated_reference(distances: np.ndarray, same: np.ndarray, folds: int) -> float:
+    """Folds by rank within each label; threshold by a brute-force sweep of the other folds."""
+    fold = np.empty(len(same), dtype=int)
+    for label in (True, False):
+        members = np.flatnonzero(same == label)
+        fold[members] = np.arange(len(members)) % folds
+    scores = []
+    for f in range(folds):
+        fit, held = fold != f, fold == f
+        _, threshold = _brute_force(distances[fit], same[fit])
+        scores.append(np.mean((distances[held] <= threshold) == same[held]))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cross_validated_accuracy_against_a_loop(seed):
+    rng = np.random.default_rng(seed)
+    same = rng.random(200) < 0.5
+    distances = np.where(same, rng.normal(1.0, 0.5, 200), rng.normal(2.0, 0.5, 200))
+    got = cross_validated_accuracy(torch.from_numpy(distances), torch.from_numpy(same), folds=10)
+    assert got == pytest.approx(_cross_validated_reference(distances, same, 10), abs=1e-12)
+
+
+def test_cross_validated_accuracy_of_separable_pairs_is_one():
+    distances = torch.cat([torch.rand(50), 2 + torch.rand(50)])
+    same = torch.arange(100) < 50
+    assert cross_validated_accuracy(distances, same) == 1.0
+    with pytest.raises(ValueError, match="folds"):
+        cross_validated_accuracy(distances[:5], same[:5], folds=10)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import datamodules.verification_pairs as module
-from datamodules.verification_pairs import VerificationPairs, verification_pairs
+from datamodules.verification_pairs import VerificationPairs, pair_capacity, verification_pairs
 
 
 def _identities(sizes: list[int], seed: int = 0) -> torch.Tensor:
@@ -160,3 +160,11 @@ def test_same_pairs_are_uniform_within_an_identity(monkeypatch, enumerate_up_to)
     observed = np.array(list(counts.values()), dtype=float)
     chi2 = float(((observed - 120.0) ** 2 / 120.0).sum())
     assert chi2 < 45.0  # 14 degrees of freedom: P(chi2 > 45) ~ 4e-5
+
+
+def test_pair_capacity_against_a_loop():
+    identities = torch.tensor([5, 5, 5, 2, 2, 9, 1, 1, 1, 1])
+    same = sum(
+        identities[i] == identities[j] for i in range(10) for j in range(i + 1, 10)
+    )  # 3 + 1 + 0 + 6 = 10
+    assert pair_capacity(identities) == (int(same), 45 - int(same))

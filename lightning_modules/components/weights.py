@@ -96,13 +96,31 @@ def load_local_weights(
     Raises:
         ValueError: missing, unexpected or mis-shaped keys, listed by name.
     """
+    return load_state(model, read_state_dict(path), drop_prefixes, source=str(path))
+
+
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    drop_prefixes: Sequence[str] = (),
+    source: str = "state dict",
+) -> nn.Module:
+    """Load ``state`` (already read, e.g. a submodule's part of a checkpoint) into ``model``.
+
+    As ``load_local_weights``, which reads the file and calls it: keys under ``drop_prefixes``
+    are ignored on both sides, every other key must match by name and shape; ``source`` names
+    where ``state`` came from in the error.
+
+    Raises:
+        ValueError: missing, unexpected or mis-shaped keys, listed by name.
+    """
     prefixes = tuple(drop_prefixes)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(prefixes)}
+    state = {k: v for k, v in state.items() if not k.startswith(prefixes)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     problems = _mismatches(own, state)
     if problems:
         raise ValueError(
-            f"{path}: weights do not match {type(model).__name__} "
+            f"{source}: weights do not match {type(model).__name__} "
             f"(ignoring prefixes {list(prefixes)}): " + "; ".join(problems)
         )
     model.load_state_dict(state, strict=False)

@@ -6,8 +6,8 @@ most t, fits t on pairs of the validation split and reports the accuracy on 500 
 different test pairs ([SUBST] for LFW: pairs of CelebA test identities). The pairs come from
 ``datamodules.verification_pairs``; the threshold and accuracy from
 ``lightning_modules.components.verification``. A small split may hold fewer distinct pairs than
-asked: ``pair_capacity`` says how many it has, so the caller can draw as many as there are and
-report the count.
+asked: ``pair_capacity`` (``datamodules.verification_pairs``, re-exported here) says how many
+it has, so the caller can draw as many as there are and report the count.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
-from datamodules.verification_pairs import VerificationPairs
+from datamodules.verification_pairs import VerificationPairs, pair_capacity
 from lightning_modules.components.verification import fit_and_score, pair_distances
 from lightning_modules.disentangled_aae.factor_split import FactorSplit
 from lightning_modules.disentangled_aae.feature_blocks import feature_block
@@ -36,27 +35,6 @@ class BlockVerification(NamedTuple):
 
     threshold: float
     accuracy: float
-
-
-def pair_capacity(identities: Tensor) -> tuple[int, int]:
-    """How many distinct same-identity and different-identity pairs a split holds.
-
-    With n_c images of identity c among N: sum_c n_c (n_c - 1) / 2 same pairs and
-    (N^2 - sum_c n_c^2) / 2 different pairs (unordered, no self pair).
-
-    Args:
-        identities: Integer (N,) identity of each item.
-    """
-    if identities.dim() != 1 or identities.dtype.is_floating_point:
-        raise ValueError(
-            f"identities must be an integer (N,) tensor, got {identities.dtype} "
-            f"{tuple(identities.shape)}"
-        )
-    counts = torch.unique(identities.cpu(), return_counts=True)[1].long()
-    n = int(counts.sum())
-    same = int((counts * (counts - 1)).sum()) // 2
-    different = (n * n - int((counts * counts).sum())) // 2
-    return same, different
 
 
 def block_verification(

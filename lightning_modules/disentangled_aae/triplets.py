@@ -1,7 +1,8 @@
 """Triplet loss on one sub-vector of f and the three in-batch triplet miners of Stage B.
 
-Loss (spec ``disentangle`` Eq. 12 as corrected in section 8 item 2): for triplets of
-sub-vectors (f_k, f_k^+, f_k^-),
+Loss (spec ``disentangle`` Eq. 12 as corrected in section 8 item 2; ``triplet_loss`` and
+``Triplets`` live in ``components.triplets``, re-exported here): for triplets of sub-vectors
+(f_k, f_k^+, f_k^-),
 
     tl_k = max(0, ||f_k - f_k^+||_2^2 - ||f_k - f_k^-||_2^2 + delta_k),
 
@@ -33,10 +34,12 @@ per call. The expression miner, whose validity depends only on B, makes none.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import Tensor
+
+from lightning_modules.components.triplets import Triplets, triplet_loss
 
 __all__ = [
     "StyleMode",
@@ -49,39 +52,6 @@ __all__ = [
 
 #: The two readings of the style triplet (spec section 8 item 1).
 StyleMode = Literal["same_clip_pos", "literal"]
-
-
-class Triplets(NamedTuple):
-    """Batch indices of anchors, positives and negatives: three long tensors (N,)."""
-
-    anchor: Tensor
-    positive: Tensor
-    negative: Tensor
-
-
-def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0) -> Tensor:
-    """Mean over triplets of max(0, ||a - p||^2 - ||a - n||^2 + margin) (Eq. 12, corrected).
-
-    Zero triplets give 0, still attached to the inputs' graph (a sum over no rows), so a batch
-    without triplets does not break ``backward``.
-
-    Args:
-        anchor: Anchor sub-vectors (N, d).
-        positive: Their positives (N, d).
-        negative: Their negatives (N, d).
-        margin: delta_k >= 0, on raw (unnormalised) sub-vectors.
-    """
-    if anchor.ndim != 2 or anchor.shape != positive.shape or anchor.shape != negative.shape:
-        raise ValueError(
-            "anchor, positive and negative must share one (N, d) shape, got "
-            f"{tuple(anchor.shape)}, {tuple(positive.shape)} and {tuple(negative.shape)}"
-        )
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    to_positive = (anchor - positive).pow(2).sum(dim=1)  # (N,)
-    to_negative = (anchor - negative).pow(2).sum(dim=1)  # (N,)
-    hinge = (to_positive - to_negative + margin).clamp_min(0.0)
-    return hinge.sum() / max(hinge.shape[0], 1)
 
 
 def identity_triplets(identity: Tensor, generator: torch.Generator) -> Triplets:

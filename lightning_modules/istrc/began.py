@@ -23,10 +23,9 @@ DDP-safe partial backward). Not in the paper: G's and D's weights start from PyT
 initialisation; training is fixed at one D step then one G step per batch.
 
 Batches: ``image`` float (B, 3, S, S) in [-1, 1], i.e. [0, 1] images normalised with mean = std
-= 0.5 (``datamodules.images.NORMALIZATIONS["signed"]``). ``CelebADataModule`` offers only
-``"imagenet"`` and ``"none"`` ([0, 1]) today; at setup a DataModule that exposes ``image_mean`` /
-``image_std`` (every ``SplitDataModule``) must expose the signed ones, and a batch of another size
-than ``image_size`` is refused.
+= 0.5 (``datamodules.images.NORMALIZATIONS["signed"]``; ``CelebADataModule(normalize="signed")``);
+at setup a DataModule that exposes ``image_mean`` / ``image_std`` (every ``SplitDataModule``) must
+expose the signed ones, and a batch of another size than ``image_size`` is refused.
 
 Logged: ``train/loss_d``, ``train/loss_g`` (L(G(z_G))), ``train/loss_real`` (L(x)) as this rank's
 batch values per step and exact epoch means; ``train/k`` (k_{t+1}, after the step) and

@@ -25,10 +25,7 @@ from torchmetrics.classification import MulticlassAUROC
 from datamodules.disentangled_aae import DisentangledAAEDataModule
 from datamodules.verification_pairs import VerificationPairs, verification_pairs
 from experiments.disentangled_aae.analyze import main
-from lightning_modules.disentangled_aae.block_verification import (
-    block_verification,
-    pair_capacity,
-)
+from lightning_modules.disentangled_aae.block_verification import block_verification
 from lightning_modules.disentangled_aae.expression_probe import (
     class_auroc,
     class_weights,
@@ -225,14 +222,6 @@ def test_probe_architecture_is_the_spec_s():
 
 
 # --- verification per block (Table 2) ---------------------------------------------------------
-
-
-def test_pair_capacity_against_a_loop():
-    identities = torch.tensor([5, 5, 5, 2, 2, 9, 1, 1, 1, 1])
-    same = sum(
-        identities[i] == identities[j] for i in range(10) for j in range(i + 1, 10)
-    )  # 3 + 1 + 0 + 6 = 10
-    assert pair_capacity(identities) == (int(same), 45 - int(same))
 
 
 def _codes(identities: torch.Tensor, seed: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from lightning import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import Callback
+from quiet_trainer import cpu_trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -47,19 +48,7 @@ class RandomImages(LightningDataModule):
 
 
 def _trainer(tmp_path, **kwargs) -> Trainer:
-    args = {
-        "accelerator": "cpu",
-        "max_epochs": 1,
-        "limit_train_batches": 2,
-        "limit_val_batches": 0,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        "default_root_dir": tmp_path,
-    }
-    return Trainer(**(args | kwargs))
+    return cpu_trainer(tmp_path, **({"limit_train_batches": 2, "limit_val_batches": 0} | kwargs))
 
 
 # --- networks ------------------------------------------------------------------------------------
