@@ -27,16 +27,19 @@ def run_stage(
     name: str | None = None,
     timeout: float = 900.0,
     pythonpath: Sequence[Path] = (),
+    on_twin: bool = True,
 ) -> Path:
     """Run ``experiments/<method>/synthetic_<stage>.yaml`` (run name ``name``, default
-    ``<method>/synthetic_<stage>``) with the ``extra`` overrides; its run folder."""
+    ``<method>/synthetic_<stage>``) with the ``extra`` overrides; its run folder. ``on_twin``
+    False: the stage's data is no image DataModule (ISTRC's cached latents), so the twin's root
+    is not given to it."""
     name = name or f"{method}/synthetic_{stage}"
+    twin = [f"--data.init_args.root={chain['data']}", "--data.init_args.synthetic=null"]
     args = [
         "run",
         *("--config", str(REPO / "experiments" / "_base.yaml")),
         *("--config", str(REPO / "experiments" / method / f"synthetic_{stage}.yaml")),
-        f"--data.init_args.root={chain['data']}",
-        "--data.init_args.synthetic=null",
+        *(twin if on_twin else []),
         f"--run.root={chain['runs']}",
         f"--run.name={name}",
         "--trainer.accelerator=cpu",

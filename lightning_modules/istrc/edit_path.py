@@ -10,11 +10,18 @@ PAPER: the step length is "dynamically adjusted" so that z moves the same distan
 iteration, then renormalised; DEFAULT d = 0.002, 500 steps, a snapshot every 50 (z_50 ... z_500,
 the 10 images right of the input in Figs. 1, 2, 9, 10), no early stop.
 
-The classifier is given as logits: BCE is ``binary_cross_entropy_with_logits``, which stays finite
-where a sigmoid output saturates to 0 or 1. The spec's C_a ends in a sigmoid; pass its layers
-without that last one (for an ``nn.Sequential`` c, ``c[:-1]``). The loss is summed over the rows,
-so row i's gradient is its own whatever the batch, and the classifier runs in eval mode: a batch
-edits each row exactly as a run of that row alone would.
+The classifier is given as logits l = C_a(z) before its sigmoid (the spec's C_a ends in a
+sigmoid; pass its layers without that last one, for an ``nn.Sequential`` c, ``c[:-1]``). With
+p = sigmoid(l), g_t = (p - y) grad_z l, and for y in {0, 1} the factor p - y has the sign of
+1 - 2y wherever p lies strictly inside (0, 1), so the step direction is computed as
+
+    g_t / ||g_t|| = (1 - 2y) grad_z l / ||grad_z l||,
+
+the same direction, which stays defined where p rounds to y in floating point: a classifier that
+saturates (|l| above about 17 in float32) makes BCE's gradient exactly zero, and computed that way
+the walk would stop there, an early stop the spec excludes. Each row's gradient is its own
+whatever the batch (the logits are summed over rows), and the classifier runs in eval mode: a
+batch edits each row exactly as a run of that row alone would.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from lightning_modules.istrc.sphere import normalise
 
@@ -86,10 +92,10 @@ def semantic_transformation(
     _check_start(z0)
     with _eval_mode(classifier), torch.inference_mode(False), torch.enable_grad():
         start = z0.detach().clone()  # a normal tensor even when z0 is an inference tensor
-        target = _targets(y, start)
+        sign = (1 - 2 * _targets(y, start)).unsqueeze(-1)  # of p - y, for y in {0, 1}
         z, snapshots, logits, distances = start, [], [], [start.new_zeros(start.shape[0])]
         for t in range(1, steps + 1):
-            logit, gradient = _logit_and_gradient(classifier, z, target)
+            logit, gradient = _logit_and_gradient(classifier, z, sign)
             norm = gradient.norm(dim=-1, keepdim=True).clamp_min(MIN_GRADIENT_NORM)
             z = normalise(z - step_distance * gradient / norm)
             logits.append(logit)
@@ -101,13 +107,13 @@ def semantic_transformation(
     return EditPath(torch.stack(snapshots), torch.stack(logits).sigmoid(), torch.stack(distances))
 
 
-def _logit_and_gradient(classifier: nn.Module, z: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """C_a's logits at z (B,) and the gradient of the row-summed BCE with respect to z (B, D)."""
+def _logit_and_gradient(classifier: nn.Module, z: Tensor, sign: Tensor) -> tuple[Tensor, Tensor]:
+    """C_a's logits at z (B,) and sign * grad_z logit (B, D): the direction of BCE's gradient
+    (``sign`` (B, 1) that of p - y), at any saturation."""
     z = z.detach().requires_grad_(True)
     logit = _logits(classifier, z)
-    loss = F.binary_cross_entropy_with_logits(logit, target, reduction="sum")
-    (gradient,) = torch.autograd.grad(loss, z)
-    return logit.detach(), gradient
+    (gradient,) = torch.autograd.grad(logit.sum(), z)
+    return logit.detach(), sign * gradient
 
 
 def _logits(classifier: nn.Module, z: Tensor) -> Tensor:

@@ -192,6 +192,24 @@ def test_a_zero_gradient_makes_no_step_and_no_nan():
     assert (path.distances < 1e-15).all() and (path.probabilities == 0.5).all()
 
 
+@pytest.mark.parametrize("y", [1, 0])
+def test_a_saturated_classifier_keeps_the_walk_going(y):
+    """A logit of 1000 z_2 saturates p to y in float32 (BCE's gradient is exactly zero there);
+    the walk still moves as it does under the unsaturated logit z_2, whose BCE gradient has the
+    same direction: the spec's walk has no early stop."""
+    saturated, plain = nn.Linear(3, 1, bias=False), nn.Linear(3, 1, bias=False)
+    saturated.weight.data.copy_(torch.tensor([[0.0, 1000.0, 0.0]]))
+    plain.weight.data.copy_(torch.tensor([[0.0, 1.0, 0.0]]))
+    sign = 1.0 if y == 1 else -1.0
+    z0 = torch.tensor([[0.6, 0.8 * sign, 0.0]])  # already far on the target side: p == y
+    assert float(torch.sigmoid(saturated(z0))) == float(y)
+    path = semantic_transformation(saturated, z0, y, steps=20, every=10, step_distance=0.01)
+    reference = semantic_transformation(plain, z0, y, steps=20, every=10, step_distance=0.01)
+    assert torch.allclose(path.snapshots, reference.snapshots, atol=1e-6)
+    assert bool((path.distances[1:] > path.distances[:-1]).all())  # it moves at every step
+    assert float(path.snapshots[-1, 0, 1]) * sign > 0.8  # on along +-e_2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
