@@ -97,6 +97,10 @@ class LatentDataModule(SplitDataModule):
             every column of the files.
         batch_size: Items per batch (256, the spec's F and C_a batch).
         num_workers: DataLoader worker processes (0: the items are in memory).
+        shuffle_labels: A control: the training split's attribute rows are permuted (seeded by
+            ``shuffle_seed``), so that labels no longer belong to their latents; val and test
+            keep theirs. A classifier trained on them must stay at chance.
+        shuffle_seed: Seed of that permutation.
     """
 
     def __init__(
@@ -105,6 +109,8 @@ class LatentDataModule(SplitDataModule):
         attributes: list[str] | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
+        shuffle_labels: bool = False,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -144,6 +150,10 @@ class LatentDataModule(SplitDataModule):
         columns = self._facts.pop("columns")
         for split, payload in payloads.items():
             payload["attributes"] = payload["attributes"][:, columns]
+            if split == "train" and self.hparams.shuffle_labels:
+                generator = torch.Generator().manual_seed(self.hparams.shuffle_seed)
+                order = torch.randperm(len(payload["attributes"]), generator=generator)
+                payload["attributes"] = payload["attributes"][order]
             self.splits[split] = Latents(payload)
 
     def _loaded(self, name: str) -> Any:

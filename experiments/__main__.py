@@ -1,9 +1,11 @@
 """``python -m experiments fit|validate|test|predict|run --config ...``.
 
 ``run`` is ``fit --run.evaluate=true``: fit, then test the best (or last) checkpoint, then predict
-when the datamodule has predict data, all in the same run folder. This is what ``make experiment``
-calls. A ``--config`` that is a pipeline YAML (top-level ``pipeline:``) runs its steps instead, one
-CLI run or module after the other in one folder (:mod:`experiments.pipeline`).
+when the datamodule has predict data and the model a ``predict_step``, all in the same run folder;
+for an experiment that trains nothing (``run.predict_only: true``) it is ``predict``, with the
+weights ``run.init_from`` loads. This is what ``make experiment`` calls. A ``--config`` that is a
+pipeline YAML (top-level ``pipeline:``) runs its steps instead, one CLI run or module after the
+other in one folder (:mod:`experiments.pipeline`).
 
 A configuration the parser refuses ends the command with one line on stderr that names the file
 and line (or the flag) and the close match (:mod:`experiments.config_errors`), and exit code 2; so
@@ -31,7 +33,7 @@ from datamodules.formats.errors import (  # noqa: E402
     SettingError,
 )
 from experiments import pipeline  # noqa: E402
-from experiments.cli import LatentLabCLI  # noqa: E402
+from experiments.cli import LatentLabCLI, predict_only  # noqa: E402
 from experiments.config_errors import (  # noqa: E402
     ConfigError,
     captured_help,
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if any(is_pipeline_file(path) for path in config_files(args)):
         sys.exit(pipeline.main(args))  # a pipeline YAML: its steps run the CLI, each in turn
-    if args and args[0] == "run":
-        args = ["fit", "--run.evaluate=true", *args[1:]]
+    if args and args[0] == "run":  # a stage that trains nothing predicts instead
+        first = ["predict"] if predict_only(args) else ["fit", "--run.evaluate=true"]
+        args = [*first, *args[1:]]
     # we pass sys.argv on ourselves (rewritten for `run`); Lightning would warn about both being set
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     subcommand = args[:1] if args and not args[0].startswith("-") else []

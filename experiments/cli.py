@@ -5,8 +5,9 @@ Every run writes ``<run.root>/<run.name>/<timestamp>/`` with the resolved ``conf
 ``wandb/`` (W&B's own files, its own ``config.yaml`` among them, kept apart from ours).
 ``--run.resume=true`` continues the latest run of that name from its ``last.ckpt`` and the same W&B
 run (:mod:`experiments.wandb_setup`), and refuses changed model, data or optimizer settings
-(:mod:`experiments.resume`). ``--run.init_from`` starts a fit from (parts of) other runs' weights
-(:mod:`experiments.init_from`). ``--print_config`` prints the config the run would save and stops.
+(:mod:`experiments.resume`). ``--run.init_from`` starts a fit from (parts of) other runs' weights,
+or gives validate, test and predict the weights they evaluate (:mod:`experiments.init_from`).
+``--print_config`` prints the config the run would save and stops.
 
     python -m experiments fit --config experiments/_base.yaml --config experiments/<m>/<d>.yaml
     python -m experiments run ...  # = fit --run.evaluate=true: fit, test, predict, one folder
@@ -51,6 +52,7 @@ from callbacks.nan_guard import NaNGuard
 from callbacks.progress import default_progress_bar
 from callbacks.rng_state import RNGStateCheckpoint
 from callbacks.run_checkpoint import RunCheckpoint
+from experiments.config_errors import config_files
 from experiments.console import CompactModelSummary, quiet_console, summarize_test_metrics
 from experiments.cores import apply_core_budget
 from experiments.errors import SetupError
@@ -98,6 +100,24 @@ def started_apart(trainer: Trainer) -> str | None:
     if environment is not None and environment.creates_processes_externally:
         return f"started by a launcher: Lightning's {type(environment).__name__}"
     return None
+
+
+def predict_only(args: list[str]) -> bool:
+    """``run.predict_only`` as ``args`` set it: the last ``--run.predict_only=`` flag, else the
+    last ``--config`` file that sets it (an unreadable file is left to the CLI to report)."""
+    flags = [a.partition("=")[2] for a in args if a.startswith("--run.predict_only=")]
+    if flags:
+        return flags[-1].strip().lower() in ("true", "1", "yes")
+    value = False
+    for path in config_files(args):
+        try:
+            config = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        run = config.get("run") if isinstance(config, dict) else None
+        if isinstance(run, dict) and "predict_only" in run:
+            value = bool(run["predict_only"])
+    return value
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -184,12 +204,19 @@ class LatentLabCLI(LightningCLI):
             "root": (str, "runs", "folder of all runs"),
             "resume": (bool, False, "continue the latest run of this name from its last.ckpt"),
             "evaluate": (bool, False, "after fit: test the best (or last) checkpoint, predict"),
+            "predict_only": (
+                bool,
+                False,
+                "the experiment trains nothing: `run` predicts with the weights run.init_from "
+                "loads (a stage that writes what later stages read)",
+            ),
             "init_from": (
                 str | list[InitFrom] | None,
                 None,
-                "fit: start from a checkpoint's weights (fine-tuning; latest:<name> is the "
-                "last.ckpt of that name's newest run), or from parts of checkpoints: a list of "
-                "{checkpoint, source: submodule there, target: submodule here}",
+                "start from a checkpoint's weights (fit: fine-tuning; validate, test, predict: "
+                "the weights evaluated; latest:<name> is the last.ckpt of that name's newest "
+                "run), or from parts of checkpoints: a list of {checkpoint, source: submodule "
+                "there, target: submodule here}",
             ),
         }
         for key, (kind, default, text) in run.items():
@@ -213,9 +240,14 @@ class LatentLabCLI(LightningCLI):
         if self.subcommand and cfg.get("weights_only") is None:
             cfg.weights_only = True  # checkpoints hold tensors and plain types only
         apply_core_budget(cfg.get("data"))  # threads and loader workers fit the cores
-        fine_tune = self.subcommand in ("fit", None) and cfg.run.get("init_from") is not None
+        if self.subcommand == "fit" and cfg.run.get("predict_only"):
+            raise SetupError(
+                "This experiment trains nothing (run.predict_only: true): run it with `python -m "
+                "experiments run` (make experiment), which predicts, or with `predict`"
+            )
+        fine_tune = cfg.run.get("init_from") is not None  # fit: start; else: evaluate these
         if fine_tune and cfg.get("ckpt_path") is not None:
-            raise ValueError("--run.init_from (fine-tune) excludes ckpt_path (resume)")
+            raise ValueError("--run.init_from (the weights to start from) excludes ckpt_path")
         if cfg.trainer.get("fast_dev_run"):  # smoke run: no run folder; files callbacks write
             if cfg.trainer.get("default_root_dir") is None and not self._print_config:
                 # a temporary folder, not the cwd, removed at the end of the run
@@ -294,7 +326,8 @@ class LatentLabCLI(LightningCLI):
         self.datamodule, self.model = built.get("data"), built.get("model")
         if self._init_from:
             load_init_from(self.model, self._init_from)
-            rank_zero_info(f"Fine-tuning from {', '.join(p.checkpoint for p in self._init_from)}")
+            what = "Fine-tuning from" if self.subcommand in ("fit", None) else "Weights from"
+            rank_zero_info(f"{what} {', '.join(p.checkpoint for p in self._init_from)}")
         self.trainer = self.instantiate_trainer()
         if self.run_dir is not None:
             self._create_run_dir()
@@ -369,7 +402,8 @@ class LatentLabCLI(LightningCLI):
             ckpt = None  # predict with the tested weights and what test computed (thresholds)
         else:
             rank_zero_info("The datamodule defines no test data: skipping test.")
-        if is_overridden("predict_dataloader", self.datamodule, LightningDataModule):
+        predicts = is_overridden("predict_step", self.model, LightningModule)
+        if predicts and is_overridden("predict_dataloader", self.datamodule, LightningDataModule):
             self.trainer.predict(
                 self.model, datamodule=self.datamodule, ckpt_path=ckpt, weights_only=True,
                 return_predictions=False,

@@ -1,4 +1,5 @@
-"""``--run.init_from``: start a fit from the weights of other runs (fine-tuning, stage pipelines).
+"""``--run.init_from``: start a fit from the weights of other runs (fine-tuning, stage pipelines),
+or give validate, test and predict the weights they evaluate (a stage that trains nothing).
 
 The value is either a checkpoint (the whole model, strict), or a list of parts, each the weights
 of one submodule of a checkpoint's model loaded into one submodule of this model, which may be of

@@ -228,3 +228,56 @@ def test_best_and_latest_name_the_newest_run_s_best_and_last_checkpoints(tmp_pat
     assert resolve_checkpoint("latest:stage", tmp_path) == newest / "last.ckpt"
     with pytest.raises(FileNotFoundError, match="best:absent.*make experiment NAME=absent"):
         resolve_checkpoint("best:absent", tmp_path)
+
+
+class PredictData(TinyData):
+    def predict_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(8, 3)), batch_size=4)
+
+
+class Predicting(Student):
+    """A stage that trains nothing: it predicts with the weights ``run.init_from`` loads."""
+
+    def __init__(self, width: int = 4) -> None:
+        super().__init__(width)
+        self.seen: list[dict] = []
+
+    def predict_step(self, batch, batch_idx):
+        self.seen.append({k: v.clone() for k, v in self.teacher.state_dict().items()})
+        return self(batch[0])
+
+
+def test_predict_evaluates_the_weights_init_from_loads(tmp_path):
+    """``predict`` (and test, validate) with ``run.init_from``: the part is loaded before the
+    run, recorded in config.yaml; a ckpt_path beside it is refused."""
+    stage = _checkpoint(tmp_path / "stage.ckpt", _teacher_state())
+    part = {"checkpoint": str(stage), "source": "encoder", "target": "teacher"}
+    args = [_parts(tmp_path, part), f"--data={__name__}.PredictData"]
+    cli = _cli(tmp_path, "Predicting", *args, command="predict")
+    expected = {
+        k.removeprefix("encoder."): v for k, v in _teacher_state().items() if "encoder" in k
+    }
+    assert len(cli.model.seen) == 2
+    for key, value in expected.items():
+        assert torch.equal(cli.model.seen[0][key], value), key
+    saved = yaml.safe_load((cli.run_dir / "config.yaml").read_text())["run"]["init_from"]
+    assert saved == [part]
+    with pytest.raises(ValueError, match="excludes ckpt_path"):
+        _cli(tmp_path, "Predicting", *args, f"--ckpt_path={stage}", command="predict")
+
+
+def test_run_of_a_predict_only_experiment_predicts(tmp_path):
+    """``run.predict_only`` (from the last config that sets it, or a flag) turns ``run`` into
+    ``predict``; ``fit`` of such an experiment is refused with what to run instead."""
+    from experiments.cli import predict_only
+    from experiments.errors import SetupError
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("run: {predict_only: true}\n")
+    second.write_text("trainer: {max_epochs: 1}\n")
+    assert predict_only(["run", "--config", str(first), "--config", str(second)])
+    assert not predict_only(["run", f"--config={second}"])
+    assert not predict_only(["run", "--config", str(first), "--run.predict_only=false"])
+    assert predict_only(["run", f"--config={second}", "--run.predict_only=true"])
+    with pytest.raises(SetupError, match="trains nothing"):
+        _cli(tmp_path, "Predicting", "--run.predict_only=true", command="fit")

@@ -322,6 +322,22 @@ def test_latent_datamodule_names_a_missing_file_and_how_to_write_it(tmp_path):
         LatentDataModule(str(runs), attributes=["Smiling"]).setup("fit")
 
 
+def test_shuffled_labels_permute_the_training_rows_only(tmp_path):
+    folder = _write_latents(tmp_path / "cache")
+    plain, shuffled = (
+        LatentDataModule(str(folder)),
+        LatentDataModule(str(folder), shuffle_labels=True),
+    )
+    plain.setup("fit")
+    shuffled.setup("fit")
+    before, after = plain.splits["train"], shuffled.splits["train"]
+    assert torch.equal(before.z, after.z) and not torch.equal(before.attributes, after.attributes)
+    rows = lambda a: sorted(map(tuple, a.tolist()))  # noqa: E731
+    assert rows(before.attributes) == rows(after.attributes)  # the same labels, other owners
+    for split in ("val", "test"):
+        assert torch.equal(plain.splits[split].attributes, shuffled.splits[split].attributes)
+
+
 def test_writer_refuses_items_predicted_twice(tmp_path):
     items = [
         {"image": torch.zeros(3, 32, 32), "attributes": torch.zeros(2), "identity": 0,
