@@ -82,6 +82,8 @@ class AnalysisOptions:
         judge_thresholds: ``tuned`` (the judge run's thresholds.json, else 0.5) or ``half``.
         seed: Seed of every random choice and of the untrained mapping.
         batch_size: Images per batch when reading the test split.
+        data_root: The image folder of the cache run's data (its ``root``), when not where its
+            config.yaml says (a relative root is read from the working directory).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         progress: Show progress bars.
     """
@@ -105,6 +107,7 @@ class AnalysisOptions:
     judge_thresholds: str = "tuned"
     seed: int = 0
     batch_size: int = 256
+    data_root: Path | None = None
     device: str = "auto"
     progress: bool = True
 
@@ -146,7 +149,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = analysis_device(options.device)
     space, fid_note = choose_feature_space(options.fid_features)
-    test = load_test_set(runs[CACHE], options.batch_size, options.progress)
+    test = load_test_set(runs[CACHE], options.batch_size, options.progress, options.data_root)
     modules = {stage: runs[stage].load_module() for stage in MODEL_STAGES}
     encoder = modules["encoder"].encoder.to(device).eval()
     began, mapping = modules["began"].to(device), modules["mapping"].to(device)
@@ -167,6 +170,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         seed=options.seed,
         progress=options.progress,
         inception=_inception(space, device),
+        judged=list(options.edit_attributes),
     )
     if int(began.mean_image_count) == 0:
         raise ValueError(f"{runs['began'].checkpoint} holds no mean train image")
@@ -299,6 +303,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     p.add_argument("--judge-thresholds", default=d.judge_thresholds, choices=["tuned", "half"])
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--data-root", type=Path, default=None, help="the cache run's image folder")
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return AnalysisOptions(**vars(p.parse_args(argv)))

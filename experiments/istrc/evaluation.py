@@ -9,10 +9,12 @@ Each takes the shared ``Context`` (test set, models, device) and returns plain n
   (``callbacks.auroc.per_attribute_auroc``, what ``LogAUROC`` logged);
 - ``circle``: SSIM(x, x^) beside SSIM(x, mean train image) on [0, 1] images, the Fréchet distance
   of x^ against x, identity retention cos(E(x^), E(x)), rank-1 identity and exact-image retrieval
-  of E(x^) in {E(x)} beside chance, and E's norms on x and x^;
+  of E(x^) in {E(x)} beside chance, E's norms on x and x^, and the judge's AUROC of the edited
+  attributes on x and on x^ (whether the reconstructions still show them to the judge);
 - ``edits``: for each edited attribute, test inputs whose label is not the target (at most
   ``count``, seeded) edited in one batched ``semantic_transformation`` (every step kept), scored
-  by ``edit_scores`` against the judge and E.
+  by ``edit_scores`` against the judge and E; with the label-shuffled control beside it, also
+  the fraction of inputs whose trained edit the judge scores above their control edit (paired).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 from callbacks.auroc import per_attribute_auroc
 from callbacks.image_quality.ssim import ssim
 from experiments.istrc.directions import direction_name, target_of
-from experiments.istrc.edit_scores import edit_success, path_checks
+from experiments.istrc.edit_scores import edit_success, path_checks, towards
 from experiments.istrc.frechet import FEATURE_SPACES, feature_frechet
 from experiments.istrc.retrieval import rank1_retrieval
 from experiments.istrc.stages import Circle, Judge, TestSet, apply_in_chunks
@@ -66,6 +68,8 @@ class Context:
         progress: Show progress bars.
         notes: Lines reported beside the numbers (appended to by the parts).
         inception: The FID Inception-v3 when its features are used, else None (judge features).
+        judged: Attributes whose judge AUROC on x and on x^ the circle reports (the edited ones:
+            can the judge read them on reconstructions at all?).
     """
 
     test: TestSet
@@ -77,6 +81,7 @@ class Context:
     progress: bool = True
     notes: list[str] = field(default_factory=list)
     inception: nn.Module | None = None
+    judged: list[str] = field(default_factory=list)
 
     def encode(self, images: Tensor) -> Tensor:
         """E(images): (B, D) unit rows."""
@@ -122,6 +127,13 @@ def circle(ctx: Context, mapping_circle: Circle, shown: int = 0) -> dict[str, An
     retrieval = rank1_retrieval(e_hat, e_x, test.identity, test.identity)
     cosine = torch.nn.functional.cosine_similarity(e_hat.double(), e_x.double(), dim=1)
     features_x, features_hat = ctx.fid_features(test.images), ctx.fid_features(x_hat)
+    judge_auroc = {
+        name: {
+            "x": _judge_auroc(ctx, test.images, name),
+            "x_hat": _judge_auroc(ctx, x_hat, name),
+        }
+        for name in ctx.judged
+    }
     return {
         "images": int(x.shape[0]),
         "ssim": ssim(target, x).mean().item(),
@@ -135,8 +147,16 @@ def circle(ctx: Context, mapping_circle: Circle, shown: int = 0) -> dict[str, An
             (e.double().norm(dim=1) - 1).abs().max().item() for e in (e_x, e_hat)
         ),
         "encoder_matches_cache": (e_x - test.z).abs().max().item(),
+        "judge_auroc": judge_auroc,
         "_x_hat": x_hat,
     }
+
+
+def _judge_auroc(ctx: Context, images: Tensor, name: str) -> float:
+    """The judge's AUROC of ``name`` on ``images`` against the test labels."""
+    scores = ctx.judge.probs(images)[:, ctx.judge.column(name)]
+    labels = ctx.test.labels[:, ctx.test.column(name)]
+    return per_attribute_auroc(scores[:, None], labels[:, None])[0][0].item()
 
 
 @dataclass(frozen=True)
@@ -188,7 +208,8 @@ def _edit(
         ctx.encode(edited).double(), ctx.encode(x_hat).double(), dim=1
     )
     checks = path_checks(z0.double(), full.double(), settings.step_distance)
-    return scores | checks | {"identity_cosine": drift.mean().item()}
+    judged = towards(after[:, column], target)  # private: the paired comparison of the sets
+    return scores | checks | {"identity_cosine": drift.mean().item(), "_judge_after": judged}
 
 
 def edits(
@@ -232,4 +253,9 @@ def edits(
             settings,
             [j for j in others if j != ctx.judge.column(attribute)],
         )
+    for entry in results.values():
+        after = {name: entry[name].pop("_judge_after") for name in classifier_sets if name in entry}
+        if {"trained", "shuffled"} <= set(after):
+            beats = after["trained"] > after["shuffled"]
+            entry["trained_above_shuffled"] = beats.double().mean().item()
     return results

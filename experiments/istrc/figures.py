@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 PERSONS = "ABCDEFGH"
+GRID_CELL = 96  # px: the noise grid's cells are enlarged to about this side
 
 
 @dataclass
@@ -153,6 +154,8 @@ def circle_figures(
     z = test.z[a]
     noisy = noise_variations(z, count=63, sigma=0.02, generator=ctx.generator(32))
     grid = to_unit(circle.decode(torch.cat([z[None], noisy])))
+    scale = max(1, GRID_CELL // grid.shape[-1])  # small faces enlarged, pixels kept (nearest)
+    grid = torch.nn.functional.interpolate(grid, scale_factor=scale, mode="nearest")
     save_image(grid, out_dir / "fig2_noise_grid.png", nrow=8, padding=2)
     names["noise_grid"] = "fig2_noise_grid.png"
     linear_norm = paths["linear"].norm(dim=1).min().item()
@@ -247,7 +250,7 @@ def arithmetic_figure(ctx: Context, circle: Circle, out_dir: Path) -> dict[str, 
         used.append({"title": title, "ids": [test.image_id[i] for i in picked]})
     if not rows:
         raise ValueError("Fig. 4: no arithmetic set has test images for a, b and c")
-    columns = ["a", "b", "c", "a - b + c (normalised)", "a - b + c (raw)"]
+    columns = ["a", "b", "c", "a - b + c\nnormalised", "a - b + c\nraw"]
     table = image_table(rows, columns, titles, "Latent arithmetic", captions)
     return {"figure": _save(table, out_dir, "fig4_arithmetic.png"), "sets": used}
 

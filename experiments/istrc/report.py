@@ -30,6 +30,7 @@ EDIT_KEYS = {
     "classifier_success": "fraction with C_a(z_T) >= 0.9 towards the target",
     "judge_raised": "fraction the judge scores decode(z_T) above x^ (towards the target)",
     "judge_flipped": "fraction the judge predicts the target on decode(z_T) but not on x^",
+    "judge_mean_delta": "judge's mean change of the target probability, decode(z_T) - x^",
     "identity_cosine": "mean cos(E(decode(z_T)), E(x^)) (identity drift)",
     "other_mean_abs_delta": "judge's mean |delta p| on the other rendered attributes",
     "max_norm_error": "max | ||z_t|| - 1 | over every step",
@@ -101,6 +102,14 @@ def evaluation_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("rank-1 identity retrieval / chance", r["identity_over_chance"], rc["identity_over_chance"])
     add("rank-1 exact-image retrieval of E(x^)", r["exact"], rc["exact"], note)
     add("rank-1 exact-image retrieval chance", r["exact_chance"], note="1 / N")
+    for name, scores in circle["judge_auroc"].items():
+        add(f"judge test AUROC {name} on x", scores["x"], note="the judge on the test crops")
+        add(
+            f"judge test AUROC {name} on x^",
+            scores["x_hat"],
+            control["judge_auroc"][name]["x_hat"],
+            f"the judge on the reconstructions; {note}",
+        )
     for attribute, entry in results["edits"]["attributes"].items():
         trained, shuffled = entry.get("trained", {}), entry.get("shuffled", {})
         head = f"edit {entry['direction']} ({attribute} -> {entry['target']})"
@@ -111,6 +120,11 @@ def evaluation_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 shuffled.get(key),
                 f"{trained.get('count', 0)} test inputs; control: label-shuffled classifiers",
             )
+        add(
+            f"{head}: fraction the judge scores the trained edit above the control edit",
+            entry.get("trained_above_shuffled"),
+            note="paired, the same inputs edited by both classifier sets",
+        )
     return rows
 
 

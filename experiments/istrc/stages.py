@@ -166,13 +166,21 @@ def find_cache_run(root: Path, name: str) -> Path:
 
 
 def load_test_set(
-    cache_dir: Path, batch_size: int, progress: bool, num_workers: int = 0
+    cache_dir: Path,
+    batch_size: int,
+    progress: bool,
+    data_root: Path | None = None,
+    num_workers: int = 0,
 ) -> TestSet:
-    """The test images of the cache run's data (``config.yaml``) and its cached latents."""
+    """The test images of the cache run's data (``config.yaml``; its ``root`` replaced by
+    ``data_root`` when given) and its cached latents. The images are only read: a missing data
+    folder is an error, never written (as a stage's synthetic twin would be)."""
     payloads = {s: load_latents(latents_file(cache_dir, s)) for s in ("train", "val", "test")}
     test = payloads["test"]
-    data = _datamodule(cache_dir, batch_size=batch_size, num_workers=num_workers)
-    data.prepare_data()
+    overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    if data_root is not None:
+        overrides["root"] = str(data_root)
+    data = _datamodule(cache_dir, **overrides)
     data.setup("test")
     loader = data.test_dataloader()
     ids = list(getattr(loader.dataset, "names", []))

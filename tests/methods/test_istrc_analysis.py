@@ -281,3 +281,35 @@ def test_began_numbers_from_a_metrics_csv(tmp_path):
     assert numbers["m_global_epoch_final"] == 0.8
     assert window_mean([0, 100], [1.0, 3.0], 0.4, 0.45) == 1.0  # none inside: the nearest
     assert math.isnan(window_mean([], [], 0.0, 1.0))
+
+
+def test_judge_features_are_the_input_of_its_last_linear_layer():
+    from experiments.istrc.stages import Judge
+    from lightning_modules.face_attributes import FaceAttributeClassifier
+
+    torch.manual_seed(0)
+    model = FaceAttributeClassifier(
+        "latentlab/vgg", num_attributes=3, model_kwargs={"widths": [4, 8]}, weight_mode="none"
+    ).eval()
+    judge = Judge(model, ["a", "b", "c"], torch.full((3,), 0.5), "0.5", torch.device("cpu"))
+    images = torch.rand(5, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = model.model.trunk(images).mean(dim=(-2, -1))
+        logits = model(images)
+    assert torch.allclose(judge.features(images), expected, atol=1e-6)
+    assert torch.allclose(judge.probs(images), logits.sigmoid(), atol=1e-6)
+    assert judge.features(images[:2]).shape == (2, 8)  # the hook is gone after each call
+    assert not model.model.head._forward_pre_hooks
+
+
+def test_the_command_names_a_missing_stage_run(tmp_path, capsys):
+    from experiments.istrc.analyze import main, parse_args
+
+    assert main(["--root", str(tmp_path), "--device", "cpu", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "--encoder istrc/synthetic_encoder" in error and "make experiment" in error
+    options = parse_args(["--root", "r", "--edit-attributes", "Male", "Young", "--steps", "100"])
+    assert options.edit_attributes == ["Male", "Young"] and options.steps == 100
+    assert options.classifiers_shuffled == "istrc/synthetic_classifiers_shuffled"
+    assert main(["--root", str(tmp_path), "--steps", "100", "--every", "30"]) == 2
+    assert "--every 30 must divide --steps 100" in capsys.readouterr().err
