@@ -194,6 +194,9 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     results["began"] = logged.began_numbers(began_metrics)
     results["mapping"] = _mapping(runs, mapping, control, test, device)
     results["classifiers"] = _classifiers(runs, classifiers, shuffled, test, device)
+    undefined = [n for n, v in results["classifiers"]["trained"].items() if math.isnan(v)]
+    if undefined:
+        ctx.notes.append(f"C_a AUROC undefined (one class in the test split): {undefined}")
     sets = {"trained": classifiers, "shuffled": shuffled}
     results["edits"] = {
         "attributes": evaluation.edits(
