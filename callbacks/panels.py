@@ -257,10 +257,12 @@ def image_table(
     column_titles: Sequence[str],
     row_titles: Sequence[str] | None = None,
     title: str | None = None,
+    captions: Sequence[Sequence[str]] | None = None,
 ) -> Image.Image:
     """A table of images: ``rows[i][j]`` (C, H, W) in [0, 1] under ``column_titles[j]``.
 
-    Every row has one image per column; ``row_titles`` (one per row) are written at the left.
+    Every row has one image per column; ``row_titles`` (one per row) are written at the left,
+    ``captions[i][j]`` (optional, one per image, "" for none) under each image.
     Cells are as large as the largest image up to 2.56 inches (its pixels at 100 dpi).
     """
     if not rows:
@@ -269,11 +271,13 @@ def image_table(
         raise ValueError(f"every row needs {len(column_titles)} images, one per column")
     if row_titles is not None and len(row_titles) != len(rows):
         raise ValueError(f"got {len(rows)} rows but {len(row_titles)} row titles")
+    if captions is not None and [len(c) for c in captions] != [len(row) for row in rows]:
+        raise ValueError("captions must hold one caption per image, row by row")
     side = max(max(image.shape[-2:]) for row in rows for image in row) / 100
     cell = min(max(side, 1.2), 2.56)
     fig = new_figure(cell * len(column_titles) + 0.4, cell * len(rows) + 0.4)
     axes = fig.subplots(len(rows), len(column_titles), squeeze=False)
-    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(wspace=0.04, hspace=0.3 if captions is not None else 0.04)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
             ax = axes[i, j]
@@ -284,6 +288,8 @@ def image_table(
                 ax.set_title(column_titles[j], fontsize=8)
             if j == 0 and row_titles is not None:
                 ax.set_ylabel(row_titles[i], fontsize=7)
+            if captions is not None and captions[i][j]:
+                ax.set_xlabel(captions[i][j], fontsize=6, labelpad=2)
     if title:  # above the column titles (of up to several lines), not over them
         lines = max(t.count("\n") + 1 for t in column_titles)
         above = (0.14 * lines + 0.1) / fig.get_figheight()

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import torch
 
 from datamodules.expression_proxy import EXPRESSION_CLASSES
+from experiments.analysis_output import analysis_device
 from experiments.disentangled_aae import sections
 from experiments.disentangled_aae.report import markdown
 from experiments.metrics_csv import last_value
@@ -105,14 +106,6 @@ class AnalysisOptions:
     progress: bool = True
 
 
-def _device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _context(options: AnalysisOptions, run: StageRun, out_dir: Path) -> sections.Context:
     """The data of the Stage A run, unmirrored, with the probes' training subset."""
     data = run.datamodule(
@@ -138,7 +131,7 @@ def _context(options: AnalysisOptions, run: StageRun, out_dir: Path) -> sections
         attributes={s: full[s].attributes[picked[s]] for s in splits},
         attribute_names=list(data.index.attribute_names),
         out_dir=out_dir,
-        device=_device(options.device),
+        device=analysis_device(options.device),
         batch_size=options.batch_size,
         num_workers=options.num_workers,
         seed=options.seed,

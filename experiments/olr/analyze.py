@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from datamodules.synthetic.face_factors import RENDERED_ATTRIBUTES
+from experiments.analysis_output import analysis_device, jsonable
 from experiments.metrics_csv import epoch_series, last_value
 from experiments.olr import sections
 from experiments.olr.curves import CURVES, training_curves
@@ -132,14 +132,6 @@ def _load(run: StageRun) -> Any:
     return run.load_module()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 def _embeddings(run: StageRun, split: str, names: Sequence[str]) -> dict[str, Any]:
     path = run.run_dir / f"embeddings_{split}.pt"
     if not path.is_file():
@@ -181,7 +173,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     runs = {stage: find_stage_run(root, getattr(options, stage), f"--{stage}") for stage in STAGES}
     out_dir = Path(options.out) if options.out else root / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(options.device)
+    device = analysis_device(options.device)
     overrides: dict[str, Any] = {"pairs": True, "predict_splits": ["train", "test"]}
     overrides["batch_size"] = options.batch_size
     if options.num_workers is not None:
@@ -232,7 +224,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     }
     results["notes"] = inputs.notes
     results["assertions"] = assertion_numbers(results)
-    results = _jsonable(results)
+    results = jsonable(results)
     (out_dir / "analysis.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     (out_dir / "analysis.md").write_text(markdown(results))
     return results
@@ -268,19 +260,6 @@ def _data_summary(inputs: sections.Inputs) -> dict[str, Any]:
         "mean_active_labels": active,
         "compression_ratio": side * side * 3 / (active * k) if active > 0 else math.nan,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    """Tensors to lists, non-finite floats to None, recursively."""
-    if isinstance(value, Tensor):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _mean_over(values: dict[str, float | None], names: Sequence[str]) -> float:

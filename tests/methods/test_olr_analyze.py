@@ -16,9 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datamodules.synthetic.face_factors import NEGATIVE_CONTROLS, RENDERED_ATTRIBUTES
+from experiments.analysis_output import jsonable
 from experiments.batches import map_images, same_outputs
 from experiments.metrics_csv import epoch_series, last_value
-from experiments.olr.analyze import _jsonable, assertion_numbers, markdown, parse_args
+from experiments.olr.analyze import assertion_numbers, markdown, parse_args
 from experiments.olr.curves import training_curves
 from experiments.olr.sections import Editor
 from experiments.run_dirs import best_checkpoint
@@ -182,7 +183,7 @@ def test_editor_pads_decoded_images_back_to_the_teacher_size_repeating_the_borde
 
 def test_jsonable_turns_tensors_into_lists_and_nan_into_null():
     value = {"a": torch.tensor([1.0, math.nan]), "b": (math.inf, 2), 3: {"c": math.nan}}
-    out = _jsonable(value)
+    out = jsonable(value)
     assert out == {"a": [1.0, None], "b": [None, 2], "3": {"c": None}}
     json.dumps(out, allow_nan=False)
 
