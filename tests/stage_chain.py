@@ -19,6 +19,16 @@ from ddp_runs import clean_env, run_processes
 REPO = Path(__file__).resolve().parents[1]
 
 
+def small_twin_chain(tmp_path_factory, method: str) -> dict[str, Path]:
+    """A chain on a fresh small faces twin: ``{"data": its CelebA folder, "runs": a run root}``
+    (``tmp_path_factory`` of a module-scoped fixture)."""
+    from datamodules.synthetic.faces import write_synthetic_faces
+
+    data = tmp_path_factory.mktemp(f"{method}_twin")
+    write_synthetic_faces(data, preset="small", seed=0, progress=False)
+    return {"data": data / "celeba", "runs": tmp_path_factory.mktemp(f"{method}_runs")}
+
+
 def run_stage(
     chain: Mapping[str, Path],
     method: str,

@@ -48,11 +48,7 @@ GROUPS = ("pose", "identity", "expression", "style")
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict[str, Path]:
     """The twin's CelebA folder and the run root of this chain."""
-    from datamodules.synthetic.faces import write_synthetic_faces
-
-    data = tmp_path_factory.mktemp("aae_twin")
-    write_synthetic_faces(data, preset="small", seed=0, progress=False)
-    return {"data": data / "celeba", "runs": tmp_path_factory.mktemp("aae_runs")}
+    return stage_chain.small_twin_chain(tmp_path_factory, "aae")
 
 
 def run_stage(chain: dict[str, Path], stage: str) -> Path:

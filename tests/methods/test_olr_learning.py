@@ -46,11 +46,7 @@ UNRENDERED = tuple(NEGATIVE_CONTROLS)
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict[str, Path]:
     """The twin's CelebA folder and the run root of this chain."""
-    from datamodules.synthetic.faces import write_synthetic_faces
-
-    data = tmp_path_factory.mktemp("olr_twin")
-    write_synthetic_faces(data, preset="small", seed=0, progress=False)
-    return {"data": data / "celeba", "runs": tmp_path_factory.mktemp("olr_runs")}
+    return stage_chain.small_twin_chain(tmp_path_factory, "olr")
 
 
 def run_stage(chain: dict[str, Path], stage: str, *extra: str, name: str | None = None) -> Path:
