@@ -26,6 +26,7 @@ import stage_chain
 import torch
 
 from datamodules.latents import latents_file, load_latents
+from experiments.istrc.controls import untrained_mapping
 from lightning_modules.istrc.mapping import ISTRCMapping, MappingScores
 
 pytestmark = pytest.mark.slow
@@ -133,11 +134,11 @@ def test_assertion_2_began(began_run):
 
 
 def _untrained_r2(mapping_run: Path, cache_run: Path) -> float:
-    """Test R^2 of F with the mapping run's settings and untrained weights (seeded)."""
+    """Test R^2 of F with the mapping run's settings and untrained weights (seeded), the
+    analysis's control (``experiments.istrc.controls``)."""
     payload = load_latents(latents_file(cache_run, "test"))
-    torch.manual_seed(0)
-    saved = torch.load(next((mapping_run / "checkpoints").glob("*.ckpt")), weights_only=True)
-    module = ISTRCMapping(**saved["hyper_parameters"]).eval()
+    trained = ISTRCMapping.load_from_checkpoint(mapping_run / "checkpoints" / "last.ckpt")
+    module = untrained_mapping(trained.hparams, seed=0)
     scores = MappingScores(payload["h"].shape[1])
     with torch.no_grad():
         scores.update(module(payload["z"].float()), payload["h"].float())
