@@ -13,6 +13,9 @@ Commands (``make data DATASET=<name>`` calls this module):
   wsolevaluation metadata when absent, and verify the metadata with the DataModule's check.
 - ``synthetic-birds --out DIR [--classes 20 --per-class 30 5 15 --size 300 500 --variant V]``:
   write the synthetic birds in the CUB and metadata layouts.
+- ``viton [--root R] [--size H W] [--drop-invalid]``: check every VITON pair (CP-VTON or VITON-HD
+  layout) and write the duplicate-cleaned ``clean_{train,test}_pairs.txt`` and
+  ``clean_report.json`` beside the originals, logging the counts beside the paper's 7,240.
 
 To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
 ``COMMANDS``.
@@ -164,6 +167,31 @@ def _run_synthetic_birds(args: argparse.Namespace) -> None:
     )
 
 
+def _add_viton(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="VITON root (default: $LATENTLAB_DATA/viton)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="image size every file must have (default: the layout's, 256 192 or 1024 768)",
+    )
+    parser.add_argument(
+        "--drop-invalid", action="store_true", help="leave out (and report) pairs failing a check"
+    )
+
+
+def _run_viton(args: argparse.Namespace) -> None:
+    from datamodules.viton_cleaning import REPORT_FILE, clean_viton
+
+    root = resolve_root(args.root, "viton")
+    report = clean_viton(root, size=args.size, drop_invalid=args.drop_invalid)
+    print(f"VITON at {root}: every pair checked; duplicate items removed")
+    print("\n".join(report.summary()))
+    print(f"  written: clean_train_pairs.txt, clean_test_pairs.txt, {REPORT_FILE}")
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -184,6 +212,7 @@ COMMANDS: dict[str, Command] = {
         _add_synthetic_birds,
         _run_synthetic_birds,
     ),
+    "viton": ("check VITON and write its duplicate-cleaned pair lists", _add_viton, _run_viton),
 }
 
 
