@@ -177,7 +177,7 @@ def _add_viton(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=None,
         metavar=("H", "W"),
-        help="image size every file must have (default: the layout's, 256 192 or 1024 768)",
+        help="image size every file must have (default: the twin's, else the layout's)",
     )
     parser.add_argument(
         "--drop-invalid", action="store_true", help="leave out (and report) pairs failing a check"

@@ -57,6 +57,7 @@ from datamodules.formats.viton import (
     cross_files,
     detect_layout,
     missing_dataset,
+    native_size,
     pairs_file,
     person_files,
     read_cloth_mask,
@@ -272,8 +273,8 @@ class VitonDataModule(SplitDataModule):
         root: The VITON root; None resolves ``$LATENTLAB_DATA/viton`` else ``data/viton``.
         layout: ``auto`` (VITON-HD when ``train/image-parse-v3/`` exists), ``viton`` or
             ``viton_hd``.
-        image_size: (H, W) every file must have; None takes the layout's (256 x 192, VITON-HD
-            1024 x 768) or the synthetic preset's.
+        image_size: (H, W) every file must have; None takes the synthetic preset's, a twin's
+            (its sidecar), else the layout's (256 x 192, VITON-HD 1024 x 768).
         load_size: (H, W) the images and masks are resized to when read (antialiased / nearest);
             None keeps ``image_size``.
         pairs: ``clean`` (``clean_*_pairs.txt``, from ``make data DATASET=viton``) or
@@ -349,7 +350,7 @@ class VitonDataModule(SplitDataModule):
 
             preset = PRESETS[self.hparams.synthetic]
             return preset["height"], preset["width"]
-        return self.layout.size
+        return native_size(self.root, self.layout)
 
     @property
     def image_shape(self) -> tuple[int, int]:

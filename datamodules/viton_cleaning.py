@@ -44,6 +44,7 @@ from datamodules.formats.viton import (
     cloth_files,
     detect_layout,
     missing_dataset,
+    native_size,
     pairs_file,
     read_pairs,
     write_pairs,
@@ -214,7 +215,8 @@ def clean_viton(
     Args:
         root: The VITON root (CP-VTON or VITON-HD layout).
         layout: The layout; None detects it.
-        size: (H, W) every image must have; None takes the layout's (256 x 192, 1024 x 768).
+        size: (H, W) every image must have; None takes the twin's or the layout's (256 x 192,
+            VITON-HD 1024 x 768).
         drop_invalid: Leave out (and report) pairs that fail a check instead of stopping.
         progress: Show a progress bar.
 
@@ -224,7 +226,7 @@ def clean_viton(
     """
     root = Path(root)
     layout = layout or detect_layout(root)
-    size = tuple(size or layout.size)
+    size = tuple(size or native_size(root, layout))
     entries: list[Entry] = []
     report = CleanReport({}, {})
     for split in SPLITS:

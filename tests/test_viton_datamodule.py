@@ -174,6 +174,7 @@ def test_setup_errors(root, tmp_path):
     (copy / "test_cross_pairs.txt").unlink()
     with pytest.raises(DatasetNotFoundError, match=r"make data DATASET=viton ROOT=.*copy"):
         VitonDataModule(root=str(copy), image_size=(H, W)).setup("fit")
+    assert VitonDataModule(root=str(copy)).file_size == (H, W)  # a twin's size, from its sidecar
     data = _module(copy, pairs="original")
     assert len(data.splits["test"]) == 48 and not data.has_cross_pairs
     with pytest.raises(SettingError, match="test_cross=true"):
@@ -189,3 +190,23 @@ def test_setup_errors(root, tmp_path):
     write_jpeg(cloth, np.zeros((H, W), np.uint8))
     with pytest.raises(FormatError, match=r"clean_train_pairs.txt:3: .*the item's mask is empty"):
         _module(copy)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_error_hints_are_commands_that_work(root, tmp_path):
+    """Each `make data` hint of the errors runs the prepare command on the root the run reads, and
+    each `--data.init_args` flag is an argument of VitonDataModule."""
+    from test_data_hints import hints
+
+    with pytest.raises(DatasetNotFoundError) as missing:
+        VitonDataModule(root=str(tmp_path / "nothing")).setup("fit")
+    parsed = hints(missing.value, tmp_path, VitonDataModule)
+    assert [a.dataset for a in parsed] == ["viton", "synthetic-viton"]
+    assert parsed[0].root == str(tmp_path / "nothing")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (copy / "clean_train_pairs.txt").unlink()
+    with pytest.raises(DatasetNotFoundError) as unclean:
+        VitonDataModule(root=str(copy)).setup("fit")
+    (args,) = hints(unclean.value, tmp_path, VitonDataModule)
+    assert args.dataset == "viton" and args.root == str(copy)

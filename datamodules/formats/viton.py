@@ -62,6 +62,7 @@ MASK_THRESHOLD = 127  # cloth-mask JPEG: foreground where the value is > 127
 SPLITS = ("train", "test")
 CROSS_PAIRS = "test_cross_pairs.txt"
 CROSS_DIR, CROSS_PARSE_DIR = "cross", "cross-parse"
+TWIN_SIDECAR = "viton_synth.json"  # written by the twin beside its pair lists
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,16 @@ def detect_layout(root: str | Path) -> Layout:
     root = Path(root)
     hd = any((root / split / LAYOUTS["viton_hd"].parse_dir).is_dir() for split in SPLITS)
     return LAYOUTS["viton_hd" if hd else "viton"]
+
+
+def native_size(root: str | Path, layout: Layout) -> tuple[int, int]:
+    """(H, W) the files of ``root`` should have: the twin's (its sidecar ``viton_synth.json``
+    says), else the layout's."""
+    sidecar = Path(root) / TWIN_SIDECAR
+    if sidecar.is_file():
+        written = json.loads(sidecar.read_text())["fingerprint"]
+        return written["height"], written["width"]
+    return layout.size
 
 
 def read_pairs(path: str | Path) -> list[Pair]:

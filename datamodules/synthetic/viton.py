@@ -58,13 +58,14 @@ from datamodules.formats.viton import (
     CROSS_PAIRS,
     CROSS_PARSE_DIR,
     MASK_THRESHOLD,
+    TWIN_SIDECAR,
     write_jpeg,
     write_pairs,
     write_parse,
     write_pose,
 )
 
-SIDECAR = "viton_synth.json"
+SIDECAR = TWIN_SIDECAR
 _PLAN = 2**31  # the rng index of the twin-wide draws (duplicates, cross pairs)
 QUALITY = 95
 REF_W, REF_H = 192.0, 256.0  # geometry is defined on a 256 x 192 canvas, scaled to (H, W)
