@@ -13,6 +13,11 @@ Commands (``make data DATASET=<name>`` calls this module):
   wsolevaluation metadata when absent, and verify the metadata with the DataModule's check.
 - ``synthetic-birds --out DIR [--classes 20 --per-class 30 5 15 --size 300 500 --variant V]``:
   write the synthetic birds in the CUB and metadata layouts.
+- ``viton [--root R] [--size H W] [--drop-invalid]``: check every VITON pair (CP-VTON or VITON-HD
+  layout) and write the duplicate-cleaned ``clean_{train,test}_pairs.txt`` and
+  ``clean_report.json`` beside the originals, logging the counts beside the paper's 7,240.
+- ``synthetic-viton --out DIR [--preset tiny|small|default] [--seed 0]``: write the VITON twin
+  (CP-VTON layout, cross pairs, planted duplicates) to ``DIR`` and clean it.
 
 To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
 ``COMMANDS``.
@@ -164,6 +169,63 @@ def _run_synthetic_birds(args: argparse.Namespace) -> None:
     )
 
 
+def _add_viton(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="VITON root (default: $LATENTLAB_DATA/viton)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="image size every file must have (default: the twin's, else the layout's)",
+    )
+    parser.add_argument(
+        "--drop-invalid", action="store_true", help="leave out (and report) pairs failing a check"
+    )
+
+
+def _run_viton(args: argparse.Namespace) -> None:
+    from datamodules.viton_cleaning import REPORT_FILE, clean_viton
+
+    root = resolve_root(args.root, "viton")
+    report = clean_viton(root, size=args.size, drop_invalid=args.drop_invalid)
+    print(f"VITON at {root}: every pair checked; duplicate items removed")
+    print("\n".join(report.summary()))
+    print(f"  written: clean_train_pairs.txt, clean_test_pairs.txt, {REPORT_FILE}")
+
+
+def _add_synthetic_viton(parser: argparse.ArgumentParser) -> None:
+    from datamodules.synthetic.viton import PRESETS
+
+    parser.add_argument("--out", required=True, help="the twin's root")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_synthetic_viton(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.viton import PRESETS, make_viton_synth
+    from datamodules.viton_cleaning import clean_viton
+
+    sizes = PRESETS[args.preset]
+    summary = make_viton_synth(
+        args.out,
+        sizes["n_train"],
+        sizes["n_test"],
+        sizes["height"],
+        sizes["width"],
+        seed=args.seed,
+        progress=True,
+    )
+    report = clean_viton(args.out, size=(sizes["height"], sizes["width"]), progress=False)
+    print(
+        f"synthetic VITON ({args.preset}, seed {args.seed}): {summary['train']} train / "
+        f"{summary['test']} test pairs at {sizes['height']}x{sizes['width']} in {args.out} "
+        f"({summary['duplicates']} planted duplicates, {summary['cross_pairs']} cross pairs, "
+        f"{summary['seconds']} s); cleaned:"
+    )
+    print("\n".join(report.summary()))
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -183,6 +245,12 @@ COMMANDS: dict[str, Command] = {
         "write the synthetic birds (CUB twin)",
         _add_synthetic_birds,
         _run_synthetic_birds,
+    ),
+    "viton": ("check VITON and write its duplicate-cleaned pair lists", _add_viton, _run_viton),
+    "synthetic-viton": (
+        "write (and clean) the VITON twin",
+        _add_synthetic_viton,
+        _run_synthetic_viton,
     ),
 }
 
