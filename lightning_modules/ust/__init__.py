@@ -3,15 +3,40 @@ module, a shared style encoder and cross-domain retrieval; spec ``shared/specs/u
 One concept per file:
 
 - ``blocks``: reflect-padded conv blocks, the IN residual block, Kaiming initialisation;
+- ``adain``: AdaIN (Eq. 4.1), the AdaIN residual and up-sampling blocks;
 - ``masks``: the clothing mask m_A: checks, boxes, the white-filled item view, the context;
+- ``content_encoder``: E_A^C (first block masked by m_A) and E_B^C;
+- ``style_encoder``: E^S and the MLP of AdaIN parameters;
+- ``decoders``: G_B (take-off) and G_A (try-on: mask attention, Fit-in);
 - ``fit_in``: the Fit-in module and its exact batched paste;
+- ``generator``: everything the generator optimizer updates, and the streams' four calls;
+- ``discriminator``: the multi-scale PatchGANs D_A (image + m_A) and D_B;
 """
 
+from lightning_modules.ust.adain import AdaIN, AdaINResBlock, AdaINUpBlock, adain
+from lightning_modules.ust.content_encoder import ContentEncoder
+from lightning_modules.ust.decoders import AdaINDecoder, TakeOffDecoder, TryOnDecoder
+from lightning_modules.ust.discriminator import MultiScaleDiscriminator, PatchDiscriminator
 from lightning_modules.ust.fit_in import FitIn, paste_into_boxes
+from lightning_modules.ust.generator import USTGenerator
 from lightning_modules.ust.masks import mask_boxes, remove_item, white_fill
+from lightning_modules.ust.style_encoder import StyleEncoder, StyleModule
 
 __all__ = [
+    "AdaIN",
+    "AdaINDecoder",
+    "AdaINResBlock",
+    "AdaINUpBlock",
+    "ContentEncoder",
     "FitIn",
+    "MultiScaleDiscriminator",
+    "PatchDiscriminator",
+    "StyleEncoder",
+    "StyleModule",
+    "TakeOffDecoder",
+    "TryOnDecoder",
+    "USTGenerator",
+    "adain",
     "mask_boxes",
     "paste_into_boxes",
     "remove_item",

@@ -1,21 +1,45 @@
-"""UST's networks (spec ``ust`` sections 3 and 9, CPU unit tests): the clothing mask's boxes
-and the Fit-in module, its batched paste against the spec's per-sample ``interpolate`` loop.
+"""UST's networks (spec ``ust`` sections 3 and 9, CPU unit tests): the Fit-in paste against the
+per-sample ``interpolate`` loop, AdaIN statistics, the MLP's 4480 AdaIN parameters, D_A's 4
+input channels and 3 scales, E_A^C's masked first block, LSGAN values on the discriminators'
+outputs, shapes at 256 x 192 and at the twin's 64 x 48, gradients to every generator parameter
+and parameter counts written out from the layer plan.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
+from lightning_modules.components.adversarial_losses import (
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+)
 from lightning_modules.ust import (
+    AdaIN,
+    ContentEncoder,
     FitIn,
+    MultiScaleDiscriminator,
+    StyleModule,
+    USTGenerator,
+    adain,
     mask_boxes,
     paste_into_boxes,
     remove_item,
     white_fill,
 )
+
+#: Small widths for tests that run the whole generator (shapes do not depend on widths).
+TINY = {
+    "base_channels": 8,
+    "num_res_blocks": 1,
+    "style_base_channels": 8,
+    "mlp_channels": 16,
+    "fit_in_channels": 8,
+}
 
 
 def _seeded(seed: int = 0) -> torch.Generator:
@@ -48,6 +72,15 @@ def _paste_loop(features: torch.Tensor, boxes: torch.Tensor, size: tuple[int, in
         resized = F.interpolate(features[i : i + 1], box, mode="bilinear", align_corners=False)
         out[i, :, y0 : y1 + 1, x0 : x1 + 1] = resized[0]
     return out
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    """Parameters of a k x k convolution with bias."""
+    return cin * cout * k * k + cout
 
 
 # ------------------------------------------------------------------ masks and Fit-in
@@ -140,3 +173,209 @@ def test_item_view_and_context():
     torch.testing.assert_close(view[mask.expand_as(view) == 1], images[mask.expand_as(view) == 1])
     with pytest.raises(ValueError, match=r"float \(B, 1, H, W\) 0/1 mask for images"):
         white_fill(images, mask[:, 0])
+
+
+# ------------------------------------------------------------------ AdaIN, encoders, MLP
+
+
+def test_adain_gives_each_sample_and_channel_mean_beta_and_std_gamma():
+    x = torch.randn(3, 4, 16, 12, generator=_seeded()) * 5 + 2
+    gamma = torch.rand(3, 4, generator=_seeded(1)) * 2 + 0.5
+    beta = torch.randn(3, 4, generator=_seeded(2))
+    out = adain(x, gamma, beta)
+    var = x.var(dim=(2, 3), unbiased=False)
+    torch.testing.assert_close(out.mean(dim=(2, 3)), beta, rtol=0, atol=1e-5)
+    expected_std = gamma * torch.sqrt(var / (var + 1e-5))  # eps 1e-5 under the root
+    torch.testing.assert_close(
+        out.std(dim=(2, 3), unbiased=False), expected_std, rtol=1e-5, atol=1e-6
+    )
+    # the layer reads its (B, 2C) parameters as [beta | gamma]
+    torch.testing.assert_close(AdaIN(4)(x, torch.cat([beta, gamma], 1)), out)
+    with pytest.raises(ValueError, match=r"\(B, 8\) parameters \[beta \| gamma\]"):
+        AdaIN(4)(x, gamma)
+
+
+def test_person_encoder_first_block_is_exactly_zero_outside_the_mask():
+    images, mask, _ = _person()
+    encoder = ContentEncoder(base_channels=8, masked=True)
+    features = encoder.first_block(images, mask)
+    assert features.shape == (2, 8, 64, 48)
+    outside = (mask == 0).expand_as(features)
+    assert (features[outside] == 0).all()
+    assert (features[~outside] != 0).any()
+    assert encoder(images, mask).shape == (2, 32, 16, 12)
+    with pytest.raises(ValueError, match="needs the clothing mask"):
+        encoder(images)
+    with pytest.raises(ValueError, match="takes no mask"):
+        ContentEncoder(base_channels=8)(images, mask)
+
+
+def test_mlp_gives_the_4480_adain_parameters_of_the_defaults_in_decoder_order():
+    generator = USTGenerator()
+    p = 4 * 2 * (2 * 256) + 2 * 128 + 2 * 64
+    assert p == 4480
+    assert generator.style.mlp.out_features == p
+    assert generator.decoder_a.num_adain_params == generator.decoder_b.num_adain_params == p
+    # split per block in forward order: 4 residual blocks (2 AdaIN x 2 x 256), Up1, Up2
+    assert generator.decoder_b.body.param_sizes == [1024] * 4 + [256, 128]
+    mlp = [m for m in generator.style.mlp if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in mlp] == [(8, 256), (256, 256), (256, p)]
+
+
+@pytest.mark.parametrize("style_dim", [8, 32, 128])
+def test_style_codes_of_each_thesis_size(style_dim):
+    module = StyleModule(num_adain_params=20, base_channels=8, style_dim=style_dim)
+    codes = module(torch.zeros(2, 3, 64, 48))
+    assert codes.shape == (2, style_dim)
+    assert module.adain_params(codes).shape == (2, 20)
+
+
+# ------------------------------------------------------------------ discriminators, LSGAN
+
+
+def test_discriminator_a_reads_image_and_mask_at_three_scales():
+    d_a = MultiScaleDiscriminator(mask_attention=True)
+    d_b = MultiScaleDiscriminator()
+    assert d_a.in_channels == 4 and d_b.in_channels == 3
+    assert all(scale[0][0].in_channels == 4 for scale in d_a.scales)
+    assert [c.out_channels for c in d_a.scales[0].modules() if isinstance(c, torch.nn.Conv2d)] == [
+        64,
+        128,
+        256,
+        512,
+        1,
+    ]
+    images, mask, _ = _person(1, (256, 192))
+    with torch.no_grad():
+        outputs = d_a(images, mask)
+    assert [o.shape for o in outputs] == [(1, 1, 16, 12), (1, 1, 8, 6), (1, 1, 4, 3)]
+    with pytest.raises(ValueError, match="needs the mask"):
+        d_a(images)
+    small = MultiScaleDiscriminator(mask_attention=True, base_channels=8, num_layers=3)
+    images, mask, _ = _person(2, (64, 48))
+    assert len(small(images, mask)) == 3
+    with pytest.raises(ValueError, match=r"scale 3 of 3 gets \(16, 12\) maps, too small for 4"):
+        MultiScaleDiscriminator(base_channels=8)(images)
+
+
+def test_lsgan_values_on_hand_made_multiscale_outputs():
+    """Eq. 2.9/2.10 per scale, averaged over the 3 scales of maps of different sizes."""
+    real = [torch.full((2, 1, 4, 3), 1.0), torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, 1, 1, 1)]
+    fake = [torch.zeros(2, 1, 4, 3), torch.full((2, 1, 2, 2), 0.5), torch.ones(2, 1, 1, 1)]
+    # D: scale 1: 0 + 0; scale 2: 1/2 (1/4) + 1/2 (1/4) = 1/4; scale 3: 1/2 + 1/2 = 1
+    assert lsgan_discriminator_loss(real, fake).item() == pytest.approx((0 + 0.25 + 1) / 3)
+    # G on the fakes: scale 1: 1/2; scale 2: 1/2 (1/4); scale 3: 0
+    assert lsgan_generator_loss(fake).item() == pytest.approx((0.5 + 0.125 + 0) / 3)
+
+
+# ------------------------------------------------------------------ the generator
+
+
+@pytest.mark.parametrize(
+    "size,kwargs",
+    [((64, 48), {}), ((256, 192), TINY)],
+    ids=["64x48-defaults", "256x192-tiny-widths"],
+)
+def test_generator_shapes(size, kwargs):
+    torch.manual_seed(0)
+    generator = USTGenerator(**kwargs)
+    images, mask, context = _person(2, size)
+    items = torch.rand(2, 3, *size, generator=_seeded(3)) * 2 - 1
+    h, w = size
+    width = 4 * kwargs.get("base_channels", 64)
+    with torch.no_grad():
+        content_a, style_a = generator.encode_a(images, mask)
+        content_b, style_b = generator.encode_b(items)
+        assert content_a.shape == content_b.shape == (2, width, h // 4, w // 4)
+        assert style_a.shape == style_b.shape == (2, 8)
+        features = generator.decoder_a.features(
+            content_b, generator.style.adain_params(style_b), mask
+        )
+        assert features.shape == (2, width // 4, h, w)
+        for out in (generator.take_off(images, mask), generator.try_on(items, mask, context)):
+            assert out.shape == (2, 3, h, w)
+            assert torch.isfinite(out).all() and out.abs().max() <= 1
+
+
+VARIANTS = {
+    "full": {},
+    "no_mask_attention": {"mask_attention": False},
+    "no_fitin": {"fit_in": False},
+    "no_shared_style": {"shared_style": False},
+    "concat_mask": {"concat_mask": True},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_gradients_reach_every_generator_parameter(variant):
+    """Take-off, try-on and both cycles, as a training step composes them."""
+    torch.manual_seed(0)
+    generator = USTGenerator(**TINY, **VARIANTS[variant])
+    images, mask, context = _person()
+    items = torch.rand(2, 3, 64, 48, generator=_seeded(3)) * 2 - 1
+    take_off = generator.take_off(images, mask)  # I_AB
+    try_on = generator.try_on(items, mask, context)  # I_BA
+    back_a = generator.decode_a(*generator.encode_b(take_off), mask, context)  # I_ABA
+    back_b = generator.decode_b(*generator.encode_a(try_on, mask))  # I_BAB
+    loss = sum(x.square().mean() for x in (take_off, try_on, back_a, back_b))
+    loss.backward()
+    missing = [n for n, p in generator.named_parameters() if p.grad is None]
+    assert not missing
+    assert all(torch.isfinite(p.grad).all() for p in generator.parameters())
+    if variant == "no_shared_style":
+        assert not hasattr(generator, "style")
+        assert generator.style_module("a") is not generator.style_module("b")
+    if variant == "no_mask_attention":
+        assert generator.decoder_a.attend is None
+        # G_A then reads no mask before Fit-in
+        _, params = generator.encode_b(items)
+        params = generator.style_module("a").adain_params(params)
+        content = generator.content_b(items)
+        torch.testing.assert_close(
+            generator.decoder_a.features(content, params, None),
+            generator.decoder_a.features(content, params, mask),
+        )
+
+
+def test_default_parameter_counts_follow_the_layer_plan(capsys):
+    """MUNIT-sized networks, counted from the spec's layer plan (conv = k^2 in out + out)."""
+    generator = USTGenerator()
+    content = (
+        _conv(3, 64, 7)
+        + _conv(64, 128, 4)
+        + _conv(128, 256, 4)
+        + 4 * 2 * _conv(256, 256, 3)  # 4 residual blocks
+    )
+    style_encoder = (
+        _conv(3, 64, 7)
+        + _conv(64, 128, 4)
+        + _conv(128, 256, 4)
+        + 2 * _conv(256, 256, 4)
+        + _conv(256, 8, 1)
+    )
+    mlp = (8 * 256 + 256) + (256 * 256 + 256) + (256 * 4480 + 4480)
+    body = 4 * 2 * _conv(256, 256, 3) + _conv(256, 128, 5) + _conv(128, 64, 5)
+    decoder_b = body + _conv(64, 3, 7)
+    decoder_a = _conv(257, 256, 3) + body + _conv(67, 64, 3) + _conv(64, 3, 7)
+    counts = {name: _count(child) for name, child in generator.named_children()}
+    assert counts == {
+        "content_a": content,
+        "content_b": content,
+        "decoder_a": decoder_a,
+        "decoder_b": decoder_b,
+        "style": style_encoder + mlp,
+    }
+    patch = _conv(4, 64, 4) + _conv(64, 128, 4) + _conv(128, 256, 4) + _conv(256, 512, 4)
+    assert _count(MultiScaleDiscriminator(mask_attention=True)) == 3 * (patch + _conv(512, 1, 1))
+    unshared = USTGenerator(shared_style=False)
+    assert _count(unshared) == _count(generator) + style_encoder + mlp
+    with capsys.disabled():
+        print(f"\nUST generator parameters: {_count(generator):,} {counts}")
+    assert "TryOnDecoder" in repr(generator) and "FitIn" in repr(generator)
+
+
+def test_generator_starts_from_kaiming_normal_weights():
+    generator = USTGenerator()
+    conv = generator.content_b.res[0].body[0][0]  # 256 -> 256, 3 x 3
+    assert conv.bias.abs().max() == 0
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)
