@@ -11,6 +11,8 @@ One concept per file:
 - ``fit_in``: the Fit-in module and its exact batched paste;
 - ``generator``: everything the generator optimizer updates, and the streams' four calls;
 - ``discriminator``: the multi-scale PatchGANs D_A (image + m_A) and D_B;
+- ``gram``: Gram matrices of frozen VGG16 features (Eq. 4.6's style term);
+- ``symmetry``: the symmetry loss (Eq. 4.7) in its two forms.
 """
 
 from lightning_modules.ust.adain import AdaIN, AdaINResBlock, AdaINUpBlock, adain
@@ -19,8 +21,10 @@ from lightning_modules.ust.decoders import AdaINDecoder, TakeOffDecoder, TryOnDe
 from lightning_modules.ust.discriminator import MultiScaleDiscriminator, PatchDiscriminator
 from lightning_modules.ust.fit_in import FitIn, paste_into_boxes
 from lightning_modules.ust.generator import USTGenerator
+from lightning_modules.ust.gram import GramVGG16, gram_matrix
 from lightning_modules.ust.masks import mask_boxes, remove_item, white_fill
 from lightning_modules.ust.style_encoder import StyleEncoder, StyleModule
+from lightning_modules.ust.symmetry import symmetry_loss, symmetry_loss_half
 
 __all__ = [
     "AdaIN",
@@ -29,6 +33,7 @@ __all__ = [
     "AdaINUpBlock",
     "ContentEncoder",
     "FitIn",
+    "GramVGG16",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "StyleEncoder",
@@ -37,8 +42,11 @@ __all__ = [
     "TryOnDecoder",
     "USTGenerator",
     "adain",
+    "gram_matrix",
     "mask_boxes",
     "paste_into_boxes",
     "remove_item",
+    "symmetry_loss",
+    "symmetry_loss_half",
     "white_fill",
 ]

@@ -1,8 +1,9 @@
 """UST's networks (spec ``ust`` sections 3 and 9, CPU unit tests): the Fit-in paste against the
 per-sample ``interpolate`` loop, AdaIN statistics, the MLP's 4480 AdaIN parameters, D_A's 4
-input channels and 3 scales, E_A^C's masked first block, LSGAN values on the discriminators'
-outputs, shapes at 256 x 192 and at the twin's 64 x 48, gradients to every generator parameter
-and parameter counts written out from the layer plan.
+input channels and 3 scales, E_A^C's masked first block, Eq. 4.7's two forms, LSGAN values on
+the discriminators' outputs, shapes at 256 x 192 and at the twin's 64 x 48, gradients to every
+generator parameter, parameter counts written out from the layer plan, and the frozen Gram
+network's weights handling.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ from lightning_modules.components.adversarial_losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
+from lightning_modules.components.backbones import create_backbone
+from lightning_modules.components.pretrained import WeightsNotFoundError
 from lightning_modules.ust import (
     AdaIN,
     ContentEncoder,
     FitIn,
+    GramVGG16,
     MultiScaleDiscriminator,
     StyleModule,
     USTGenerator,
     adain,
+    gram_matrix,
     mask_boxes,
     paste_into_boxes,
     remove_item,
+    symmetry_loss,
+    symmetry_loss_half,
     white_fill,
 )
 
@@ -379,3 +386,82 @@ def test_generator_starts_from_kaiming_normal_weights():
     conv = generator.content_b.res[0].body[0][0]  # 256 -> 256, 3 x 3
     assert conv.bias.abs().max() == 0
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)
+
+
+# ------------------------------------------------------------------ Eq. 4.7
+
+
+@pytest.mark.parametrize("width", [48, 47])
+def test_symmetry_double_sum_equals_the_flip_form(width):
+    images = torch.randn(3, 3, 16, width, generator=_seeded())
+    torch.testing.assert_close(symmetry_loss_half(images), symmetry_loss(images))
+    # the printed double sum, term by term, for the first image
+    x, total = images[0], 0.0
+    for w in range(width // 2):
+        for h in range(16):
+            total += (x[:, h, w] - x[:, h, width - 1 - w]).abs().sum().item()
+    first = symmetry_loss(images[:1]).item()
+    assert first == pytest.approx(total / (width / 2 * 16), rel=1e-5)
+    mirrored = torch.cat([images[..., : width // 2], images[..., : (width + 1) // 2].flip(-1)], -1)
+    assert symmetry_loss(mirrored).item() == pytest.approx(0.0, abs=1e-7)
+
+
+# ------------------------------------------------------------------ Gram (Eq. 4.6)
+
+
+@pytest.fixture(scope="module")
+def gram_network():
+    torch.manual_seed(0)
+    return GramVGG16(trunk_weights=None, random_trunk=True)
+
+
+def test_gram_taps_relu_after_the_first_conv_of_each_block(gram_network):
+    convs = 0
+    for block, width, convs_before in zip(
+        gram_network.blocks, (64, 128, 256, 512, 512), (1, 3, 5, 8, 11), strict=True
+    ):
+        layers = list(block)
+        assert isinstance(layers[-1], torch.nn.ReLU) and layers[-2].out_channels == width
+        convs += sum(isinstance(m, torch.nn.Conv2d) for m in layers)
+        assert convs == convs_before
+    x = torch.rand(2, 3, 64, 48, generator=_seeded()) * 2 - 1
+    grams = gram_network(x)
+    assert [g.shape for g in grams] == [(2, c, c) for c in (64, 128, 256, 512, 512)]
+    # layer 1 by hand: [-1, 1] -> [0, 1] -> ImageNet normalisation -> relu1_1 -> F F^T / (C H W)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    feats = torch.relu(gram_network.blocks[0][0](((x + 1) / 2 - mean) / std))
+    expected = torch.einsum("bchw,bdhw->bcd", feats, feats) / (64 * 64 * 48)
+    torch.testing.assert_close(grams[0], expected)
+    torch.testing.assert_close(gram_matrix(feats), expected)
+
+
+def test_gram_distance_trains_the_images_only(gram_network):
+    x = (torch.rand(1, 3, 64, 48, generator=_seeded()) * 2 - 1).requires_grad_(True)
+    y = torch.rand(1, 3, 64, 48, generator=_seeded(1)) * 2 - 1
+    assert gram_network.distance(x, x.detach()).item() == 0
+    loss = gram_network.distance(x, y)
+    loss.backward()
+    assert loss.item() > 0 and x.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in gram_network.parameters())
+
+
+def test_gram_weights_are_never_silently_random(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_WEIGHTS", str(tmp_path))
+    with pytest.raises(
+        WeightsNotFoundError, match=r"'vgg16' \(vgg16-397923af.pth\) not found.*NAMES=vgg16"
+    ):
+        GramVGG16()
+    with pytest.raises(ValueError, match=r"needs trunk_weights: 'vgg16'.*NAMES=vgg16"):
+        GramVGG16(trunk_weights=None)
+    with pytest.raises(ValueError, match="not both"):
+        GramVGG16(random_trunk=True)
+
+
+def test_gram_loads_a_torchvision_vgg16_file(tmp_path):
+    torch.manual_seed(1)
+    trunk = create_backbone("torchvision/vgg16")  # the file's layout: features.N.weight ...
+    path = tmp_path / "my-vgg16.pth"
+    torch.save(trunk.state_dict(), path)
+    network = GramVGG16(trunk_weights=str(path))
+    torch.testing.assert_close(network.blocks[4][-2].weight, trunk.features[24].weight)
