@@ -1,0 +1,52 @@
+"""UST, unpaired shape translation (thesis ch. 4: clothing try-on and take-off with a Fit-in
+module, a shared style encoder and cross-domain retrieval; spec ``shared/specs/ust.md``).
+One concept per file:
+
+- ``blocks``: reflect-padded conv blocks, the IN residual block, Kaiming initialisation;
+- ``adain``: AdaIN (Eq. 4.1), the AdaIN residual and up-sampling blocks;
+- ``masks``: the clothing mask m_A: checks, boxes, the white-filled item view, the context;
+- ``content_encoder``: E_A^C (first block masked by m_A) and E_B^C;
+- ``style_encoder``: E^S and the MLP of AdaIN parameters;
+- ``decoders``: G_B (take-off) and G_A (try-on: mask attention, Fit-in);
+- ``fit_in``: the Fit-in module and its exact batched paste;
+- ``generator``: everything the generator optimizer updates, and the streams' four calls;
+- ``discriminator``: the multi-scale PatchGANs D_A (image + m_A) and D_B;
+- ``gram``: Gram matrices of frozen VGG16 features (Eq. 4.6's style term);
+- ``symmetry``: the symmetry loss (Eq. 4.7) in its two forms.
+"""
+
+from lightning_modules.ust.adain import AdaIN, AdaINResBlock, AdaINUpBlock, adain
+from lightning_modules.ust.content_encoder import ContentEncoder
+from lightning_modules.ust.decoders import AdaINDecoder, TakeOffDecoder, TryOnDecoder
+from lightning_modules.ust.discriminator import MultiScaleDiscriminator, PatchDiscriminator
+from lightning_modules.ust.fit_in import FitIn, paste_into_boxes
+from lightning_modules.ust.generator import USTGenerator
+from lightning_modules.ust.gram import GramVGG16, gram_matrix
+from lightning_modules.ust.masks import mask_boxes, remove_item, white_fill
+from lightning_modules.ust.style_encoder import StyleEncoder, StyleModule
+from lightning_modules.ust.symmetry import symmetry_loss, symmetry_loss_half
+
+__all__ = [
+    "AdaIN",
+    "AdaINDecoder",
+    "AdaINResBlock",
+    "AdaINUpBlock",
+    "ContentEncoder",
+    "FitIn",
+    "GramVGG16",
+    "MultiScaleDiscriminator",
+    "PatchDiscriminator",
+    "StyleEncoder",
+    "StyleModule",
+    "TakeOffDecoder",
+    "TryOnDecoder",
+    "USTGenerator",
+    "adain",
+    "gram_matrix",
+    "mask_boxes",
+    "paste_into_boxes",
+    "remove_item",
+    "symmetry_loss",
+    "symmetry_loss_half",
+    "white_fill",
+]
