@@ -8,6 +8,7 @@ without Lightning's "use sync_dist=True" warning (turned into an error in the wo
 
 from __future__ import annotations
 
+import atexit
 import json
 import warnings
 from pathlib import Path
@@ -55,6 +56,14 @@ class Shards(LightningDataModule):
     val_dataloader = test_dataloader = predict_dataloader = _loader
 
 
+def _destroy_process_group() -> None:
+    """Lightning destroys only NCCL groups at exit; a gloo group left alive lets the interpreter
+    exit under its threads, which aborts a spawned rank now and then ("terminate called without
+    an active exception")."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 class Record(Callback):
     """Writes ``trainer.callback_metrics`` of each rank to ``<out>.<rank>.json``; in a DDP worker
     Lightning's sync_dist warning is an error."""
@@ -64,6 +73,8 @@ class Record(Callback):
 
     def setup(self, trainer, pl_module, stage) -> None:
         warnings.filterwarnings("error", message=".*sync_dist=True.*")
+        if torch.distributed.is_initialized():  # a spawned rank: end its gloo group at exit
+            atexit.register(_destroy_process_group)
 
     def _write(self, trainer) -> None:
         values = {k: float(v) for k, v in trainer.callback_metrics.items()}
