@@ -64,7 +64,7 @@ from lightning_modules.components.adversarial_losses import (
 from lightning_modules.components.adversarial_update import network_update
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
-from lightning_modules.components.frozen import FrozenSubmodules
+from lightning_modules.components.frozen import FrozenSubmodules, freeze
 from lightning_modules.components.lpips import LPIPS
 from lightning_modules.components.manual_ddp import broadcast_buffers
 from lightning_modules.ust.discriminator import MultiScaleDiscriminator
@@ -194,7 +194,8 @@ class USTModule(FrozenSubmodules, LightningModule):
         }
         self.discriminator_a = MultiScaleDiscriminator(mask_attention=mask_attention, **disc)
         self.discriminator_b = MultiScaleDiscriminator(**disc)
-        self.lpips = LPIPS("vgg", trunk_weights=perceptual_weights, random_trunk=random_trunks)
+        lpips = LPIPS("vgg", trunk_weights=perceptual_weights, random_trunk=random_trunks)
+        self.lpips = freeze(lpips)  # frozen already; eval mode too, like the Gram network
         self.gram = GramVGG16(trunk_weights=perceptual_weights, random_trunk=random_trunks)
         self.means = EpochMeans(
             [f"train/{name}" for name in TRAIN_LOGS]
