@@ -39,7 +39,9 @@ rank's batch value per step and exact epoch means (``EpochMeans``). Evaluation o
 (spec section 6), exact epoch means over every item of every rank: ``{val,test}/takeoff_ssim``
 and ``takeoff_lpips`` (take_off(I_A, m_A) against I_B, full frame), ``tryon_roi_ssim`` and
 ``tryon_roi_lpips`` (ROI(try_on(I_B, m_A, C_A)) against ROI(I_A); not logged without Fit-in,
-where they are N/A); SSIM (gaussian 11 / 1.5, data range 1 on [0, 1],
+where they are N/A); with the twin's cross pairs (``test_cross``, the second test loader)
+``test/cross_tryon_ssim`` and ``cross_tryon_lpips`` (item j tried on person i against the true
+try-on, full frame). SSIM (gaussian 11 / 1.5, data range 1 on [0, 1],
 ``callbacks.image_quality.ssim``) and LPIPS-VGG, both x100. The evaluation steps return the
 take-off as ``INPUTS`` (I_A) / ``PREDS`` (I_AB) / ``TARGET_IMAGES`` (I_B) in [0, 1] for panels.
 """
@@ -80,6 +82,8 @@ G_TERMS = ("gan_a", "gan_b", "cc_a", "cc_b", "ser_a", "ser_b", "lar_a", "lar_b",
 G_PARTS = ("lpips_a", "gram_a", "lpips_b", "gram_b", "sym")
 TRAIN_LOGS = (*G_TERMS, *G_PARTS, "loss_g", "d_a", "d_b", "loss_d")
 EVAL_LOGS = ("takeoff_ssim", "takeoff_lpips", "tryon_roi_ssim", "tryon_roi_lpips")
+#: On the twin's cross pairs (the test loader's second with ``test_cross``): person i, item j.
+CROSS_LOGS = ("cross_tryon_ssim", "cross_tryon_lpips")
 #: The images are [0, 1] ones minus 0.5, over 0.5: [-1, 1] (``VitonDataModule``'s).
 SIGNED = {"image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5)}
 
@@ -200,6 +204,7 @@ class USTModule(FrozenSubmodules, LightningModule):
         self.means = EpochMeans(
             [f"train/{name}" for name in TRAIN_LOGS]
             + [f"{stage}/{name}" for stage in ("val", "test") for name in EVAL_LOGS]
+            + [f"test/{name}" for name in CROSS_LOGS]
         )
 
     # --- inference -------------------------------------------------------------------------------
@@ -246,8 +251,11 @@ class USTModule(FrozenSubmodules, LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        return self._evaluate(batch, "test")
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
+        """Matched pairs; with ``test_cross`` the twin's cross pairs as ``dataloader_idx`` 1."""
+        return self._evaluate(batch, "test") if dataloader_idx == 0 else self._evaluate_cross(batch)
 
     def configure_optimizers(self) -> tuple[list[Optimizer], list[StepLR]]:
         """Adam for the generator side, then for D_A + D_B, each with a per-iteration StepLR."""
@@ -381,12 +389,30 @@ class USTModule(FrozenSubmodules, LightningModule):
             try_on = roi(self.try_on(image_b, mask, context), mask, size)
             values |= self._quality(try_on, roi(image_a, mask, size), "tryon_roi")
         logs = {f"{stage}/{name}": value for name, value in values.items()}
-        self.means.log(self, logs, batch_size=image_a.shape[0], on_epoch=True)
+        self._log_evaluation(logs, image_a.shape[0])
         return {
             keys.INPUTS: _unit(image_a),
             keys.PREDS: _unit(take_off),
             keys.TARGET_IMAGES: _unit(image_b),
         }
+
+    @torch.no_grad()
+    def _evaluate_cross(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The twin's cross pairs: item j tried on person i (m_A, C_A of i) against the true
+        try-on ``target``, full frame; the try-on images for panels."""
+        image_b, target = batch["image_b"], batch["target"]
+        try_on = self.try_on(image_b, batch["mask_a"], batch["context_a"])
+        values = self._quality(try_on, target, "cross_tryon")
+        self._log_evaluation({f"test/{k}": v for k, v in values.items()}, image_b.shape[0])
+        return {
+            keys.INPUTS: _unit(image_b),
+            keys.PREDS: _unit(try_on),
+            keys.TARGET_IMAGES: _unit(target),
+        }
+
+    def _log_evaluation(self, logs: dict[str, Tensor], batch_size: int) -> None:
+        """Exact epoch means; one name per metric whatever the number of test loaders."""
+        self.means.log(self, logs, batch_size=batch_size, on_epoch=True, add_dataloader_idx=False)
 
     def _quality(self, preds: Tensor, target: Tensor, name: str) -> dict[str, Tensor]:
         """Batch means of SSIM (on [0, 1], data range 1) and LPIPS-VGG (on [-1, 1]), x100."""

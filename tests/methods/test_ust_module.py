@@ -26,7 +26,7 @@ from datamodules.viton import VitonDataModule
 from lightning_modules.components.pretrained import WeightsNotFoundError
 from lightning_modules.ust import USTModule, crop_resize, roi
 from lightning_modules.ust.masks import remove_item, white_fill
-from lightning_modules.ust.module import G_PARTS, G_TERMS, TRAIN_LOGS
+from lightning_modules.ust.module import CROSS_LOGS, EVAL_LOGS, G_PARTS, G_TERMS, TRAIN_LOGS
 
 H, W = 64, 48
 TINY = {
@@ -346,3 +346,13 @@ def test_without_fit_in_the_try_on_roi_is_not_reported(twin_root, tmp_path):
     results = trainer.test(module, _twin(twin_root))[0]
     assert "test/takeoff_ssim" in results and "test/takeoff_lpips" in results
     assert not any(name.startswith("test/tryon") for name in results)
+
+
+def test_the_twins_cross_pairs_are_scored_beside_the_matched_ones(template, twin_root, tmp_path):
+    module = _module(template)
+    trainer = cpu_trainer(tmp_path, limit_test_batches=1)
+    results = trainer.test(module, _twin(twin_root, test_cross=True))
+    logged = {name for result in results for name in result}
+    expected = {f"test/{name}" for name in (*EVAL_LOGS, *CROSS_LOGS)}
+    assert logged == expected  # no "/dataloader_idx_<k>" suffixes
+    assert all(math.isfinite(float(trainer.callback_metrics[name])) for name in expected)
