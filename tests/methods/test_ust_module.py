@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from lightning import Callback
 from quiet_trainer import cpu_trainer
-from test_ust_networks import TINY as GENERATOR_TINY
 from torch.utils.data import DataLoader, Dataset, Subset
+from ust_tiny import MODULE as TINY
 
 from callbacks.image_quality.ssim import ssim
 from datamodules.viton import VitonDataModule
@@ -29,15 +29,7 @@ from lightning_modules.ust.masks import remove_item, white_fill
 from lightning_modules.ust.module import CROSS_LOGS, EVAL_LOGS, G_PARTS, G_TERMS, TRAIN_LOGS
 
 H, W = 64, 48
-TINY = {
-    **GENERATOR_TINY,
-    "disc_base_channels": 8,
-    "disc_num_layers": 3,
-    "disc_num_scales": 2,
-    "perceptual_weights": None,
-    "random_trunks": True,
-    "lr": 1e-3,
-}
+#: tiny widths, 2-scale PatchGANs of 3 layers (64 x 48), random LPIPS / VGG trunks: ``TINY``
 GENERATOR_PARTS = ("content_a", "content_b", "style", "decoder_a", "decoder_b")
 FROZEN = ("lpips", "gram")
 
@@ -356,3 +348,36 @@ def test_the_twins_cross_pairs_are_scored_beside_the_matched_ones(template, twin
     expected = {f"test/{name}" for name in (*EVAL_LOGS, *CROSS_LOGS)}
     assert logged == expected  # no "/dataloader_idx_<k>" suffixes
     assert all(math.isfinite(float(trainer.callback_metrics[name])) for name in expected)
+
+
+# --- under DDP -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # two gloo processes
+def test_under_ddp_both_players_train_and_every_rank_holds_the_same_weights(tmp_path):
+    """ddp_ust_module.py: each rank's D and G steps reach only their networks (partial_backward
+    averages exactly their gradients), and the ranks end with the same weights and rates."""
+    from ddp_runs import run_script
+
+    run_script("UST on 2 processes", ["tests/ddp_ust_module.py", tmp_path, 2])
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0]["lr"] == ranks[1]["lr"]
+    assert ranks[0]["state"].keys() == ranks[1]["state"].keys()
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert len(ranks[0]["loss_d"]) == 2  # 8 rows, batches of 2, two ranks
+    assert ranks[0]["loss_d"] != ranks[1]["loss_d"]  # each rank its own rows
+
+
+@pytest.mark.slow  # two gloo processes
+def test_evaluation_under_ddp_logs_what_one_process_logs(tmp_path):
+    """Nine matched pairs shared 5 / 4 by two ranks: the same take-off and try-on ROI means."""
+    from test_ddp_logging import Shards, assert_same_as_one_process
+
+    def model() -> USTModule:
+        torch.manual_seed(0)
+        return USTModule(**TINY)
+
+    data = Shards([_item(i) for i in range(9)], image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
+    alone = assert_same_as_one_process(tmp_path, model, data, "test", rel=1e-5)
+    assert {f"test/{name}" for name in EVAL_LOGS} <= set(alone)
