@@ -27,10 +27,11 @@ persons (I_A, m_A, C_A) and catalog items I_B (``datamodules.viton.VitonDataModu
   - L_Sym on I_AB only (Eq. 4.7, ``ust.symmetry``).
 
 Optimizers: Adam(betas, weight decay) for the generator side and for D_A + D_B, each with a StepLR
-(x ``lr_gamma`` every ``lr_step`` iterations) stepped after every training batch. LPIPS-VGG (the
-loss's Phi and the evaluation metric) and the Gram VGG16 are frozen (eval mode, no gradients),
-read from the weights manifest's ``vgg16`` file (``perceptual_weights``); random trunks only with
-``random_trunks=True`` (tests).
+(x ``lr_gamma`` every ``lr_step`` iterations) stepped after every training batch. Lightning's
+``global_step`` (and ``trainer.max_steps``) counts optimizer steps: two per iteration.
+LPIPS-VGG (the loss's Phi and the evaluation metric) and the Gram VGG16 are frozen (eval mode, no
+gradients), read from the weights manifest's ``vgg16`` file (``perceptual_weights``); random
+trunks only with ``random_trunks=True`` (tests).
 
 Logged: ``train/<term>`` for every term above (``gan_a``, ``gan_b``, ``cc_a``, ``cc_b``, ``ser_a``,
 ``ser_b``, ``lar_a``, ``lar_b``, ``p_a``, ``p_b`` and their parts ``lpips_a``, ``gram_a``,

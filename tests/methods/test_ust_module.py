@@ -167,6 +167,7 @@ def test_optimizers_and_schedules(template, tmp_path):
         group = opt.param_groups[0]
         assert group["betas"] == (0.5, 0.999) and group["weight_decay"] == 1e-4
         assert group["lr"] == pytest.approx(1e-3 * 0.5**2)  # two iterations, two cuts
+    assert trainer.global_step == 4  # Lightning counts optimizer steps: two per iteration
 
 
 # --- the training step ---------------------------------------------------------------------------
