@@ -12,7 +12,9 @@ One concept per file:
 - ``generator``: everything the generator optimizer updates, and the streams' four calls;
 - ``discriminator``: the multi-scale PatchGANs D_A (image + m_A) and D_B;
 - ``gram``: Gram matrices of frozen VGG16 features (Eq. 4.6's style term);
-- ``symmetry``: the symmetry loss (Eq. 4.7) in its two forms.
+- ``symmetry``: the symmetry loss (Eq. 4.7) in its two forms;
+- ``roi``: ROI(x), the clothing region on the catalog's frame (Eq. 4.6, Try-on ROI);
+- ``module``: ``USTModule``, the LightningModule (both players' steps, Eq. 4.8, evaluation).
 """
 
 from lightning_modules.ust.adain import AdaIN, AdaINResBlock, AdaINUpBlock, adain
@@ -23,6 +25,8 @@ from lightning_modules.ust.fit_in import FitIn, paste_into_boxes
 from lightning_modules.ust.generator import USTGenerator
 from lightning_modules.ust.gram import GramVGG16, gram_matrix
 from lightning_modules.ust.masks import mask_boxes, remove_item, white_fill
+from lightning_modules.ust.module import USTModule
+from lightning_modules.ust.roi import crop_resize, roi
 from lightning_modules.ust.style_encoder import StyleEncoder, StyleModule
 from lightning_modules.ust.symmetry import symmetry_loss, symmetry_loss_half
 
@@ -41,11 +45,14 @@ __all__ = [
     "TakeOffDecoder",
     "TryOnDecoder",
     "USTGenerator",
+    "USTModule",
     "adain",
+    "crop_resize",
     "gram_matrix",
     "mask_boxes",
     "paste_into_boxes",
     "remove_item",
+    "roi",
     "symmetry_loss",
     "symmetry_loss_half",
     "white_fill",

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
+from ust_tiny import GENERATOR as TINY
 
 from lightning_modules.components.adversarial_losses import (
     lsgan_discriminator_loss,
@@ -38,15 +39,6 @@ from lightning_modules.ust import (
     symmetry_loss_half,
     white_fill,
 )
-
-#: Small widths for tests that run the whole generator (shapes do not depend on widths).
-TINY = {
-    "base_channels": 8,
-    "num_res_blocks": 1,
-    "style_base_channels": 8,
-    "mlp_channels": 16,
-    "fit_in_channels": 8,
-}
 
 
 def _seeded(seed: int = 0) -> torch.Generator:
