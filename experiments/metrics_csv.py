@@ -7,7 +7,7 @@ import csv
 import math
 from pathlib import Path
 
-__all__ = ["epoch_series", "last_value"]
+__all__ = ["epoch_series", "last_value", "step_series"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -17,14 +17,24 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def epoch_series(path: Path, key: str) -> tuple[list[int], list[float]]:
-    """``(epochs, values)`` of ``key`` in ``path`` (a metrics.csv): the rows that hold it."""
-    epochs, values = [], []
+def _series(path: Path, key: str, at: str) -> tuple[list[int], list[float]]:
+    """``(column at, values)`` of ``key`` in ``path``: the rows that hold it."""
+    positions, values = [], []
     for row in _rows(path):
         if row.get(key):
-            epochs.append(int(float(row["epoch"])))
+            positions.append(int(float(row[at])))
             values.append(float(row[key]))
-    return epochs, values
+    return positions, values
+
+
+def epoch_series(path: Path, key: str) -> tuple[list[int], list[float]]:
+    """``(epochs, values)`` of ``key`` in ``path`` (a metrics.csv): the rows that hold it."""
+    return _series(path, key, "epoch")
+
+
+def step_series(path: Path, key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``key`` in ``path`` (a metrics.csv): the rows that hold it."""
+    return _series(path, key, "step")
 
 
 def last_value(path: Path, key: str) -> float:

@@ -53,7 +53,7 @@ from experiments.istrc.stages import (
     load_judge,
     load_test_set,
 )
-from experiments.metrics_csv import last_value
+from experiments.metrics_csv import last_value, step_series
 from lightning_modules.components.pretrained import WeightsNotFoundError
 
 __all__ = ["AnalysisOptions", "assertion_numbers", "main", "run_analysis"]
@@ -274,8 +274,8 @@ def _figures(
     fig4 = figures.arithmetic_figure(ctx, circle, out_dir)
     fig5 = figures.confounds_figure(ctx, circle, classifiers, settings, out_dir)
     curves = {
-        "m_global": logged.step_series(began_metrics, "train/m_global_step"),
-        "k": logged.step_series(began_metrics, "train/k_step"),
+        "m_global": step_series(began_metrics, "train/m_global_step"),
+        "k": step_series(began_metrics, "train/k_step"),
     }
     fig6 = figures.curves_figure(strips, curves, out_dir)
     names = [fig1["figure"], *fig2["figures"].values(), *fig3["figures"].values()]

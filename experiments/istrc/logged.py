@@ -13,38 +13,23 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.metrics_csv import epoch_series, last_value
+from experiments.metrics_csv import epoch_series, last_value, step_series
 
 __all__ = [
     "M_GLOBAL_WINDOWS",
     "began_numbers",
     "classifier_aurocs",
-    "step_series",
     "verification_numbers",
     "window_mean",
 ]
 
 #: Fractions of the last logged step that the two M_global window means cover.
 M_GLOBAL_WINDOWS = {"at_10pct": (0.05, 0.15), "final": (0.9, 1.0)}
-
-
-def step_series(path: Path, key: str) -> tuple[list[int], list[float]]:
-    """``(steps, values)`` of ``key`` in ``path`` (a metrics.csv): the rows that hold it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the stage run logged no metrics")
-    steps, values = [], []
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get(key):
-                steps.append(int(float(row["step"])))
-                values.append(float(row[key]))
-    return steps, values
 
 
 def window_mean(steps: Sequence[int], values: Sequence[float], low: float, high: float) -> float:

@@ -16,7 +16,6 @@ unit test: ``test_istrc_sphere.py``.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from datamodules.latents import latents_file, load_latents
 from experiments.istrc.controls import untrained_mapping
+from experiments.metrics_csv import epoch_series, last_value
 from lightning_modules.istrc.mapping import ISTRCMapping, MappingScores
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,7 @@ def run_stage(chain: dict[str, Path], stage: str, *extra: str, name: str | None 
 
 def logged(run_dir: Path, key: str) -> list[float]:
     """Every value of ``key`` in a run's metrics.csv, in order."""
-    with (run_dir / "metrics.csv").open() as f:
-        values = [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
+    _, values = epoch_series(run_dir / "metrics.csv", key)
     assert values, f"{key} not in {run_dir / 'metrics.csv'}"
     return values
 
@@ -166,10 +165,7 @@ def test_assertion_4_circle(analysis):
 def _test_auroc(run_dir: Path, name: str) -> float:
     """The logged test AUROC of ``name``; NaN when the test split holds one class of it (the
     twin's 30 test identities may have no gray hair), as LogAUROC then logs none."""
-    key = f"test/auroc/{name}"
-    with (run_dir / "metrics.csv").open() as f:
-        values = [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
-    return values[-1] if values else math.nan
+    return last_value(run_dir / "metrics.csv", f"test/auroc/{name}")
 
 
 def _classifier_scores(classifier_runs: dict[str, Path]) -> dict[str, dict[str, float]]:
