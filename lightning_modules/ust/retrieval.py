@@ -1,6 +1,6 @@
 """Cross-domain retrieval for UST: rankings, coarse-to-fine re-ranking and Recall@k.
 
-Thesis section 4.4 (Tables 4.3, 4.4), spec ``ust`` sections 5 and 6: each query (a test person's
+Thesis ch. 4 (Tables 4.3, 4.4), spec ``ust`` sections 5 and 6: each query (a test person's
 masked item, I_A^m) has exactly one correct database item (its catalog image I_B).
 
 - ``euclidean_ranking``: the database indices of each query by ascending Euclidean distance
