@@ -14,10 +14,17 @@ One concept per file:
 - ``gram``: Gram matrices of frozen VGG16 features (Eq. 4.6's style term);
 - ``symmetry``: the symmetry loss (Eq. 4.7) in its two forms;
 - ``roi``: ROI(x), the clothing region on the catalog's frame (Eq. 4.6, Try-on ROI);
+- ``retrieval``: Euclidean rankings, re-ranking of the top-kappa, Recall@k (Tables 4.3, 4.4);
+- ``colour_histogram``: the 8 x 4 x 4 HSV histogram baseline of retrieval and its L1 distance;
 - ``module``: ``USTModule``, the LightningModule (both players' steps, Eq. 4.8, evaluation).
 """
 
 from lightning_modules.ust.adain import AdaIN, AdaINResBlock, AdaINUpBlock, adain
+from lightning_modules.ust.colour_histogram import (
+    colour_histogram,
+    histogram_l1_distance,
+    rgb_to_hsv,
+)
 from lightning_modules.ust.content_encoder import ContentEncoder
 from lightning_modules.ust.decoders import AdaINDecoder, TakeOffDecoder, TryOnDecoder
 from lightning_modules.ust.discriminator import MultiScaleDiscriminator, PatchDiscriminator
@@ -26,6 +33,14 @@ from lightning_modules.ust.generator import USTGenerator
 from lightning_modules.ust.gram import GramVGG16, gram_matrix
 from lightning_modules.ust.masks import mask_boxes, remove_item, white_fill
 from lightning_modules.ust.module import USTModule
+from lightning_modules.ust.retrieval import (
+    euclidean_ranking,
+    rank_by,
+    ranks_of_correct,
+    recall_at_k,
+    rerank,
+    top_pairs,
+)
 from lightning_modules.ust.roi import crop_resize, roi
 from lightning_modules.ust.style_encoder import StyleEncoder, StyleModule
 from lightning_modules.ust.symmetry import symmetry_loss, symmetry_loss_half
@@ -47,13 +62,22 @@ __all__ = [
     "USTGenerator",
     "USTModule",
     "adain",
+    "colour_histogram",
     "crop_resize",
+    "euclidean_ranking",
     "gram_matrix",
+    "histogram_l1_distance",
     "mask_boxes",
     "paste_into_boxes",
+    "rank_by",
+    "ranks_of_correct",
+    "recall_at_k",
     "remove_item",
+    "rerank",
+    "rgb_to_hsv",
     "roi",
     "symmetry_loss",
     "symmetry_loss_half",
+    "top_pairs",
     "white_fill",
 ]
