@@ -114,3 +114,18 @@ def test_a_loss_for_training_gradients_reach_the_images_only():
         torch.testing.assert_close(loss_fn.eval()(x, y).mean(), loss, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         loss_fn(x[:, :1], y[:, :1])
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_pairwise_is_forward_on_every_pair(net):
+    torch.manual_seed(1)
+    model = LPIPS(net, random_trunk=True)
+    x, y = torch.rand(3, 3, 40, 32) * 2 - 1, torch.rand(5, 3, 40, 32) * 2 - 1
+    y[2] = x[1]  # a pair of equal images: distance exactly 0 up to rounding
+    matrix = model.pairwise(x, y, batch_size=2)
+    assert matrix.shape == (3, 5) and matrix.dtype == torch.float64
+    expected = torch.stack([model(x[i].expand_as(y), y) for i in range(3)]).double()
+    torch.testing.assert_close(matrix, expected, rtol=1e-5, atol=1e-6)
+    assert matrix[1, 2].abs() < 1e-9
+    with pytest.raises(ValueError, match="one size"):
+        model.pairwise(x, y[:, :, :20])

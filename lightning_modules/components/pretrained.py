@@ -123,9 +123,9 @@ MANIFEST: tuple[PretrainedFile, ...] = (
         "alexnet-owt-7be5be79.pth",
         _TORCHVISION + "alexnet-owt-7be5be79.pth",
         "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
-        ("LPIPS net=alex", "vebi"),
-        "torchvision AlexNet ImageNet (IMAGENET1K_V1): the LPIPS-Alex trunk, VEBI's stand-in "
-        "for VGG-F",
+        ("LPIPS net=alex", "vebi", "ust"),
+        "torchvision AlexNet ImageNet (IMAGENET1K_V1): the LPIPS-Alex trunk (UST's retrieval "
+        "re-ranking), VEBI's stand-in for VGG-F",
     ),
     PretrainedFile(
         "resnet50",

@@ -29,9 +29,11 @@ persons (I_A, m_A, C_A) and catalog items I_B (``datamodules.viton.VitonDataModu
 Optimizers: Adam(betas, weight decay) for the generator side and for D_A + D_B, each with a StepLR
 (x ``lr_gamma`` every ``lr_step`` iterations) stepped after every training batch. Lightning's
 ``global_step`` (and ``trainer.max_steps``) counts optimizer steps: two per iteration.
-LPIPS-VGG (the loss's Phi and the evaluation metric) and the Gram VGG16 are frozen (eval mode, no
-gradients), read from the weights manifest's ``vgg16`` file (``perceptual_weights``); random
-trunks only with ``random_trunks=True`` (tests).
+LPIPS-VGG (the evaluation metric, and the loss's Phi by default) and the Gram VGG16 are frozen
+(eval mode, no gradients), read from the weights manifest's ``vgg16`` file
+(``perceptual_weights``); ``perceptual_net="alex"`` makes the loss's Phi LPIPS-Alex (the
+manifest's ``alexnet`` file; about 20x cheaper at 64 x 48, for CPU runs of the twin), the metric
+staying LPIPS-VGG. Random trunks only with ``random_trunks=True`` (tests, CPU twin runs).
 
 Logged: ``train/<term>`` for every term above (``gan_a``, ``gan_b``, ``cc_a``, ``cc_b``, ``ser_a``,
 ``ser_b``, ``lar_a``, ``lar_b``, ``p_a``, ``p_b`` and their parts ``lpips_a``, ``gram_a``,
@@ -50,7 +52,7 @@ take-off as ``INPUTS`` (I_A) / ``PREDS`` (I_AB) / ``TARGET_IMAGES`` (I_B) in [0,
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning import LightningModule
@@ -118,8 +120,11 @@ class USTModule(FrozenSubmodules, LightningModule):
         lambda_lar: Weight of the latent-reconstruction terms.
         lambda_p: Weight of the perceptual terms (0: the "W/O P. loss" ablation; the terms are
             then still computed and logged, without gradients).
-        lambda_gram: lambda_G, weight of the Gram term inside each perceptual term.
+        lambda_gram: lambda_G, weight of the Gram term inside each perceptual term (0: the
+            Gram terms are neither computed nor logged).
         lambda_sym: Weight of L_Sym.
+        perceptual_net: The LPIPS trunk of the loss's Phi: ``vgg`` (the thesis does not say; the
+            spec's choice) or ``alex`` (cheaper; the manifest's ``alexnet`` file).
         lr: Adam learning rate of both optimizers (the thesis's 2e-6).
         betas: Their Adam betas.
         weight_decay: Their (L2) weight decay.
@@ -132,7 +137,7 @@ class USTModule(FrozenSubmodules, LightningModule):
     """
 
     evaluation_outputs = (keys.INPUTS, keys.PREDS, keys.TARGET_IMAGES)
-    frozen = ("lpips", "gram")
+    frozen = ("lpips", "gram")  # (and loss_lpips when set: LPIPS computes the same in train mode)
 
     def __init__(
         self,
@@ -159,6 +164,7 @@ class USTModule(FrozenSubmodules, LightningModule):
         lambda_p: float = 1.0,
         lambda_gram: float = 10.0,
         lambda_sym: float = 1.0,
+        perceptual_net: Literal["vgg", "alex"] = "vgg",
         lr: float = 2e-6,
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-4,
@@ -180,6 +186,10 @@ class USTModule(FrozenSubmodules, LightningModule):
         negative = {name: value for name, value in weights.items() if value < 0}
         if negative:
             raise ValueError(f"USTModule: loss weights must be >= 0, got {negative}")
+        if perceptual_net not in ("vgg", "alex"):
+            raise ValueError(
+                f"USTModule: perceptual_net must be vgg or alex, got {perceptual_net!r}"
+            )
         if lr_step < 1:
             raise ValueError(f"USTModule: lr_step must be >= 1 iteration, got {lr_step}")
         if random_trunks and perceptual_weights is not None:
@@ -201,6 +211,11 @@ class USTModule(FrozenSubmodules, LightningModule):
         self.discriminator_b = MultiScaleDiscriminator(**disc)
         lpips = LPIPS("vgg", trunk_weights=perceptual_weights, random_trunk=random_trunks)
         self.lpips = freeze(lpips)  # frozen already; eval mode too, like the Gram network
+        self.loss_lpips: LPIPS | None = None  # None: the loss's Phi is self.lpips
+        if perceptual_net == "alex":
+            alex_weights = None if random_trunks else "alexnet"
+            alex = LPIPS("alex", trunk_weights=alex_weights, random_trunk=random_trunks)
+            self.loss_lpips = freeze(alex)
         self.gram = GramVGG16(trunk_weights=perceptual_weights, random_trunk=random_trunks)
         self.means = EpochMeans(
             [f"train/{name}" for name in TRAIN_LOGS]
@@ -344,19 +359,19 @@ class USTModule(FrozenSubmodules, LightningModule):
             + (style_ba - streams["style_b"]).abs().mean(),
             "sym": symmetry_loss(ab),
         }
+        phi = self.lpips if self.loss_lpips is None else self.loss_lpips
         with torch.set_grad_enabled(torch.is_grad_enabled() and hp.lambda_p > 0):
             size = tuple(image_b.shape[-2:])
             roi_a, roi_ba = roi(image_a, mask, size), roi(ba, mask, size)
-            terms["lpips_a"] = (
-                self.lpips(streams["aa"], image_a).mean() + self.lpips(ab, roi_a).mean()
-            )
-            terms["gram_a"] = self.gram.distance(ab, roi_a)
-            terms["lpips_b"] = (
-                self.lpips(streams["bb"], image_b).mean() + self.lpips(roi_ba, image_b).mean()
-            )
-            terms["gram_b"] = self.gram.distance(roi_ba, image_b)
+            terms["lpips_a"] = phi(streams["aa"], image_a).mean() + phi(ab, roi_a).mean()
+            terms["lpips_b"] = phi(streams["bb"], image_b).mean() + phi(roi_ba, image_b).mean()
+            if hp.lambda_gram > 0:  # else not computed (a VGG16 pass per side) nor logged
+                terms["gram_a"] = self.gram.distance(ab, roi_a)
+                terms["gram_b"] = self.gram.distance(roi_ba, image_b)
         for side in ("a", "b"):
-            terms[f"p_{side}"] = terms[f"lpips_{side}"] + hp.lambda_gram * terms[f"gram_{side}"]
+            terms[f"p_{side}"] = terms[f"lpips_{side}"]
+            if hp.lambda_gram > 0:
+                terms[f"p_{side}"] = terms[f"p_{side}"] + hp.lambda_gram * terms[f"gram_{side}"]
         return terms
 
     def total_loss(self, terms: dict[str, Tensor]) -> Tensor:

@@ -317,6 +317,37 @@ def test_no_perceptual_still_logs_the_terms_without_weighing_them(tmp_path):
     assert values["loss_g"] == pytest.approx(total, rel=1e-5)
 
 
+def test_an_alex_phi_and_no_gram_change_only_the_perceptual_terms(template):
+    """``perceptual_net="alex"``: Phi is LPIPS-Alex, the metric network stays LPIPS-VGG;
+    ``lambda_gram=0``: no Gram term is computed or logged, p = the LPIPS part."""
+    rows = [_item(i) for i in range(2)]
+    batch = {k: torch.stack([row[k] for row in rows]) for k in rows[0]}
+    module = _module(template)
+    torch.manual_seed(0)
+    cheap = USTModule(**(TINY | {"perceptual_net": "alex", "lambda_gram": 0.0}))
+    cheap.load_state_dict(module.state_dict(), strict=False)  # same generator, D, LPIPS-VGG
+    assert cheap.lpips.net == "vgg" and cheap.loss_lpips.net == "alex"
+    with torch.no_grad():
+        ours = module.generator_terms(batch, module._translate(batch))
+        theirs = cheap.generator_terms(batch, cheap._translate(batch))
+        image_a, m = batch["image_a"], batch["mask_a"]
+        i_aa = cheap.generator.decode_a(
+            *cheap.generator.encode_a(image_a, m), m, batch["context_a"]
+        )
+        i_ab = cheap.generator.take_off(image_a, m)
+        expected = (
+            cheap.loss_lpips(i_aa, image_a).mean()
+            + cheap.loss_lpips(i_ab, roi(image_a, m, (H, W))).mean()
+        )
+    assert "gram_a" not in theirs and "gram_b" not in theirs
+    torch.testing.assert_close(theirs["p_a"], expected)
+    assert theirs["lpips_a"] != ours["lpips_a"]
+    for name in ("gan_a", "gan_b", "cc_a", "cc_b", "ser_a", "ser_b", "lar_a", "lar_b", "sym"):
+        torch.testing.assert_close(theirs[name], ours[name], msg=name)
+    with pytest.raises(ValueError, match="perceptual_net"):
+        USTModule(**(TINY | {"perceptual_net": "squeeze"}))
+
+
 # --- on the VITON twin ---------------------------------------------------------------------------
 
 
