@@ -43,7 +43,7 @@ class Method:
 
     name: str
     experiment: str
-    twin: str  # its synthetic twin's data root: faces, olr_faces, aae_faces, birds or mnist
+    twin: str  # its synthetic twin's data root: faces, olr_faces, aae_faces, viton, birds or mnist
     gpu: list[str] = field(default_factory=list)
     cpu: list[str] = field(default_factory=list)
     images_per_item: int = 1  # images in one batch item (2 for OLR's occluded pairs)
@@ -127,6 +127,28 @@ METHODS = (
         cpu=["--data.init_args.batch_size=8", "--data.init_args.num_workers=0"],
     ),
     Method(
+        "ust",  # the thesis's scale: 256 x 192, MUNIT widths, SD 128, LPIPS-VGG + Gram VGG16
+        "ust/synthetic_full",
+        "viton",
+        gpu=[
+            "--model.init_args.base_channels=64",
+            "--model.init_args.num_res_blocks=4",
+            "--model.init_args.style_dim=128",
+            "--model.init_args.style_base_channels=64",
+            "--model.init_args.mlp_channels=256",
+            "--model.init_args.fit_in_channels=64",
+            "--model.init_args.disc_base_channels=64",
+            "--model.init_args.disc_num_layers=4",
+            "--model.init_args.disc_num_scales=3",
+            "--model.init_args.perceptual_net=vgg",
+            "--model.init_args.lambda_gram=10.0",  # random trunks: the same cost as ImageNet's
+            "--data.init_args.load_size=[256,192]",  # the tiny twin read at the thesis's size
+            "--data.init_args.batch_size=8",
+            "--data.init_args.num_workers=8",
+        ],
+        cpu=["--data.init_args.batch_size=2"],
+    ),
+    Method(
         "mil_lstm",
         "mil_lstm/synthetic_single",
         "mnist",
@@ -153,6 +175,8 @@ def write_twin(kind: str, folder: Path, tiny: bool) -> list[str]:
         ]
     if kind == "aae_faces":  # the tiny twin, written by the DataModule on first use
         return [f"--data.init_args.root={folder / 'celeba'}", "--data.init_args.synthetic=tiny"]
+    if kind == "viton":  # the tiny twin (64 x 48), written by the DataModule on first use
+        return [f"--data.init_args.root={folder / 'viton'}", "--data.init_args.synthetic=tiny"]
     if kind == "birds":
         from datamodules.synthetic.birds import make_synthetic_cub
 

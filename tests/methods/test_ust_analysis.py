@@ -218,5 +218,6 @@ def test_the_analysis_writes_every_table_figure_and_the_control(one_batch_run, t
     assert {r["dataset"] for r in table_41} == {"VITON twin (substitute)"}
     evaluation = list(csv.DictReader((tmp_path / "evaluation.csv").open()))
     assert {r["assertion"] for r in evaluation} == {"T1", "T2", "T3", "T4", "T5", "T6"}
+    assert {r["thresholds"] for r in evaluation} == {"spec", "cpu"}
     saved = json.loads((tmp_path / "analysis.json").read_text())
     assert saved["random_trunks"] is True and saved["retrieval"]["queries"] > 0
