@@ -93,6 +93,9 @@ def test_the_oracle_passes_t1_to_t4_and_guesses_fail():
     guess = _translations(images, mean_catalog.expand_as(grey), images["context_a"], order)
     t1 = assertions.check_t1(images, guess, mean_catalog, T)
     assert not t1["passed"] and t1["takeoff_ssim"] == pytest.approx(t1["mean_catalog_ssim"])
+    without_guess = assertions.Thresholds(mean_catalog_guess=False)
+    t1 = assertions.check_t1(images, guess, mean_catalog, without_guess)
+    assert t1["threshold"] == pytest.approx(t1["wrong_item_ssim"] + without_guess.margin)
     assert not assertions.check_t2(images, _translations(images, grey, grey, order), T)["passed"]
     # a try-on that ignores the item (C_A, whatever the item): nothing changes inside m_A
     guess.try_on_shuffled = guess.try_on
