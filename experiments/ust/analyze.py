@@ -225,7 +225,8 @@ def _retrieval_rows(results: dict[str, Any], ours_on: str, substitute: str) -> l
             key = names.get(method)
             row = found["rows"].get(key) if key else None
             note = "" if row else "not run"
-            if row and key != "colour_histogram" and results["random_trunks"] and "lpips" in key:
+            uses_lpips = key is not None and (key == "lpips_alex" or key.startswith("rerank"))
+            if row and uses_lpips and results["random_trunks"]:
                 note = "LPIPS-Alex on a random trunk"
             for k in (1, 5, 20, 50):
                 metric = f"recall@{k}"
