@@ -47,6 +47,9 @@ class Method:
     gpu: list[str] = field(default_factory=list)
     cpu: list[str] = field(default_factory=list)
     images_per_item: int = 1  # images in one batch item (2 for OLR's occluded pairs)
+    #: Why the one-batch fp16 update check (tests/test_mixed_precision.py) cannot judge this
+    #: method; None: it can.
+    no_fp16_update_check: str | None = None
 
 
 METHODS = (
@@ -147,6 +150,12 @@ METHODS = (
             "--data.init_args.num_workers=8",
         ],
         cpu=["--data.init_args.batch_size=2"],
+        no_fp16_update_check=(
+            "Adam's first step moves each weight by about lr x sign(gradient); under fp16 the "
+            "signs of UST's smallest gradients flip, and the update differs from fp32's by 36% "
+            "of its norm, spread over every layer (measured on the CPU-scale build); Adam's step "
+            "is nearly scale-invariant, so this check could not see a missing unscale here anyway"
+        ),
     ),
     Method(
         "mil_lstm",

@@ -98,6 +98,8 @@ def test_training_step_runs_under_bf16_autocast(method, tmp_path):
 
 def _one_batch_update(method: Method, overrides, **precision) -> tuple[Trainer, torch.Tensor]:
     """The flattened weight change of one training batch from the same weights and batch."""
+    if method.no_fp16_update_check:
+        pytest.skip(f"{method.name}: {method.no_fp16_update_check}")
     model, data = _built(method, overrides)
     if model.automatic_optimization:
         pytest.skip(f"{method.name}: automatic optimization (Lightning's own scaler path)")
