@@ -244,3 +244,26 @@ def test_critic_gradient_penalty_reaches_every_critic_parameter():
     final_bias = critic.head[-1].bias
     assert all(p.grad is not None for p in critic.parameters() if p is not final_bias)
     assert fake.grad is None  # the penalty trains only the critic
+
+
+def test_wnn2_reads_the_small_generators_output():
+    # the spec's acceptance: WNN-2 is conditioned on G_S's I'_LR, WNN-1 on I_LR only
+    g = _generator()
+    lr, exemplars = _inputs()
+    with torch.no_grad():
+        _, aux = g(lr, exemplars)
+        g.small_generator[-1].bias.add_(0.5)  # another I'_LR
+        _, aux_moved = g(lr, exemplars)
+    torch.testing.assert_close(aux_moved["weights"][0], aux["weights"][0], atol=0, rtol=0)
+    assert not torch.allclose(aux_moved["weights"][1], aux["weights"][1])
+
+
+@pytest.mark.parametrize(("num_up_blocks", "h_lr"), [(3, 16), (4, 8)], ids=["x8", "x16"])
+def test_spec_default_widths_give_128_px(num_up_blocks, h_lr):
+    torch.manual_seed(0)
+    g = ExemplarSRGenerator(num_up_blocks=num_up_blocks)  # widths 256..32, K = 128
+    assert g.feature_channels == 128 and g.isr.to_rgb.in_channels == 32 * 2 ** (4 - num_up_blocks)
+    with torch.no_grad():
+        sr, aux = g(torch.randn(1, 3, h_lr, h_lr), torch.randn(1, 2, 3, HR, HR))
+    assert sr.shape == (1, 3, HR, HR) and torch.isfinite(sr).all()
+    assert [w.shape[-1] for w in aux["weights"]] == [h_lr, 2 * h_lr]
