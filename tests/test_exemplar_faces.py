@@ -14,7 +14,7 @@ import torch
 from PIL import Image, JpegImagePlugin
 
 from datamodules.celeba import CROP_BOXES, check_image_files, cut_box
-from datamodules.exemplar_sr import downsample
+from datamodules.exemplar_sets import downsample
 from datamodules.formats import celeba as celeba_format
 from datamodules.formats.exemplar_regions import SIDECAR_FILE, read_region_boxes
 from datamodules.images import read_rgb

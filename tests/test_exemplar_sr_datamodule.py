@@ -9,14 +9,13 @@ import shutil
 import pytest
 import torch
 
-from datamodules.exemplar_sr import (
-    CelebAExemplarDataModule,
-    ExemplarCountSampler,
-    downsample,
-)
+from datamodules.exemplar_sets import ExemplarCountSampler, downsample
+from datamodules.exemplar_sr import CelebAExemplarDataModule
 from datamodules.formats import celeba as celeba_format
 from datamodules.formats.errors import DatasetNotFoundError, FormatError, SettingError
-from datamodules.formats.exemplar_regions import SIDECAR_FILE
+from datamodules.formats.exemplar_regions import REGION_NAMES, SIDECAR_FILE
+
+EYEGLASSES = celeba_format.ATTRIBUTE_NAMES.index("Eyeglasses")
 
 
 def _module(root, **kwargs) -> CelebAExemplarDataModule:
@@ -58,6 +57,7 @@ def test_batch_keys_shapes_and_ranges(exemplar_faces_root, scale):
     assert batch["exemplar_index"].shape == (4, 3) and len(batch["exemplar_ids"]) == 4
     assert all(len(names) == 3 for names in batch["exemplar_ids"])
     assert batch["attributes"].shape == (4, 40) and batch["identity"].shape == (4,)
+    assert batch["exemplar_attributes"].shape == (4, 3, 40)
     assert batch["regions"].shape == (4, 5, 4) and batch["exemplar_regions"].shape == (4, 3, 5, 4)
     for key in ("image_lr", "image_hr", "exemplars"):
         assert batch[key].min() >= -1 and batch[key].max() <= 1
@@ -117,6 +117,7 @@ def test_uniform1to5_draws_one_m_per_batch(exemplar_faces_root):
 
 
 def test_occlusion_touches_only_exemplar_regions_and_keeps_min_clean(exemplar_faces_root):
+    assert REGION_NAMES[:2] == ("left_eye", "right_eye")
     clean = _module(exemplar_faces_root).splits["test"]
     for p, min_clean in ((1.0, 1), (1.0, 0), (0.5, 1)):
         occluded = _module(exemplar_faces_root, occlusion_p=p, min_clean=min_clean).splits["test"]
@@ -136,6 +137,10 @@ def test_occlusion_touches_only_exemplar_regions_and_keeps_min_clean(exemplar_fa
                 inside[e, top : top + height, left : left + width] = True
                 assert changed[e, top : top + height, left : left + width].float().mean() > 0.9
             assert not (changed & ~inside).any()
+            glasses = b["exemplar_attributes"][:, EYEGLASSES]
+            eye_hit = hit[:, :2].any(1)  # left_eye, right_eye
+            assert (glasses[eye_hit] == 1).all()
+            assert torch.equal(glasses[~eye_hit], a["exemplar_attributes"][~eye_hit, EYEGLASSES])
 
 
 def test_occlusion_without_the_sidecar_is_refused(exemplar_faces_root, tmp_path):
