@@ -108,6 +108,19 @@ def test_detail_is_invisible_at_16_and_8_px_after_jpeg(tmp_path):
     assert worst[16] <= 2 / 255 and worst[8] <= 2 / 255, {k: v * 255 for k, v in worst.items()}
 
 
+def test_coarse_identities_differ_at_8_px():
+    """The coarse traits are what an 8 px input shows: distinct identities differ clearly there."""
+    nuisance = Nuisance()
+
+    def low(identity: int) -> torch.Tensor:
+        image = torch.from_numpy(render(identity, 1, nuisance)).permute(2, 0, 1).float() / 255
+        return downsample(cut_box(image, CROP_BOXES["face128"], "render"), 8)
+
+    images = [low(identity) for identity in range(1, 11)]
+    gaps = [float((a - b).abs().mean()) for a, b in itertools.combinations(images, 2)]
+    assert min(gaps) > 10 / 255
+
+
 def test_render_mixes_the_coarse_and_detail_of_two_identities():
     nuisance = Nuisance(1.05, 4, -4, 3.0)
     mixed = render(1, 2, nuisance).astype(int)

@@ -171,6 +171,22 @@ def test_bad_tables_name_file_and_line(exemplar_faces_root, tmp_path):
         _module(root)
 
 
+def test_malformed_sidecar_names_file_and_line(exemplar_faces_root, tmp_path):
+    root = _copy(exemplar_faces_root, tmp_path)
+    sidecar = root / SIDECAR_FILE
+    lines = sidecar.read_text().splitlines()
+    header = lines[0].split(",")
+    fields = lines[4].split(",")
+    fields[header.index("chin_top")] = "x"
+    lines[4] = ",".join(fields)
+    sidecar.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FormatError, match=r"exemplar_faces\.csv:5: chin_top 'x' is not an integer"):
+        _module(root)
+    sidecar.write_text("\n".join(lines[:4]) + "\n")  # rows of later images cut off
+    with pytest.raises(FormatError, match=r"exemplar_faces\.csv: 000004\.jpg has no row"):
+        _module(root)
+
+
 def test_missing_image_names_the_listing_line(exemplar_faces_root, tmp_path):
     root = _copy(exemplar_faces_root, tmp_path)
     images = root / celeba_format.IMAGE_DIR
