@@ -32,7 +32,7 @@ over 1,000 random pairs (``tests/test_exemplar_faces.py`` checks a sample):
   unchanged); the alternation and the phase also cancel the tiles' first moments, which the
   bicubic kernel's varying weights at the region edges otherwise turn into up to 11/255 (plain
   stripes). Worst case measured: 0.69/255 (16 px) and 0.12/255 (8 px) before JPEG, 1.95/255 and
-  1.59/255 after (JPEG's round trip alone moves a flat colour by up to 1/255).
+  1.60/255 after (JPEG's round trip alone moves a flat colour by up to 1/255).
 - The pattern is added in integer grey levels after the gain (skin levels are rounded first), so
   the uint8 image itself has zero-sum tiles.
 """
