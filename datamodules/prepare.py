@@ -18,6 +18,8 @@ Commands (``make data DATASET=<name>`` calls this module):
   ``clean_report.json`` beside the originals, logging the counts beside the paper's 7,240.
 - ``synthetic-viton --out DIR [--preset tiny|small|default] [--seed 0]``: write the VITON twin
   (CP-VTON layout, cross pairs, planted duplicates) to ``DIR`` and clean it.
+- ``synthetic-exemplar-faces --out DIR [--preset tiny|small] [--seed 0]``: write the exemplar
+  twin of face hallucination (CelebA layout, fine identity detail, region sidecar) to ``DIR``.
 
 To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
 ``COMMANDS``.
@@ -226,6 +228,24 @@ def _run_synthetic_viton(args: argparse.Namespace) -> None:
     print("\n".join(report.summary()))
 
 
+def _add_synthetic_exemplar_faces(parser: argparse.ArgumentParser) -> None:
+    from datamodules.synthetic.exemplar_faces import PRESETS
+
+    parser.add_argument("--out", required=True, help="the twin's root (CelebA layout)")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_synthetic_exemplar_faces(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.exemplar_faces import make_exemplar_faces
+
+    summary = make_exemplar_faces(args.out, preset=args.preset, seed=args.seed)
+    print(
+        f"exemplar faces ({args.preset}, seed {args.seed}): {summary['images']} images of "
+        f"{summary['identities']} identities in {args.out} ({summary['seconds']} s)"
+    )
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -251,6 +271,11 @@ COMMANDS: dict[str, Command] = {
         "write (and clean) the VITON twin",
         _add_synthetic_viton,
         _run_synthetic_viton,
+    ),
+    "synthetic-exemplar-faces": (
+        "write the exemplar-faces twin (face hallucination)",
+        _add_synthetic_exemplar_faces,
+        _run_synthetic_exemplar_faces,
     ),
 }
 

@@ -139,7 +139,7 @@ class ClassSetSampler(WholeBatchSampler):
             batch = []
             for position, c in enumerate(chosen):
                 group = self.groups[c]
-                picks = _pick(len(group), m, generator)
+                picks = pick_within(len(group), m, generator)
                 if position // n == self.rank:  # every rank draws all, to stay in step
                     batch.extend(group[picks].tolist())
             yield batch
@@ -245,7 +245,7 @@ class ClipSetSampler(WholeBatchSampler):
                 own = self.persons[person]
                 for clip in own[torch.randperm(len(own), generator=generator)[:c]].tolist():
                     frames = self.frames[clip]
-                    picks = _pick(len(frames), f, generator).sort().values
+                    picks = pick_within(len(frames), f, generator).sort().values
                     if position // p == self.rank:  # every rank draws all, to stay in step
                         batch.extend(frames[picks].tolist())
             yield batch
@@ -266,7 +266,7 @@ def _clip_groups(
     return list(torch.split(order, counts.tolist())), owner
 
 
-def _pick(size: int, m: int, generator: torch.Generator) -> torch.Tensor:
+def pick_within(size: int, m: int, generator: torch.Generator) -> torch.Tensor:
     """m positions in a group of ``size``: without replacement when it has m, else with."""
     if size >= m:
         return torch.randperm(size, generator=generator)[:m]

@@ -39,3 +39,13 @@ def restore_global_state():
     yield
     torch.use_deterministic_algorithms(deterministic)
     torch.set_rng_state(rng)
+
+
+@pytest.fixture(scope="session")
+def exemplar_faces_root(tmp_path_factory):
+    """The ``tiny`` exemplar-faces twin (CelebA layout with the region sidecar), written once."""
+    from datamodules.synthetic.exemplar_faces import make_exemplar_faces
+
+    root = tmp_path_factory.mktemp("exemplar_faces")
+    make_exemplar_faces(root, preset="tiny", seed=0)
+    return root
