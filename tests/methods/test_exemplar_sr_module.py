@@ -190,10 +190,11 @@ def test_no_exemplars_and_average_fusion(template, tmp_path):
     main_changed = dict(recorder.steps)[0]
     assert _only(main_changed, ("generator.isr.",))  # E_Ex and the WNNs take no part
     assert trainer.callback_metrics["train/w_entropy"] == 0
-    average = _module(template, fusion="average", lambda_p=0.0)
+    average = _module(template, fusion="average", lambda_p=0.0, drift=1e-3)
     trainer = _fit(average, tmp_path, m=2)
     assert len(trainer.optimizers[0].param_groups) == 1  # no WNN group
     assert math.isfinite(trainer.callback_metrics["train/perceptual"])  # logged at weight 0
+    assert math.isfinite(trainer.callback_metrics["train/drift"])
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -244,7 +245,8 @@ def test_psnr_is_per_image_and_the_bicubic_baseline_is_logged(template, tmp_path
     per_image = np.mean(10 * np.log10(1 / mse))
     pooled = 10 * np.log10(1 / mse.mean())
     assert logged["val/psnr"].item() == pytest.approx(per_image, abs=1e-4)
-    assert abs(per_image - pooled) > 1.0  # the pooled number differs
+    assert abs(per_image - pooled) > 1.0  # the pooled number differs, and is not logged
+    assert logged["val/psnr"].item() != pytest.approx(pooled, abs=0.5)
     lr = torch.stack([item["image_lr"] for item in items])
     bicubic = ((F.interpolate(lr, scale_factor=8, mode="bicubic") + 1) / 2).clamp(0, 1)
     hr_t = torch.from_numpy(hr)
