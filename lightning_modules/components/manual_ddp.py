@@ -10,7 +10,8 @@
 - ``broadcast_buffers``: rank zero's buffers (BatchNorm statistics) to every process. DDP
   broadcasts them before each forward, but Lightning turns that off after every manual-
   optimization step, so each process would evaluate with the statistics of its own batches
-  while the checkpoint holds rank zero's. A module calls it when an evaluation epoch starts.
+  while the checkpoint holds rank zero's. A module calls it when an evaluation epoch starts;
+  ``RankZeroBuffersAtEvaluation`` (a mixin) does so for the validation and test epochs.
 """
 
 from __future__ import annotations
@@ -64,3 +65,14 @@ def broadcast_buffers(module: LightningModule) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
+
+
+class RankZeroBuffersAtEvaluation:
+    """Mixin for a manually optimized ``LightningModule`` (before it in the bases): every
+    validation and test epoch starts with ``broadcast_buffers(self)``."""
+
+    def on_validation_epoch_start(self) -> None:
+        broadcast_buffers(self)  # type: ignore[arg-type]
+
+    def on_test_epoch_start(self) -> None:
+        broadcast_buffers(self)  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ The networks, one concept per file:
 - ``pwave``: WNN-1 and WNN-2, the L1-normalised pixel weights W and the fused features;
 - ``isr``: the ISR trunk (M2 residual and M1 up-sample blocks, fusion at both scales);
 - ``generator``: ``ExemplarSRGenerator``, all of the above and the optimizer groups;
-- ``critic``: the StyleGAN-like WGAN-GP critic with minibatch stddev.
+- ``critic``: the StyleGAN-like WGAN-GP critic with minibatch stddev;
+- ``module``: ``ExemplarSRModule``, the LightningModule (G_S, critic and main updates; PSNR / SSIM).
 
 The shared pieces are in ``components``: ``equalized`` (equalized learning rate),
 ``minibatch_stddev`` and ``adversarial_losses`` (WGAN-GP).
@@ -19,6 +20,7 @@ from lightning_modules.exemplar_sr.critic import ExemplarSRCritic
 from lightning_modules.exemplar_sr.exemplar_encoder import ExemplarEncoder
 from lightning_modules.exemplar_sr.generator import ExemplarSRAux, ExemplarSRGenerator
 from lightning_modules.exemplar_sr.isr import ISR
+from lightning_modules.exemplar_sr.module import ExemplarSRModule
 from lightning_modules.exemplar_sr.pwave import (
     PWAVE,
     PWAVEOutput,
@@ -36,6 +38,7 @@ __all__ = [
     "ExemplarSRAux",
     "ExemplarSRCritic",
     "ExemplarSRGenerator",
+    "ExemplarSRModule",
     "PWAVEOutput",
     "ResBlock",
     "SmallGenerator",

@@ -67,11 +67,12 @@ from lightning_modules.components.adversarial_losses import (
     lsgan_generator_loss,
 )
 from lightning_modules.components.adversarial_update import network_update
+from lightning_modules.components.config_checks import check_loss_weights, check_trunk_choice
 from lightning_modules.components.data_checks import check_datamodule
 from lightning_modules.components.epoch_means import EpochMeans
 from lightning_modules.components.frozen import FrozenSubmodules, freeze
 from lightning_modules.components.lpips import LPIPS
-from lightning_modules.components.manual_ddp import broadcast_buffers
+from lightning_modules.components.manual_ddp import RankZeroBuffersAtEvaluation
 from lightning_modules.ust.discriminator import MultiScaleDiscriminator
 from lightning_modules.ust.generator import USTGenerator
 from lightning_modules.ust.gram import GramVGG16
@@ -91,7 +92,7 @@ CROSS_LOGS = ("cross_tryon_ssim", "cross_tryon_lpips")
 SIGNED = {"image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5)}
 
 
-class USTModule(FrozenSubmodules, LightningModule):
+class USTModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningModule):
     """The generator side (``generator``: ``USTGenerator``), D_A and D_B, frozen LPIPS and Gram.
 
     ``self.optimizers()`` is (generator Adam, discriminator Adam); ``self.lr_schedulers()`` their
@@ -183,20 +184,14 @@ class USTModule(FrozenSubmodules, LightningModule):
             "lambda_gram": lambda_gram,
             "lambda_sym": lambda_sym,
         }
-        negative = {name: value for name, value in weights.items() if value < 0}
-        if negative:
-            raise ValueError(f"USTModule: loss weights must be >= 0, got {negative}")
+        check_loss_weights("USTModule", weights)
         if perceptual_net not in ("vgg", "alex"):
             raise ValueError(
                 f"USTModule: perceptual_net must be vgg or alex, got {perceptual_net!r}"
             )
         if lr_step < 1:
             raise ValueError(f"USTModule: lr_step must be >= 1 iteration, got {lr_step}")
-        if random_trunks and perceptual_weights is not None:
-            raise ValueError(
-                "USTModule: give perceptual_weights or random_trunks=True (tests), not both: "
-                "set --model.init_args.perceptual_weights=null with random trunks"
-            )
+        check_trunk_choice("USTModule", perceptual_weights, random_trunks)
         self.save_hyperparameters()
         self.automatic_optimization = False
         # the generator's arguments are this module's of the same names (all but image_channels)
@@ -257,12 +252,6 @@ class USTModule(FrozenSubmodules, LightningModule):
         values = {f"train/{name}": value.detach() for name, value in logs.items()}
         size = batch["image_a"].shape[0]
         self.means.log(self, values, batch_size=size, on_step=True, on_epoch=True)
-
-    def on_validation_epoch_start(self) -> None:
-        broadcast_buffers(self)
-
-    def on_test_epoch_start(self) -> None:
-        broadcast_buffers(self)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")
