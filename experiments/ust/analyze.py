@@ -45,7 +45,7 @@ from experiments.stage_runs import StageRun, find_stage_run
 from experiments.ust import assertions, figures
 from experiments.ust.paper_tables import PAPER, QUALITY, TableRow, write_tables
 from experiments.ust.retrieval_table import retrieval_results
-from experiments.ust.test_images import CROSS_KEYS, TEST_KEYS, load_images, mean_catalog_image
+from experiments.ust.split_images import CROSS_KEYS, TEST_KEYS, load_images, mean_catalog_image
 from lightning_modules.components.lpips import LPIPS
 from lightning_modules.ust.module import USTModule
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from callbacks.image_quality.ssim import ssim
-from experiments.ust.test_images import Images
+from experiments.ust.split_images import Images
 from lightning_modules.ust.masks import mask_boxes
 from lightning_modules.ust.roi import crop_resize, roi
 

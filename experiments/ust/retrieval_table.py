@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from experiments.ust.assertions import unit
-from experiments.ust.test_images import Images
+from experiments.ust.split_images import Images
 from lightning_modules.components.lpips import LPIPS
 from lightning_modules.ust.colour_histogram import colour_histogram, histogram_l1_distance
 from lightning_modules.ust.retrieval import (

@@ -20,7 +20,7 @@ from experiments.ust import assertions
 from experiments.ust.analyze import AnalysisOptions, run_analysis
 from experiments.ust.paper_tables import PAPER, TableRow, write_tables
 from experiments.ust.retrieval_table import retrieval_results
-from experiments.ust.test_images import Images
+from experiments.ust.split_images import Images
 from lightning_modules.components.lpips import LPIPS
 from lightning_modules.ust import USTModule
 

@@ -1,4 +1,5 @@
-"""The test images UST's analysis reads: matched pairs, the twin's cross pairs, the train catalog.
+"""The images UST's analysis reads: the matched test pairs, the twin's cross pairs, the train
+catalog.
 
 Everything is read once through the run's own ``VitonDataModule`` (its ``data`` section), in file
 order, and held in memory as tensors in [-1, 1] (masks in {0, 1}): the analysis works on the
