@@ -45,7 +45,7 @@ from datamodules.expression_proxy import ExpressionFaces
 from datamodules.formats.celeba import CelebAIndex, read_celeba
 from datamodules.formats.clip_tree import read_clip_tree
 from datamodules.head_pose import pose_from_landmarks
-from datamodules.images import NORMALIZATIONS, square_transform
+from datamodules.images import square_transform
 from datamodules.paths import resolve_root
 from datamodules.posed_faces import PosedFaces
 from datamodules.pseudo_clips import PseudoClips
@@ -88,6 +88,8 @@ class DisentangledAAEDataModule(SplitDataModule):
             ``list_attr_celeba.txt``, ``prepare_data`` writes the synthetic twin with that preset
             into ``root``'s parent (``root`` must then end in ``celeba``).
     """
+
+    normalize = "signed"  # [0, 1] scaled to [-1, 1], the generator's tanh range
 
     def __init__(
         self,
@@ -154,16 +156,6 @@ class DisentangledAAEDataModule(SplitDataModule):
         """The clip tree's folder (``style_source: clip_tree``)."""
         root = self.hparams.clip_root
         return Path(root) if root is not None else self.root.parent / "vox"
-
-    @property
-    def image_mean(self) -> tuple[float, float, float]:
-        """Images are [0, 1] scaled to [-1, 1] (the generator's tanh range): mean 0.5."""
-        return NORMALIZATIONS["signed"][0]
-
-    @property
-    def image_std(self) -> tuple[float, float, float]:
-        """... and std 0.5."""
-        return NORMALIZATIONS["signed"][1]
 
     def prepare_data(self) -> None:
         """With ``synthetic`` set: write the twin unless an up-to-date one is at ``root``."""

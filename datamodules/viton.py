@@ -65,7 +65,7 @@ from datamodules.formats.viton import (
     read_parse,
     read_pose,
 )
-from datamodules.images import NORMALIZATIONS, read_rgb
+from datamodules.images import read_rgb
 from datamodules.paths import make_data_command, resolve_root
 from datamodules.sharding import replicas_and_rank
 from datamodules.split_loaders import SplitDataModule
@@ -294,6 +294,7 @@ class VitonDataModule(SplitDataModule):
     """
 
     predict_splits = ("test",)
+    normalize = "signed"  # every image in [-1, 1]
 
     def __init__(
         self,
@@ -331,14 +332,6 @@ class VitonDataModule(SplitDataModule):
     def root(self) -> Path:
         """The resolved data root."""
         return resolve_root(self.hparams.root, "viton")
-
-    @property
-    def image_mean(self) -> tuple[float, float, float]:
-        return NORMALIZATIONS["signed"][0]
-
-    @property
-    def image_std(self) -> tuple[float, float, float]:
-        return NORMALIZATIONS["signed"][1]
 
     @property
     def file_size(self) -> tuple[int, int]:
@@ -458,23 +451,16 @@ class VitonDataModule(SplitDataModule):
         sampler = UnpairedSampler(len(streams.persons), len(streams.items), self.hparams.seed)
         return self._loader("train", sampler=sampler)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", batch_size=self._eval_batch_size)
-
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """Matched test pairs; with ``test_cross``, also the cross pairs (dataloader_idx 1)."""
-        matched = self._loader("test", batch_size=self._eval_batch_size)
+        matched = self._loader("test")
         return [matched, self.cross_dataloader()] if self.hparams.test_cross else matched
 
     def cross_dataloader(self) -> DataLoader:
         """The twin's cross pairs (person i, item j, true try-on), each served once under DDP."""
         if self.cross is None:
             raise SettingError(f"{self.root / CROSS_PAIRS} does not exist: only the twin has it")
-        return self._loader("cross", dataset=self.cross, batch_size=self._eval_batch_size)
-
-    @property
-    def _eval_batch_size(self) -> int:
-        return self.hparams.eval_batch_size or self.hparams.batch_size
+        return self._loader("cross", dataset=self.cross)
 
 
 def _hold_out(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
