@@ -49,3 +49,14 @@ def exemplar_faces_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("exemplar_faces")
     make_exemplar_faces(root, preset="tiny", seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def viton_twin_root(tmp_path_factory):
+    """The ``tiny`` VITON twin, written and cleaned once by the DataModule's ``synthetic`` option
+    (tests that corrupt files do so in a copy)."""
+    from datamodules.viton import VitonDataModule
+
+    root = tmp_path_factory.mktemp("viton_twin") / "viton"
+    VitonDataModule(root=str(root), synthetic="tiny").prepare_data()
+    return root

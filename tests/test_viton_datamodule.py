@@ -20,12 +20,10 @@ from datamodules.viton import UnpairedSampler, VitonDataModule
 H, W = 64, 48
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """The tiny twin, written and cleaned by the DataModule's ``synthetic`` option."""
-    root = tmp_path_factory.mktemp("data") / "viton"
-    VitonDataModule(root=str(root), synthetic="tiny").prepare_data()
-    return root
+@pytest.fixture
+def root(viton_twin_root):
+    """The tiny twin, written and cleaned by the DataModule's ``synthetic`` option (conftest)."""
+    return viton_twin_root
 
 
 def _module(root, **kwargs) -> VitonDataModule:

@@ -180,11 +180,11 @@ def test_tables_write_paper_beside_ours(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def one_batch_run(tmp_path_factory):
+def one_batch_run(tmp_path_factory, viton_twin_root):
     """A run folder as the CLI lays it out: config.yaml and checkpoints/last.ckpt of one batch."""
     base = tmp_path_factory.mktemp("ust")
     data_args = {
-        "root": str(base / "viton"),
+        "root": str(viton_twin_root),
         "synthetic": "tiny",
         "batch_size": 2,
         "eval_batch_size": 16,

@@ -351,11 +351,9 @@ def test_an_alex_phi_and_no_gram_change_only_the_perceptual_terms(template):
 # --- on the VITON twin ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def twin_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "viton"
-    VitonDataModule(root=str(root), synthetic="tiny").prepare_data()
-    return root
+@pytest.fixture
+def twin_root(viton_twin_root):
+    return viton_twin_root
 
 
 def _twin(root, **kwargs) -> VitonDataModule:
