@@ -42,6 +42,7 @@ __all__ = [
     "CPU_CALIBRATED",
     "Thresholds",
     "Translations",
+    "batched",
     "check_t1",
     "check_t2",
     "check_t3",
@@ -114,7 +115,9 @@ class Translations:
 
 
 @torch.no_grad()
-def _batched(fn: Callable[..., Tensor], *inputs: Tensor, batch_size: int = 64) -> Tensor:
+def batched(fn: Callable[..., Tensor], *inputs: Tensor, batch_size: int = 64) -> Tensor:
+    """``fn`` (a module's method) over rows of ``inputs`` in batches on the module's device; the
+    results float32 on the CPU."""
     device = next(iter(fn.__self__.parameters())).device  # type: ignore[attr-defined]
     parts = zip(*(x.split(batch_size) for x in inputs), strict=True)
     return torch.cat([fn(*(x.to(device) for x in part)).float().cpu() for part in parts])
@@ -129,10 +132,10 @@ def translate(module, images: Images, seed: int = 0, batch_size: int = 64) -> Tr
     mask, context = images["mask_a"], images["context_a"]
     kw = {"batch_size": batch_size}
     return Translations(
-        take_off=_batched(module.take_off, a, mask, **kw),
-        try_on=_batched(module.try_on, b, mask, context, **kw),
-        try_on_shuffled=_batched(module.try_on, b[order], mask, context, **kw),
-        try_on_other_person=_batched(module.try_on, b, mask[order], context[order], **kw),
+        take_off=batched(module.take_off, a, mask, **kw),
+        try_on=batched(module.try_on, b, mask, context, **kw),
+        try_on_shuffled=batched(module.try_on, b[order], mask, context, **kw),
+        try_on_other_person=batched(module.try_on, b, mask[order], context[order], **kw),
         order=order,
     )
 
@@ -228,8 +231,8 @@ def check_t5(module, cross: Images, t: Thresholds, seed: int = 0, batch_size: in
     module.eval()
     order = derangement(len(cross), seed)
     mask, context, items = cross["mask_a"], cross["context_a"], cross["image_b"]
-    correct = _batched(module.try_on, items, mask, context, batch_size=batch_size)
-    random_item = _batched(module.try_on, items[order], mask, context, batch_size=batch_size)
+    correct = batched(module.try_on, items, mask, context, batch_size=batch_size)
+    random_item = batched(module.try_on, items[order], mask, context, batch_size=batch_size)
     target, size = cross["target"], tuple(cross["target"].shape[-2:])
     boxes = mask_boxes(cross["target_mask"])
 

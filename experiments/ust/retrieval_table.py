@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from experiments.ust.assertions import unit
+from experiments.ust.assertions import batched, unit
 from experiments.ust.split_images import Images
 from lightning_modules.components.lpips import LPIPS
 from lightning_modules.ust.colour_histogram import colour_histogram, histogram_l1_distance
@@ -60,17 +60,11 @@ def database_of(images: Images) -> Database:
     return Database(images)
 
 
-@torch.no_grad()
 def style_codes(module, images: Tensor, mask: Tensor | None, batch_size: int = 64) -> Tensor:
     """(N, SD) style codes: persons with their m_A (masked), or catalog items (``mask`` None)."""
     module.eval()
-    device = next(module.parameters()).device
-    out = []
-    for k in range(0, images.shape[0], batch_size):
-        part = images[k : k + batch_size].to(device)
-        part_mask = None if mask is None else mask[k : k + batch_size].to(device)
-        out.append(module.style_code(part, part_mask).double().cpu())
-    return torch.cat(out)
+    inputs = (images,) if mask is None else (images, mask)
+    return batched(module.style_code, *inputs, batch_size=batch_size)
 
 
 def _row(order: Tensor, correct: Tensor, dim: int | str, ks: tuple[int, ...]) -> dict[str, Any]:
