@@ -20,8 +20,9 @@ Faces are drawn in the 128 x 128 crop frame (rows 45-172, columns 25-152 of the 
   channel) along an identity-specific RGB unit vector, added to the uniform skin.
 
 Deviations from the spec, all needed for its assertion H1 (equal coarse parameters and different
-detail codes give 16 px and 8 px inputs, bicubic antialiased, within 2/255 after JPEG), measured
-over 1,000 random pairs (``tests/test_exemplar_faces.py`` checks a sample):
+detail codes give 16 px and 8 px inputs, bicubic antialiased, within 2/255 after JPEG; the
+worst cases measured are in docs/results/exemplar_sr.md, ``tests/test_exemplar_faces.py`` checks
+a sample):
 
 - The regions sit on the 16-px grid of the crop and do not move with the face's shift (they are
   placed so that they stay inside the skin, clear of eyebrows, glasses, mouth and hair, for every
@@ -30,9 +31,8 @@ over 1,000 random pairs (``tests/test_exemplar_faces.py`` checks a sample):
   checkerboard (8-px period), and period-4 profiles start one pixel in (``+--+`` within a tile).
   Every 4 x 4 tile still sums to zero (so every 8 x 8 and 16 x 16 block mean of the crop is
   unchanged); the alternation and the phase also cancel the tiles' first moments, which the
-  bicubic kernel's varying weights at the region edges otherwise turn into up to 11/255 (plain
-  stripes). Worst case measured: 0.69/255 (16 px) and 0.12/255 (8 px) before JPEG, 1.95/255 and
-  1.60/255 after (JPEG's round trip alone moves a flat colour by up to 1/255).
+  bicubic kernel's varying weights at the region edges otherwise turn into visible leaks (plain
+  stripes break H1; docs/results/exemplar_sr.md).
 - The pattern is added in integer grey levels after the gain (skin levels are rounded first), so
   the uint8 image itself has zero-sum tiles.
 """

@@ -32,7 +32,7 @@ Optimizers: Adam(betas, weight decay) for the generator side and for D_A + D_B, 
 LPIPS-VGG (the evaluation metric, and the loss's Phi by default) and the Gram VGG16 are frozen
 (eval mode, no gradients), read from the weights manifest's ``vgg16`` file
 (``perceptual_weights``); ``perceptual_net="alex"`` makes the loss's Phi LPIPS-Alex (the
-manifest's ``alexnet`` file; about 20x cheaper at 64 x 48, for CPU runs of the twin), the metric
+manifest's ``alexnet`` file; far cheaper at 64 x 48, for CPU runs of the twin), the metric
 staying LPIPS-VGG. Random trunks only with ``random_trunks=True`` (tests, CPU twin runs).
 
 Logged: ``train/<term>`` for every term above (``gan_a``, ``gan_b``, ``cc_a``, ``cc_b``, ``ser_a``,

@@ -6,7 +6,7 @@ twin in a temporary folder), then ``experiments.ust.analyze`` evaluates it and t
 untrained. Each assertion must hold for the trained model under the CPU-calibrated thresholds
 (``experiments.ust.assertions.CPU_CALIBRATED``; the calibration and the spec's GPU thresholds are
 in docs/results/ust.md) and fail for the untrained control; T3 and T5 also compare against a
-shuffled item inside the assertion. One training run (about 13 minutes on 2 cores) serves every
+shuffled item inside the assertion. One training run (its time: docs/results/ust.md) serves every
 test.
 """
 
