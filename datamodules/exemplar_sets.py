@@ -11,13 +11,14 @@ from ``ExemplarCountSampler`` (training: drawn afresh each epoch, one m per batc
 
 Items, images in [-1, 1] (``collate_exemplars`` stacks them; m is the same within a batch):
 
-- ``image_lr`` (3, h, h) the bicubic antialiased downsampling of ``image_hr`` (3, 128, 128);
-- ``exemplars`` (m, 3, 128, 128), ``exemplar_index`` long (m,) positions in the split,
+- ``image_lr`` (3, h, h) the bicubic antialiased downsampling of ``image_hr`` (3, S, S), S = 128
+  (the whole crop) or the side of a ``window`` of it;
+- ``exemplars`` (m, 3, S, S), ``exemplar_index`` long (m,) positions in the split,
   ``exemplar_ids`` the m file names (a batch keeps B lists), ``exemplar_attributes`` float (m, 40);
 - ``identity`` long, ``attributes`` float (40,) in {0, 1}, ``image_id``, ``index`` long;
 - with region boxes (the exemplar twin's sidecar) only: ``regions`` long (R, 4) the target's
-  detail-region boxes ``(top, left, height, width)`` in crop pixels, ``exemplar_regions`` long
-  (m, R, 4) and ``exemplar_occluded`` bool (m, R).
+  detail-region boxes ``(top, left, height, width)`` in pixels of ``image_hr``,
+  ``exemplar_regions`` long (m, R, 4) and ``exemplar_occluded`` bool (m, R).
 
 Exemplar occlusion (spec section 9): with probability ``occlusion_p`` per exemplar and region, the
 region becomes ``0.3 * itself + noise``, a zero-mean noise texture within +-0.2 (in [0, 1] units,
@@ -108,6 +109,9 @@ class ExemplarFaces(Dataset):
             None (no region keys, no occlusion).
         occlusion_p: Probability of occluding one (exemplar, region); needs ``regions``.
         min_clean: Exemplars kept clean per region.
+        window: ``(top, left, size)``: every image (target and exemplars) is this square of the
+            128 x 128 crop, and region boxes are given in its frame (each must lie inside it);
+            None: the whole crop.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class ExemplarFaces(Dataset):
         regions: torch.Tensor | None = None,
         occlusion_p: float = 0.0,
         min_clean: int = 0,
+        window: tuple[int, int, int] | None = None,
     ) -> None:
         if occlusion_p > 0 and regions is None:
             raise ValueError("occlusion needs the detail-region boxes of the exemplar twin")
@@ -128,6 +133,9 @@ class ExemplarFaces(Dataset):
             num_exemplars,
             seed,
         )
+        self.window = window
+        if window is not None and regions is not None:
+            regions = _boxes_in_window(regions, window, faces.names)
         self.regions, self.occlusion_p, self.min_clean = regions, occlusion_p, min_clean
 
     def __len__(self) -> int:
@@ -142,8 +150,12 @@ class ExemplarFaces(Dataset):
         return others[pick_within(len(others), m, generator)]
 
     def image(self, index: int) -> torch.Tensor:
-        """float (3, 128, 128) in [0, 1]: the crop of image ``index``."""
-        return self.faces.read_crop(index).float() / 255
+        """float (3, S, S) in [0, 1]: the crop of image ``index`` (S = 128, or the window's)."""
+        image = self.faces.read_crop(index).float() / 255
+        if self.window is None:
+            return image
+        top, left, size = self.window
+        return image[:, top : top + size, left : left + size]
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         epoch, index, m = key if isinstance(key, tuple) else (0, key, self.num_exemplars)
@@ -180,7 +192,7 @@ class ExemplarFaces(Dataset):
         other identity, drawn by ``seed`` (e.g. opposite ``Male`` or ``Eyeglasses``).
 
         Returns:
-            ``exemplars`` (m, 3, 128, 128) in [-1, 1], ``exemplar_index`` long (m,),
+            ``exemplars`` (m, 3, S, S) in [-1, 1], ``exemplar_index`` long (m,),
             ``exemplar_ids`` list, ``identity`` of the exemplars.
 
         Raises:
@@ -245,6 +257,24 @@ class ExemplarCountSampler(EpochSampler):
     def __iter__(self) -> Iterator[tuple[int, int, int]]:  # type: ignore[override]
         for position, (epoch, index) in enumerate(super().__iter__()):
             yield epoch, index, self.count(epoch, position // self.batch_size)
+
+
+def _boxes_in_window(
+    boxes: torch.Tensor, window: tuple[int, int, int], names: list[str]
+) -> torch.Tensor:
+    """``boxes`` (N, R, 4) moved into the frame of ``window``; a box reaching outside it is an
+    error naming its image (a region cut by the window would make its metrics meaningless)."""
+    top, left, size = window
+    moved = boxes - torch.tensor([top, left, 0, 0], dtype=boxes.dtype)
+    inside = (moved[..., 0] >= 0) & (moved[..., 1] >= 0)
+    inside &= (moved[..., 0] + moved[..., 2] <= size) & (moved[..., 1] + moved[..., 3] <= size)
+    if not bool(inside.all()):
+        n, r = (int(i) for i in torch.nonzero(~inside)[0])
+        raise ValueError(
+            f"detail region {r} {tuple(boxes[n, r].tolist())} (top, left, height, width) of image "
+            f"{names[n]} reaches outside the window (top, left, size) = {window}"
+        )
+    return moved
 
 
 def _signed(image: torch.Tensor) -> torch.Tensor:

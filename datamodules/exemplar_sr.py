@@ -4,14 +4,16 @@ hallucination.md section 2), from the official aligned release or its exemplar t
 
 Per split of the official partition, identities with fewer than ``min_images`` images in that
 split are dropped (the counts are logged and kept in ``identity_counts``). Images are the 128 x 128
-crop (rows 45-172, columns 25-152); inputs are 16 px (``scale=8``) or 8 px (``scale=16``). The
+crop (rows 45-172, columns 25-152), or a square ``window`` of it (a CPU-budget option: the twin's
+five detail regions all lie in the 64 px window at (48, 32)); inputs are the image's side / 8
+(16 px at 128, ``scale=8``) or / 16 (8 px, ``scale=16``). The
 pairing rule, the item keys and exemplar occlusion are ``datamodules.exemplar_sets``'s.
 
 Batches (``collate_exemplars``), images in [-1, 1]: ``image_lr`` (B, 3, h, h), ``image_hr``
-(B, 3, 128, 128), ``exemplars`` (B, m, 3, 128, 128), ``exemplar_index`` long (B, m),
-``exemplar_ids`` B lists of m names, ``exemplar_attributes`` (B, m, 40), ``identity`` (B,),
-``attributes`` (B, 40), ``image_id``, ``index``; on the twin also ``regions`` (B, R, 4),
-``exemplar_regions`` (B, m, R, 4) and ``exemplar_occluded`` (B, m, R).
+(B, 3, S, S), ``exemplars`` (B, m, 3, S, S) (S = 128, or the window's side), ``exemplar_index``
+long (B, m), ``exemplar_ids`` B lists of m names, ``exemplar_attributes`` (B, m, 40),
+``identity`` (B,), ``attributes`` (B, 40), ``image_id``, ``index``; on the twin also
+``regions`` (B, R, 4), ``exemplar_regions`` (B, m, R, 4) and ``exemplar_occluded`` (B, m, R).
 
 m is the same for every item of a batch: ``num_exemplars`` on validation and test, and in
 training either that (``train_m="fixed"``) or, with ``train_m="uniform1to5"``, drawn per batch
@@ -61,6 +63,9 @@ class CelebAExemplarDataModule(SplitDataModule):
         min_clean: Exemplars kept clean per region under occlusion.
         synthetic: When set (``"tiny"``, ``"small"``), ``prepare_data`` writes the exemplar twin
             of that preset at ``root`` unless an up-to-date one (or other data) is there.
+        window: ``(top, left, size)`` of a square inside the 128 px crop that every image is cut
+            to (``size`` a multiple of the scale); region boxes then come in its frame. None:
+            the whole crop (the thesis).
     """
 
     collate_fn = staticmethod(collate_exemplars)
@@ -80,6 +85,7 @@ class CelebAExemplarDataModule(SplitDataModule):
         occlusion_p: float = 0.0,
         min_clean: int = 0,
         synthetic: Literal["tiny", "small"] | None = None,
+        window: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -96,6 +102,15 @@ class CelebAExemplarDataModule(SplitDataModule):
             )
         if not 0.0 <= occlusion_p <= 1.0:
             raise ValueError(f"occlusion_p must be in [0, 1], got {occlusion_p}")
+        if window is not None:
+            top, left, size = window
+            if min(top, left) < 0 or size < scale or max(top, left) + size > HR_SIZE:
+                raise ValueError(
+                    f"window (top, left, size) = {tuple(window)} must lie inside the "
+                    f"{HR_SIZE} px crop with size >= scale {scale}"
+                )
+            if size % scale:
+                raise ValueError(f"window size {size} is not a multiple of the scale {scale}")
         self.splits: dict[str, ExemplarFaces] = {}
         self.identity_counts: dict[str, dict[str, int]] = {}
 
@@ -105,9 +120,15 @@ class CelebAExemplarDataModule(SplitDataModule):
         return resolve_root(self.hparams.root, "celeba")
 
     @property
+    def hr_size(self) -> int:
+        """Side of ``image_hr`` and the exemplars: 128, or the window's."""
+        window = self.hparams.window
+        return HR_SIZE if window is None else int(window[2])
+
+    @property
     def low_size(self) -> int:
-        """Side of ``image_lr``: 128 // scale."""
-        return HR_SIZE // self.hparams.scale
+        """Side of ``image_lr``: ``hr_size // scale``."""
+        return self.hr_size // self.hparams.scale
 
     def prepare_data(self) -> None:
         """With ``synthetic`` set: write the exemplar twin unless it (or other data) is there."""
@@ -134,6 +155,7 @@ class CelebAExemplarDataModule(SplitDataModule):
                 None if regions is None else regions[rows],
                 hp.occlusion_p,
                 hp.min_clean,
+                None if hp.window is None else tuple(hp.window),
             )
 
     def train_dataloader(self) -> DataLoader:

@@ -230,3 +230,28 @@ def test_bad_settings_are_refused():
         CelebAExemplarDataModule(occlusion_p=1.5)
     with pytest.raises(ValueError, match="min_images >= 2"):
         CelebAExemplarDataModule(min_images=1)
+    with pytest.raises(ValueError, match="inside the 128 px crop"):
+        CelebAExemplarDataModule(window=(96, 32, 64))
+    with pytest.raises(ValueError, match="not a multiple of the scale"):
+        CelebAExemplarDataModule(window=(48, 32, 60))
+
+
+def test_window_cuts_every_image_and_moves_the_region_boxes(exemplar_faces_root):
+    whole = _module(exemplar_faces_root)
+    cut = _module(exemplar_faces_root, window=(48, 32, 64))
+    assert (cut.hr_size, cut.low_size) == (64, 8) and (whole.hr_size, whole.low_size) == (128, 16)
+    item, full = cut.splits["test"][3], whole.splits["test"][3]
+    assert torch.equal(item["image_hr"], full["image_hr"][:, 48:112, 32:96])
+    assert torch.equal(item["exemplars"], full["exemplars"][..., 48:112, 32:96])
+    torch.testing.assert_close(item["image_lr"], downsample((item["image_hr"] + 1) / 2, 8) * 2 - 1)
+    assert torch.equal(item["regions"], full["regions"] - torch.tensor([48, 32, 0, 0]))
+    # the moved boxes still frame the same pixels
+    boxes = zip(item["regions"].tolist(), full["regions"].tolist(), strict=True)
+    for (t, l, h, w), (ft, fl, _, _) in boxes:
+        window_pixels = item["image_hr"][:, t : t + h, l : l + w]
+        assert torch.equal(window_pixels, full["image_hr"][:, ft : ft + h, fl : fl + w])
+
+
+def test_a_window_that_cuts_a_region_is_refused(exemplar_faces_root):
+    with pytest.raises(ValueError, match=r"reaches outside the window .* = \(48, 32, 48\)"):
+        _module(exemplar_faces_root, window=(48, 32, 48))

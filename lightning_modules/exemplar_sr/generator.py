@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.exemplar_sr.exemplar_encoder import ExemplarEncoder
@@ -51,6 +52,8 @@ class ExemplarSRGenerator(nn.Module):
         wnn_channels: Hidden width of WNN-1 and WNN-2.
         small_channels: Hidden width of G_S.
         fusion: "pwave" (learned pixel weights) or "average" (W = 1/m).
+        bicubic_skip: Add the bicubic upsample of I_LR to the trunk's output (a residual trunk;
+            not the thesis's design, a CPU-budget option).
         equalized_lr: Equalized learning rate in every network (spec section 8.4).
 
     Example:
@@ -75,6 +78,7 @@ class ExemplarSRGenerator(nn.Module):
         small_channels: int = 64,
         fusion: Fusion = "pwave",
         equalized_lr: bool = True,
+        bicubic_skip: bool = False,
     ) -> None:
         super().__init__()
         eq = equalized_lr
@@ -85,6 +89,7 @@ class ExemplarSRGenerator(nn.Module):
         self.pwave = PWAVE(feature_channels, wnn_channels, fusion, eq)
         self.isr = ISR(num_up_blocks, num_res_blocks, isr_widths, feature_channels, eq)
         self.num_up_blocks, self.feature_channels = num_up_blocks, feature_channels
+        self.bicubic_skip = bicubic_skip
 
     def forward(self, lr: Tensor, exemplars: Tensor | None = None) -> tuple[Tensor, ExemplarSRAux]:
         """Super-resolve ``lr`` (B, 3, H, H) guided by ``exemplars`` (B, m, 3, HR, HR).
@@ -100,6 +105,9 @@ class ExemplarSRGenerator(nn.Module):
             features = self.encoder(exemplars)
         fusion = self.pwave(features, lr, lr_prime)  # reads lr_prime detached
         sr = self.isr(lr, *fusion.fused)
+        if self.bicubic_skip:
+            scale = 2**self.num_up_blocks
+            sr = sr + F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
         return sr, ExemplarSRAux(
             lr_prime=lr_prime, weights=fusion.weights, weight_entropy=fusion.entropy
         )

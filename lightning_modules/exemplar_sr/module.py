@@ -20,8 +20,9 @@ by ``components.adversarial_update.network_update`` (only the optimizer's own ne
 Phi_ID (the spec's identity-feature term of L_p) is out of scope for now: ``id_net="none"`` is the
 only value, and L_p is the LPIPS term alone. LPIPS-VGG is frozen (eval mode, no gradients) and read
 from the weights manifest's ``vgg16`` file (``perceptual_weights``); random trunks only with
-``random_trunks=True`` (tests). A weight of 0 leaves its term computed and logged without
-gradients (the "L1 only" variant: ``lambda_p=0, lambda_adv=0``).
+``random_trunks=True`` (tests). A perceptual term of weight 0 is neither computed nor logged
+(the "L1 only" variant: ``lambda_p=0, lambda_adv=0``; with ``lambda_small_p=0`` too, LPIPS never
+runs, which the CPU-budget twin runs use).
 
 Optimizers (Adam, ``betas``, constant lr), ``self.optimizers()`` in this order: main (ISR + E_Ex
 at ``lr``, WNNs at ``wnn_lr``), small (G_S at ``lr``), then the critic's (``critic_lr``) when
@@ -30,7 +31,8 @@ critic).
 
 Logged: ``train/<term>`` for every term (``content_s``, ``perceptual_s``, ``loss_small``;
 ``critic_wgan``, ``gp``, ``drift`` (with ``drift > 0``), ``loss_critic``; ``content``,
-``perceptual``, ``adv`` (with a critic), ``loss_main``) and ``train/w_entropy`` (the mean entropy
+``perceptual`` (with ``lambda_p > 0``), ``adv`` (with a critic), ``loss_main``; ``perceptual_s``
+only with ``lambda_small_p > 0``) and ``train/w_entropy`` (the mean entropy
 of W over both scales), this rank's batch value per step and exact epoch means. Evaluation,
 exact epoch means over every item of every rank (``EpochMeans``): ``{val,test}/psnr`` and
 ``ssim`` of I_SR against I_HR, and ``psnr_bicubic``, ``ssim_bicubic`` of the bicubic upsample
@@ -101,6 +103,8 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         wnn_channels: Hidden width of WNN-1 and WNN-2.
         small_channels: Hidden width of G_S.
         fusion: ``"pwave"`` (learned pixel weights) or ``"average"`` (W = 1/m; no WNNs).
+        bicubic_skip: I_SR = the trunk's output + the bicubic upsample of I_LR (the trunk learns
+            the residual). Not the thesis's (False); the CPU-budget twin runs use it.
         critic_widths: Widths of the critic's blocks.
         critic_group_size: The critic's minibatch-stddev group (the batch must be a multiple of
             it, or smaller).
@@ -137,6 +141,7 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         wnn_channels: int = 64,
         small_channels: int = 64,
         fusion: Fusion = "pwave",
+        bicubic_skip: bool = False,
         critic_widths: Sequence[int] = (64, 128, 256, 512, 512),
         critic_group_size: int = 4,
         equalized_lr: bool = True,
@@ -214,10 +219,11 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
     # --- setup -----------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        """Refuse data of another input size or another scale than [-1, 1]."""
+        """Refuse data of another image or input size, or another scale than [-1, 1]."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
-            expected = {"low_size": self.hparams.image_size // self.hparams.scale}
+            hp = self.hparams
+            expected = {"hr_size": hp.image_size, "low_size": hp.image_size // hp.scale}
             if hasattr(datamodule, "normalize"):
                 expected["normalize"] = "signed"
             check_datamodule(self, expected)
@@ -266,8 +272,12 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         def loss() -> Tensor:
             small = self.generator.small_generator(lr)
             terms["content_s"] = (small - target).abs().mean()
-            terms["perceptual_s"] = self._perceptual(small, target, self.hparams.lambda_small_p)
-            return _weighted(terms["content_s"], self.hparams.lambda_small_p, terms["perceptual_s"])
+            weight = self.hparams.lambda_small_p
+            total = terms["content_s"]
+            if weight > 0:  # else not computed (an LPIPS pass) nor logged
+                terms["perceptual_s"] = self.lpips(small, target).mean()
+                total = total + weight * terms["perceptual_s"]
+            return total
 
         terms["loss_small"] = network_update(self, optimizer, loss)
         return terms
@@ -296,9 +306,10 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         hp, terms = self.hparams, {}
 
         def loss() -> Tensor:
-            terms["content"] = (sr - hr).abs().mean()
-            terms["perceptual"] = self._perceptual(sr, hr, hp.lambda_p)
-            total = _weighted(terms["content"], hp.lambda_p, terms["perceptual"])
+            terms["content"] = total = (sr - hr).abs().mean()
+            if hp.lambda_p > 0:  # else not computed nor logged
+                terms["perceptual"] = self.lpips(sr, hr).mean()
+                total = total + hp.lambda_p * terms["perceptual"]
             if self.critic is not None:
                 terms["adv"] = wgan_generator_loss(self.critic(sr))
                 total = total + hp.lambda_adv * terms["adv"]
@@ -310,11 +321,6 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         with _without_gradients(idle):
             terms["loss_main"] = network_update(self, optimizer, loss)
         return terms
-
-    def _perceptual(self, images: Tensor, target: Tensor, weight: float) -> Tensor:
-        """LPIPS-VGG's batch mean; without gradients when its weight is 0 (logged only)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and weight > 0):
-            return self.lpips(images, target).mean()
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -346,11 +352,6 @@ def _without_gradients(params: list[nn.Parameter]) -> Iterator[None]:
     finally:
         for p, state in zip(params, states, strict=True):
             p.requires_grad_(state)
-
-
-def _weighted(content: Tensor, weight: float, perceptual: Tensor) -> Tensor:
-    """content + weight * perceptual, the perceptual term left out at weight 0."""
-    return content + weight * perceptual if weight > 0 else content
 
 
 def _unit(images: Tensor) -> Tensor:

@@ -93,6 +93,15 @@ def test_m0_runs_without_the_exemplar_branch():
     assert not torch.allclose(g(lr, _inputs()[1])[0], sr)
 
 
+def test_bicubic_skip_adds_the_bicubic_upsample_to_the_trunk():
+    torch.manual_seed(0)
+    plain, skip = _generator(), _generator(bicubic_skip=True)
+    skip.load_state_dict(plain.state_dict())
+    lr, exemplars = _inputs()
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=8, mode="bicubic")
+    torch.testing.assert_close(skip(lr, exemplars)[0], plain(lr, exemplars)[0] + bicubic)
+
+
 def test_average_fusion_weighs_every_exemplar_one_over_m():
     g = _generator(fusion="average")
     assert g.parameter_groups()["wnn"] == []
