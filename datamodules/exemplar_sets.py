@@ -162,7 +162,9 @@ class ExemplarFaces(Dataset):
         generator = item_generator(self.seed, epoch, index)
         picks = self.exemplar_positions(index, m, generator)
         hr = self.image(index)
-        exemplars = torch.stack([self.image(j) for j in picks.tolist()])
+        exemplars = hr.new_empty(0, *hr.shape)  # m = 0: the model without exemplars
+        if len(picks):
+            exemplars = torch.stack([self.image(j) for j in picks.tolist()])
         item = {
             "image_lr": _signed(downsample(hr, self.low_size)),
             "image_hr": _signed(hr),

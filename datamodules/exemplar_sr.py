@@ -52,7 +52,7 @@ class CelebAExemplarDataModule(SplitDataModule):
             ``$LATENTLAB_DATA/celeba`` else ``data/celeba``.
         scale: 8 (16 px inputs) or 16 (8 px inputs).
         num_exemplars: m on validation and test, and in training with ``train_m="fixed"``
-            (3: Fig. 6.6's W has three exemplars).
+            (3: Fig. 6.6's W has three exemplars; 0: the model without exemplars, Fig. 6.8).
         train_m: ``"fixed"`` or ``"uniform1to5"`` (m drawn per training batch, spec H6).
         min_images: Identities with fewer images in a split are dropped from it (paper: 5).
         batch_size: Training batch size (paper: N = 8).
@@ -95,9 +95,9 @@ class CelebAExemplarDataModule(SplitDataModule):
             raise ValueError(
                 f"train_m must be 'fixed' or one of {list(TRAIN_COUNTS)}, got {train_m!r}"
             )
-        if num_exemplars < 1 or min_images < 2 or min_clean < 0:
+        if num_exemplars < 0 or min_images < 2 or min_clean < 0:
             raise ValueError(
-                "need num_exemplars >= 1, min_images >= 2 (a target and an exemplar) and "
+                "need num_exemplars >= 0, min_images >= 2 (a target and an exemplar) and "
                 f"min_clean >= 0, got {num_exemplars}, {min_images}, {min_clean}"
             )
         if not 0.0 <= occlusion_p <= 1.0:

@@ -255,3 +255,13 @@ def test_window_cuts_every_image_and_moves_the_region_boxes(exemplar_faces_root)
 def test_a_window_that_cuts_a_region_is_refused(exemplar_faces_root):
     with pytest.raises(ValueError, match=r"reaches outside the window .* = \(48, 32, 48\)"):
         _module(exemplar_faces_root, window=(48, 32, 48))
+
+
+def test_no_exemplars_gives_empty_exemplar_sets(exemplar_faces_root):
+    module = _module(exemplar_faces_root, num_exemplars=0, window=(48, 32, 64))
+    batch = next(iter(module.train_dataloader()))
+    assert batch["exemplars"].shape == (4, 0, 3, 64, 64)
+    assert batch["exemplar_regions"].shape == (4, 0, 5, 4)
+    assert batch["image_hr"].shape == (4, 3, 64, 64)
+    with pytest.raises(ValueError, match="num_exemplars >= 0"):
+        CelebAExemplarDataModule(num_exemplars=-1)
