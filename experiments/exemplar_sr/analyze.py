@@ -1,7 +1,7 @@
 """The exemplar-SR (PWAVE, thesis ch. 6) evaluation, tables and figures on finished runs.
 
     python -m experiments.exemplar_sr.analyze --root runs [--prefix exemplar_sr/synthetic]
-        [--ablation-root R] [--out D] [--device cpu] [--no-progress]
+        [--ablation-root R] [--out D] [--device cpu] [--limit N] [--no-progress]
 
 reads the newest finished run of ``<prefix>_pwave`` (m = 3, required) under ``--root`` and, under
 ``--ablation-root`` (default ``--root``), each optional run of ``runs.OPTIONAL`` that exists
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import Subset
 
 from datamodules.formats.celeba import ATTRIBUTE_NAMES
 from experiments.analysis_output import analysis_device, jsonable
@@ -62,6 +63,7 @@ __all__ = ["AnalysisOptions", "main", "run_analysis"]
 M_DEFAULT = 3  # Fig. 6.6's m, Table 6.1's protocol
 VARIANTS = ("trained", "foreign_exemplars", "uniform_weights")  # the controls must fail
 H6_DATA = {"occlusion_p": 0.5, "min_clean": 0}
+L1_ONLY_NOTE = "no twin run (real CelebA: make experiment NAME=exemplar_sr/celeba_x8_l1_only)"
 
 
 @dataclass
@@ -78,6 +80,7 @@ class AnalysisOptions:
         seed: Seed of the identity derangements (H4's other detail, the control's donors) and
             of the editing sets.
         batch_size: Items per forward pass.
+        limit: Evaluate only the first ``limit`` test items (smoke tests); None: all of them.
         progress: Show progress bars.
     """
 
@@ -89,6 +92,7 @@ class AnalysisOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     batch_size: int = 16
+    limit: int | None = None
     progress: bool = True
 
 
@@ -103,6 +107,8 @@ class Evaluator:
     def __call__(self, key: str, loaded: LoadedRun, dataset, m: int, uniform: bool = False):
         """Evaluate ``loaded``'s module on ``dataset`` at m; recorded under ``key``."""
         o = self.options
+        if o.limit is not None:
+            dataset = Subset(dataset, range(min(o.limit, len(dataset))))
         scores = evaluate(
             loaded.module,
             dataset,
@@ -127,8 +133,8 @@ def _pwave_variants(ev: Evaluator, key: str, loaded: LoadedRun, m: int, **data) 
     foreign = ForeignExemplars(split, split, ev.options.seed)
     return {
         "trained": ev(key, loaded, split, m),
-        "foreign_exemplars": ev(f"{key} [foreign exemplars]", loaded, foreign, m),
-        "uniform_weights": ev(f"{key} [uniform weights]", loaded, split, m, uniform=True),
+        "foreign_exemplars": ev(f"{key} [foreign_exemplars]", loaded, foreign, m),
+        "uniform_weights": ev(f"{key} [uniform_weights]", loaded, split, m, uniform=True),
     }
 
 
@@ -142,14 +148,14 @@ def _h4_variants(ev: Evaluator, loaded: LoadedRun, true: dict) -> dict | None:
     swapped = SwappedDetail(split, codes, seed, ev.options.seed)
     foreign = ForeignExemplars(swapped, split, ev.options.seed)
     key = "pwave m=3 swapped detail"
-    foreign_summary = ev(f"{key} [foreign exemplars]", loaded, foreign, M_DEFAULT)
+    foreign_summary = ev(f"{key} [foreign_exemplars]", loaded, foreign, M_DEFAULT)
     return {
         "trained": (true["trained"], ev(key, loaded, swapped, M_DEFAULT)),
         # the control's exemplars are another identity's whatever was asked: no swap to follow
         "foreign_exemplars": (foreign_summary, foreign_summary),
         "uniform_weights": (
             true["uniform_weights"],
-            ev(f"{key} [uniform weights]", loaded, swapped, M_DEFAULT, uniform=True),
+            ev(f"{key} [uniform_weights]", loaded, swapped, M_DEFAULT, uniform=True),
         ),
     }
 
@@ -226,7 +232,7 @@ def _fig_6_8(runs: RunSet, ev: Evaluator) -> list[Fig68Row]:
             summary = ev("average m=3", average, average.split(M_DEFAULT), M_DEFAULT)
             rows.append(_bar(scale, M_DEFAULT, "average", summary, HOW["own"], average))
         else:
-            key = f"{base}pwave m=3 [uniform weights]"
+            key = f"{base}pwave m=3 [uniform_weights]"
             summary = ev.summaries.get(key) or ev(
                 key, pwave, pwave.split(M_DEFAULT), M_DEFAULT, uniform=True
             )
@@ -277,7 +283,7 @@ def _table_6_1(runs: RunSet, ev: Evaluator) -> list[Table61Row]:
                     "Ours (w/o Discriminator)": runs.name(f"{base}pwave"),
                     "Bicubic": runs.name(f"{base}pwave"),
                 }.get(method)
-                note = f"not run: make experiment NAME={suggestion}" if suggestion else "not run"
+                note = f"not run: make experiment NAME={suggestion}" if suggestion else L1_ONLY_NOTE
             else:
                 note = f"run {loaded.run.name}, m=3 test split"
             for metric, (celeba, webface) in cells.items():
@@ -441,6 +447,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     return AnalysisOptions(
@@ -452,6 +459,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
         device=args.device,
         seed=args.seed,
         batch_size=args.batch_size,
+        limit=args.limit,
         progress=not args.no_progress,
     )
 

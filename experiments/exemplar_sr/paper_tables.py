@@ -109,7 +109,9 @@ def write_fig_6_8(rows: Iterable[Fig68Row], path: Path) -> Path:
 
 def plot_fig_6_8(rows: list[Fig68Row], path: Path) -> Path | None:
     """Grouped bars of SSIM and PSNR per (m, fusion), x8 blue on the left axis and x16 red on the
-    right (the thesis's layout); None (and nothing written) without matplotlib."""
+    right (the thesis's layout); a bar that is not its own model's (``how``) is hatched. The
+    random-m model's rows stay in the CSV only (one bar per (scale, m, fusion)). None (and nothing
+    written) without matplotlib."""
     try:
         import matplotlib
 
@@ -117,21 +119,26 @@ def plot_fig_6_8(rows: list[Fig68Row], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    rows = [r for r in rows if r.how != HOW["random_m"]]
     labels = sorted({(r.m, r.fusion) for r in rows}, key=lambda k: (k[1] != "pwave", k[0]))
     names = [f"m={m}" if fusion == "pwave" else f"{fusion} m={m}" for m, fusion in labels]
     figure, panels = plt.subplots(1, 2, figsize=(11, 4))
     for panel, metric in zip(panels, ("ssim", "psnr"), strict=True):
         axes = {8: panel, 16: panel.twinx()}
-        bars = ((-0.2, 8, "tab:blue"), (0.2, 16, "tab:red"))
-        for offset, scale, colour in bars:
-            values = {(r.m, r.fusion): getattr(r, metric) for r in rows if r.scale == scale}
-            xs = [i + offset for i, key in enumerate(labels) if key in values]
-            ys = [values[key] for key in labels if key in values]
-            if xs:
-                axes[scale].bar(xs, ys, width=0.4, color=colour, label=f"x{scale}")
+        for offset, scale, colour in ((-0.2, 8, "tab:blue"), (0.2, 16, "tab:red")):
+            for row in rows:
+                if row.scale == scale:
+                    axes[scale].bar(
+                        labels.index((row.m, row.fusion)) + offset,
+                        getattr(row, metric),
+                        width=0.4,
+                        color=colour,
+                        hatch="" if row.how == HOW["own"] else "//",
+                        edgecolor="white",
+                    )
             axes[scale].set_ylabel(f"{metric.upper()} x{scale}", color=colour)
         panel.set_xticks(range(len(labels)), names, rotation=30)
-        panel.set_title(metric.upper())
+        panel.set_title(f"{metric.upper()} (hatched: not its own model, see fig_6_8.csv)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -227,7 +227,8 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def one_batch_runs(tmp_path_factory, exemplar_faces_root):
-    """Run folders as the CLI lays them out: config.yaml and checkpoints/last.ckpt of one batch."""
+    """Run folders as the CLI lays them out: config.yaml and checkpoints/last.ckpt (one training
+    batch for the PWAVE run, none for the others: the analysis only reads them)."""
     base = tmp_path_factory.mktemp("exemplar_sr") / "runs"
     for suffix, (model_changes, data_changes) in RUNS.items():
         data_args = {
@@ -240,7 +241,9 @@ def one_batch_runs(tmp_path_factory, exemplar_faces_root):
         run = base / "exemplar_sr" / f"synthetic_{suffix}" / "2026-01-01_00-00-00"
         torch.manual_seed(0)
         module = ExemplarSRModule(**model_args)
-        trainer = cpu_trainer(run, limit_train_batches=1, limit_val_batches=0, max_epochs=1)
+        # one training batch for the PWAVE run; the others are only read back (no batch)
+        batches = 1 if suffix == "pwave" else 0
+        trainer = cpu_trainer(run, limit_train_batches=batches, limit_val_batches=0)
         trainer.fit(module, datamodule=CelebAExemplarDataModule(**data_args))
         (run / "checkpoints").mkdir(parents=True)
         trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -261,7 +264,7 @@ def one_batch_runs(tmp_path_factory, exemplar_faces_root):
 
 def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_path):
     options = AnalysisOptions(
-        root=one_batch_runs, out=tmp_path, device="cpu", progress=False, rows=4
+        root=one_batch_runs, out=tmp_path, device="cpu", progress=False, rows=4, limit=6
     )
     results = run_analysis(options)
     assert set(results["assertions"]) == {"H2", "H3", "H4", "H5", "H6"}
@@ -293,7 +296,7 @@ def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_pat
     }
     assert {r["thresholds"] for r in assertion_rows} == {"spec", "cpu"}
     metrics = {(r["name"], r["variant"], r["quantity"]) for r in evaluation}
-    assert ("pwave m=3", "foreign exemplars", "detail_psnr") in metrics
+    assert ("pwave m=3", "foreign_exemplars", "detail_psnr") in metrics
     assert ("occluded_pwave m=3", "trained", "occluded_weight_1") in metrics
     saved = json.loads((tmp_path / "analysis.json").read_text())
     assert "exemplar_sr/synthetic_disc" in saved["missing_runs"]
