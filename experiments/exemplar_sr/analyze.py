@@ -296,7 +296,10 @@ def _table_6_1(runs: RunSet, ev: Evaluator) -> list[Table61Row]:
     return rows
 
 
-def _figures(runs: RunSet, ev: Evaluator, out: Path, options: AnalysisOptions) -> list[str]:
+def _figures(
+    runs: RunSet, ev: Evaluator, out: Path, options: AnalysisOptions
+) -> tuple[list[str], list[str]]:
+    """The figures written, and notes on what was left out."""
     n = options.rows
     images = ev.scores["pwave m=3"].images
     lr, exemplars, sr, hr, weights = (images[k] for k in ("lr", "exemplars", "sr", "hr", "weights"))
@@ -316,7 +319,7 @@ def _figures(runs: RunSet, ev: Evaluator, out: Path, options: AnalysisOptions) -
         )
     editing, notes = _editing(runs.get("pwave"), n, options.seed, out / "editing.png")
     written += [editing] if editing else []
-    return [str(p) for p in written] + notes
+    return [str(p) for p in written], notes
 
 
 #: The editing figure's other-identity exemplar sets: (attribute, value; None: the target's
@@ -405,9 +408,9 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         "not_checked": skipped,
         "evaluations": ev.summaries,
         "tables": written,
-        "figures": _figures(runs, ev, out, options),
         "options": {k: str(v) for k, v in asdict(options).items()},
     }
+    results["figures"], results["figure_notes"] = _figures(runs, ev, out, options)
     (out / "analysis.json").write_text(json.dumps(jsonable(results), indent=2))
     (out / "analysis.md").write_text(_markdown(results, checks, table))
     return results
@@ -427,9 +430,17 @@ def _markdown(results: dict[str, Any], checks: dict, table: Path) -> str:
             for v in VARIANTS
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Evaluations (means over the test items):", ""]
+    lines += ["| evaluation | m | psnr | ssim | detail_psnr | psnr_bicubic |", "|---" * 6 + "|"]
+    for key, summary in results["evaluations"].items():
+        cells = [summary.get(q, float("nan")) for q in ("psnr", "ssim", "detail_psnr")]
+        cells.append(summary["psnr_bicubic"])
+        lines.append(f"| {key} | {summary['m']} | " + " | ".join(f"{c:.4g}" for c in cells) + " |")
     if results["not_checked"]:
         lines += ["", "Not checked:", ""]
         lines += [f"- {k}: {v}" for k, v in results["not_checked"].items()]
+    if results["figure_notes"]:
+        lines += ["", "Figures:", ""] + [f"- {note}" for note in results["figure_notes"]]
     if results["missing_runs"]:
         lines += ["", "Missing optional runs:", ""]
         lines += [f"- `{k}`: `{v}`" for k, v in results["missing_runs"].items()]

@@ -25,6 +25,14 @@ from experiments.exemplar_sr.detail import (
     region_mask,
     region_psnr,
 )
+from experiments.exemplar_sr.exemplar_swaps import (
+    CROP_TOLERANCE,
+    ForeignExemplars,
+    SwappedDetail,
+    check_crop,
+    read_render_codes,
+    twin_seed,
+)
 from experiments.exemplar_sr.paper_tables import (
     PAPER_6_1,
     Fig68Row,
@@ -215,6 +223,48 @@ def test_table_6_1_and_fig_6_8_csv(tmp_path):
     ]
 
 
+@pytest.fixture(scope="module")
+def twin_test(exemplar_faces_root):
+    """The tiny twin's DataModule (m = 3) and its test split."""
+    data = CelebAExemplarDataModule(root=str(exemplar_faces_root), num_workers=0)
+    data.setup("test")
+    return data, data.splits["test"]
+
+
+def test_swapped_detail_renders_the_target_with_another_identitys_detail(twin_test):
+    data, split = twin_test
+    codes, seed = read_render_codes(data.root), twin_seed(data.root, default=-1)
+    assert seed == 0 and check_crop(split, codes, seed) < CROP_TOLERANCE
+    swapped = SwappedDetail(split, codes, seed, seed=0)
+    names = split.faces.names
+    assert all(swapped.other_detail[i] != codes[n].detail_id for i, n in enumerate(names))
+    item, true = swapped[0], split[0]
+    assert item["image_id"] == true["image_id"] and torch.equal(item["image_hr"], true["image_hr"])
+    regions = true["exemplar_regions"]  # (m, R, 4), the same boxes for every image of the twin
+    inside = region_mask(regions, 128).bool().expand(-1, 3, -1, -1)
+    difference = (item["exemplars"] - true["exemplars"]).abs()
+    assert difference[~inside].mean() < 2 * CROP_TOLERANCE  # the coarse look and nuisance kept
+    assert difference[inside].mean() > 4 * difference[~inside].mean()  # the detail changed
+    other = item["pattern_other"].expand_as(item["exemplars"])
+    assert (detail_ncc(item["exemplars"], other, regions) > 0.95).all()
+    assert not item["exemplar_occluded"].any()  # rendered clean
+
+
+def test_foreign_exemplars_come_from_another_identity_than_the_target_and_h4(twin_test):
+    data, split = twin_test
+    codes = read_render_codes(data.root)
+    foreign = ForeignExemplars(split, split, seed=0)
+    swapped = SwappedDetail(split, codes, 0, seed=0)
+    identities = split.faces.identities
+    for i in range(len(split)):
+        donor = foreign.donor[i]
+        assert identities[donor] != identities[i]
+        assert codes[split.faces.names[donor]].detail_id != swapped.other_detail[i]
+    item = foreign[0]
+    assert item["image_id"] == split[0]["image_id"]
+    assert torch.equal(item["exemplars"], split[foreign.donor[0]]["exemplars"])
+
+
 #: The runs of the analysis test: suffix -> (model changes, data changes).
 RUNS = {
     "pwave": ({}, {}),
@@ -302,3 +352,6 @@ def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_pat
     assert "exemplar_sr/synthetic_disc" in saved["missing_runs"]
     assert saved["random_trunks"] is True
     assert "H6" in (tmp_path / "analysis.md").read_text()
+    assert any(
+        "Eyeglasses" in note for note in saved["figure_notes"]
+    )  # none in the tiny test split
