@@ -9,7 +9,8 @@
 - with ``regions`` in the items (the twin): ``detail_psnr`` (and ``detail_psnr_bicubic``), PSNR over
   the detail-region pixels;
 - with ``exemplar_occluded``: ``occluded_weight_1`` / ``_2``, the mean W at H_LR / 2 H_LR on the
-  occluded (exemplar, region) pixels (NaN for an image with none occluded);
+  occluded (exemplar, region) pixels (NaN for an image with none occluded; left out when no
+  exemplar of the split is occluded);
 - with ``pattern_other`` (``exemplar_swaps.SwappedDetail``): ``ncc_other`` and ``ncc_true``, the
   NCC of I_SR's detail with the swapped-in pattern and with the target's own (I_HR's).
 
@@ -127,4 +128,7 @@ def evaluate(
                 }
     if not parts:
         raise ValueError(f"{description}: the split has no items")
-    return Scores({k: torch.cat(v) for k, v in parts.items()}, images)
+    values = {k: torch.cat(v) for k, v in parts.items()}
+    # no occluded exemplar anywhere (clean data): no occluded-weight number at all
+    values = {k: v for k, v in values.items() if not v.isnan().all()}
+    return Scores(values, images)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from quiet_trainer import cpu_trainer
+from torch.utils.data import Subset
 
 from datamodules.exemplar_sr import CelebAExemplarDataModule
 from experiments.exemplar_sr import assertions
@@ -25,6 +26,7 @@ from experiments.exemplar_sr.detail import (
     region_mask,
     region_psnr,
 )
+from experiments.exemplar_sr.evaluate import evaluate
 from experiments.exemplar_sr.exemplar_swaps import (
     CROP_TOLERANCE,
     ForeignExemplars,
@@ -263,6 +265,46 @@ def test_foreign_exemplars_come_from_another_identity_than_the_target_and_h4(twi
     item = foreign[0]
     assert item["image_id"] == split[0]["image_id"]
     assert torch.equal(item["exemplars"], split[foreign.donor[0]]["exemplars"])
+
+
+class CopyDetail(torch.nn.Module):
+    """An oracle hallucinator: the bicubic upsample plus the exemplars' mean 4 x 4-tile detail
+    (what a model that learned the twin would do); weights 1/m."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def bicubic(self, lr):
+        return F.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False)
+
+    def hallucinate(self, lr, exemplars):
+        b, m, h = lr.shape[0], exemplars.shape[1], lr.shape[-1]
+        sr = self.bicubic(lr)
+        if m:
+            sr = sr + detail_part(exemplars.mean(1))
+        weights = tuple(lr.new_full((b, m, 1, s, s), 1 / max(m, 1)) for s in (h, 2 * h))
+        return sr, weights
+
+
+def test_an_exemplar_copying_oracle_passes_h2_h4_and_the_foreign_control_fails(twin_test):
+    data, split = twin_test
+    codes, rows = read_render_codes(data.root), range(12)
+    oracle = CopyDetail()
+
+    def summary(dataset, m=3):
+        return evaluate(oracle, Subset(dataset, rows), m, progress=False).summary()
+
+    true, m0 = summary(split), summary(split, m=0)
+    swapped = summary(SwappedDetail(split, codes, 0, seed=0))
+    foreign = summary(ForeignExemplars(SwappedDetail(split, codes, 0, seed=0), split, seed=0))
+    t = assertions.SPEC
+    assert assertions.check_h2(true, m0, t)["passed"]
+    h4 = assertions.check_h4(true, swapped, t)
+    assert h4["passed"] and h4["ncc_other"] > 0.9, h4
+    assert foreign["detail_psnr"] < m0["detail_psnr"]  # a wrong pattern is worse than none
+    assert not assertions.check_h4(foreign, foreign, t)["passed"]
+    assert not assertions.check_h2(foreign, m0, t)["passed"]
 
 
 #: The runs of the analysis test: suffix -> (model changes, data changes).
