@@ -127,18 +127,19 @@ def _has_regions(loaded: LoadedRun) -> bool:
     return loaded.split(M_DEFAULT).regions is not None
 
 
-def _pwave_variants(ev: Evaluator, key: str, loaded: LoadedRun, m: int, **data) -> dict:
-    """The trained model and the two controls on the run's test split: variant -> summary."""
-    split = loaded.split(m, **data)
+def _pwave_variants(ev: Evaluator, key: str, loaded: LoadedRun) -> dict:
+    """The trained model and the two controls on the run's test split at m = 3: variant ->
+    summary."""
+    split = loaded.split(M_DEFAULT)
     foreign = ForeignExemplars(split, split, ev.options.seed)
     return {
-        "trained": ev(key, loaded, split, m),
-        "foreign_exemplars": ev(f"{key} [foreign_exemplars]", loaded, foreign, m),
-        "uniform_weights": ev(f"{key} [uniform_weights]", loaded, split, m, uniform=True),
+        "trained": ev(key, loaded, split, M_DEFAULT),
+        "foreign_exemplars": ev(f"{key} [foreign_exemplars]", loaded, foreign, M_DEFAULT),
+        "uniform_weights": ev(f"{key} [uniform_weights]", loaded, split, M_DEFAULT, uniform=True),
     }
 
 
-def _h4_variants(ev: Evaluator, loaded: LoadedRun, true: dict) -> dict | None:
+def _h4_pairs(ev: Evaluator, loaded: LoadedRun, true: dict) -> dict:
     """H4's swapped-detail evaluations (twin only): variant -> (true summary, swapped summary)."""
     split = loaded.split(M_DEFAULT)
     root = loaded.data_root
@@ -160,44 +161,53 @@ def _h4_variants(ev: Evaluator, loaded: LoadedRun, true: dict) -> dict | None:
     }
 
 
+def _h5_numbers(ev: Evaluator, runs: RunSet) -> tuple[dict, dict] | None:
+    """(PWAVE variants, average fusion) of the occluded runs; None without both."""
+    pwave, average = runs.get("occluded_pwave"), runs.get("occluded_average")
+    if pwave is None or average is None:
+        return None
+    variants = _pwave_variants(ev, "occluded_pwave m=3", pwave)
+    return variants, ev("occluded_average m=3", average, average.split(M_DEFAULT), M_DEFAULT)
+
+
+def _h6_numbers(ev: Evaluator, runs: RunSet) -> dict[int, float] | None:
+    """m -> detail PSNR of the random-m model at m = 1..5 under H6's occlusion; None without it."""
+    loaded = runs.get("uniform1to5")
+    if loaded is None:
+        return None
+    return {
+        m: ev(f"uniform1to5 m={m} occluded", loaded, loaded.split(m, **H6_DATA), m)["detail_psnr"]
+        for m in range(1, 6)
+    }
+
+
+def _not_checked(runs: RunSet, regions: bool) -> dict[str, str]:
+    """Why each check that was not run was not."""
+    skipped = {}
+    if runs.get("m0") is None:
+        skipped["H2"] = skipped["H3"] = f"no m=0 run: {runs.missing[runs.name('m0')]}"
+    needs = {"H5": ("occluded_pwave", "occluded_average"), "H6": ("uniform1to5",)}
+    for name in ("H4", "H5", "H6"):
+        absent = [runs.missing[runs.name(s)] for s in needs.get(name, ()) if not runs.get(s)]
+        if not regions:
+            skipped[name] = "the data has no detail regions (only the exemplar twin has)"
+        elif absent:
+            skipped[name] = "not run: " + "; ".join(absent)
+    return skipped
+
+
 def _checks(runs: RunSet, ev: Evaluator) -> tuple[dict, dict]:
     """H2-H6 per thresholds (``spec``, ``cpu``) and variant; and why a check was not run."""
-    pwave = runs.get("pwave")
+    pwave, m0 = runs.get("pwave"), runs.get("m0")
     regions = _has_regions(pwave)
-    true = _pwave_variants(ev, "pwave m=3", pwave, M_DEFAULT)
-    skipped: dict[str, str] = {}
-    m0 = runs.get("m0")
+    true = _pwave_variants(ev, "pwave m=3", pwave)
     m0_summary = ev("m0", m0, m0.split(0), 0) if m0 else None
-    h4 = _h4_variants(ev, pwave, true) if regions else None
-    occluded = [runs.get("occluded_pwave"), runs.get("occluded_average")]
-    h5 = None
-    if all(occluded) and regions:
-        h5 = _pwave_variants(ev, "occluded_pwave m=3", occluded[0], M_DEFAULT)
-        average = occluded[1]
-        h5_average = ev("occluded_average m=3", average, average.split(M_DEFAULT), M_DEFAULT)
-    h6 = None
-    if runs.get("uniform1to5") and regions:
-        loaded = runs.get("uniform1to5")
-        h6 = {
-            m: ev(f"uniform1to5 m={m} occluded", loaded, loaded.split(m, **H6_DATA), m)[
-                "detail_psnr"
-            ]
-            for m in range(1, 6)
-        }
-    if m0 is None:
-        skipped["H2"] = skipped["H3"] = f"no m=0 run: {runs.missing[runs.name('m0')]}"
-    if not regions:
-        for name in ("H4", "H5", "H6"):
-            skipped[name] = "the data has no detail regions (only the exemplar twin has)"
-    else:
-        needs = {"H5": ("occluded_pwave", "occluded_average"), "H6": ("uniform1to5",)}
-        for name, suffixes in needs.items():
-            absent = [runs.missing[runs.name(s)] for s in suffixes if runs.get(s) is None]
-            if absent:
-                skipped[name] = "not run: " + "; ".join(absent)
+    h4 = _h4_pairs(ev, pwave, true) if regions else None
+    h5 = _h5_numbers(ev, runs) if regions else None
+    h6 = _h6_numbers(ev, runs) if regions else None
     checks: dict[str, dict] = {}
     for kind, t in (("spec", assertions.SPEC), ("cpu", assertions.CPU_CALIBRATED)):
-        per: dict[str, dict] = {}
+        checks[kind] = {}
         for variant in VARIANTS:
             found: dict[str, dict] = {}
             if m0_summary is not None:
@@ -206,12 +216,11 @@ def _checks(runs: RunSet, ev: Evaluator) -> tuple[dict, dict]:
             if h4 is not None:
                 found["H4"] = assertions.check_h4(*h4[variant], t)
             if h5 is not None:
-                found["H5"] = assertions.check_h5(h5[variant], h5_average, M_DEFAULT, t)
-            if h6 is not None and variant == "trained":
+                found["H5"] = assertions.check_h5(h5[0][variant], h5[1], M_DEFAULT, t)
+            if h6 is not None and variant == "trained":  # no control asked of H6
                 found["H6"] = assertions.check_h6(h6, t)
-            per[variant] = found
-        checks[kind] = per
-    return checks, skipped
+            checks[kind][variant] = found
+    return checks, _not_checked(runs, regions)
 
 
 def _fig_6_8(runs: RunSet, ev: Evaluator) -> list[Fig68Row]:

@@ -18,7 +18,7 @@ from torch.utils.data import Subset
 
 from datamodules.exemplar_sr import CelebAExemplarDataModule
 from experiments.exemplar_sr import assertions
-from experiments.exemplar_sr.analyze import AnalysisOptions, run_analysis
+from experiments.exemplar_sr.analyze import AnalysisOptions, main, run_analysis
 from experiments.exemplar_sr.detail import (
     detail_ncc,
     detail_part,
@@ -42,6 +42,7 @@ from experiments.exemplar_sr.paper_tables import (
     write_fig_6_8,
     write_table_6_1,
 )
+from experiments.exemplar_sr.runs import OPTIONAL
 from lightning_modules.exemplar_sr import ExemplarSRModule, uniform_weights
 from lightning_modules.exemplar_sr.pwave import PWAVE
 
@@ -397,3 +398,18 @@ def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_pat
     assert any(
         "Eyeglasses" in note for note in saved["figure_notes"]
     )  # none in the tiny test split
+
+
+def test_the_command_on_the_pwave_run_alone_names_the_missing_runs(one_batch_runs, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--root", str(one_batch_runs), "--ablation-root", str(tmp_path / "none")]
+    argv += ["--out", str(out), "--device", "cpu", "--limit", "4", "--rows", "2", "--no-progress"]
+    assert main(argv) == 0
+    saved = json.loads((out / "analysis.json").read_text())
+    assert set(saved["assertions"]) == {"H4"}  # the only check without another run
+    assert saved["not_checked"]["H2"].endswith("make experiment NAME=exemplar_sr/synthetic_m0")
+    assert "synthetic_occluded_average" in saved["not_checked"]["H5"]
+    assert set(saved["runs"]) == {"pwave"} and len(saved["missing_runs"]) == len(OPTIONAL)
+    bars = list(csv.DictReader((out / "fig_6_8.csv").open()))
+    assert [r["how"] for r in bars if r["m"] == "0"] == ["model trained at m=3, evaluated at m"]
+    assert not (out / "fusion_comparison.png").exists()
