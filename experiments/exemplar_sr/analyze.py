@@ -17,8 +17,9 @@ exemplar twin). Writes into ``<root>/analysis`` (``--out``):
   fail: its exemplars replaced by another identity's (``exemplar_swaps.ForeignExemplars``) and its
   weights forced to 1/m (``uniform_weights``);
 - ``tables/table_6_1.csv``, ``fig_6_8.csv`` and ``fig_6_8.png`` (``paper_tables``);
-- ``hallucinations.png``, ``weights.png``, ``fusion_comparison.png`` (with an average-fusion run)
-  and ``editing.png`` (``figures``);
+- ``hallucinations.png``, ``weights.png``, ``fusion_comparison.png`` (with an average-fusion run:
+  ``_average`` beside ``_pwave`` on clean exemplars, else ``_occluded_average`` beside
+  ``_occluded_pwave`` on occluded ones) and ``editing.png`` (``figures``);
 - ``analysis.json`` (every number, the runs, the missing runs, the options) and ``analysis.md``.
 """
 
@@ -316,19 +317,26 @@ def _figures(
         figures.save_hallucinations(lr, exemplars, sr, hr, out / "hallucinations.png", n),
         figures.save_weight_maps(exemplars, weights, out / "weights.png", n),
     ]
-    average = runs.get("average") or runs.get("occluded_average")
-    if average is not None:
-        device = next(average.module.parameters()).device
-        with torch.no_grad():
-            average_sr, _ = average.module.hallucinate(lr.to(device), exemplars.to(device))
-        written.append(
-            figures.save_fusion_comparison(
-                lr, average_sr.cpu(), sr, exemplars, weights, hr, out / "fusion_comparison.png", n
-            )
-        )
+    # Fig. 6.9 on the data each pair was trained for: clean, else with occluded exemplars
+    for average, key in (("average", "pwave m=3"), ("occluded_average", "occluded_pwave m=3")):
+        if runs.get(average) is not None and key in ev.scores:
+            path = out / "fusion_comparison.png"
+            written.append(_fusion_comparison(runs.get(average), ev.scores[key].images, path, n))
+            break
     editing, notes = _editing(runs.get("pwave"), n, options.seed, out / "editing.png")
     written += [editing] if editing else []
     return [str(p) for p in written], notes
+
+
+def _fusion_comparison(average: LoadedRun, images: dict, path: Path, count: int) -> Path:
+    """Fig. 6.9: the average-fusion model on the PWAVE evaluation's first batch beside PWAVE."""
+    device = next(average.module.parameters()).device
+    lr, exemplars = images["lr"], images["exemplars"]
+    with torch.no_grad():
+        average_sr = average.module.hallucinate(lr.to(device), exemplars.to(device))[0].cpu()
+    return figures.save_fusion_comparison(
+        lr, average_sr, images["sr"], exemplars, images["weights"], images["hr"], path, count
+    )
 
 
 #: The editing figure's other-identity exemplar sets: (attribute, value; None: the target's
