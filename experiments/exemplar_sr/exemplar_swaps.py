@@ -97,13 +97,18 @@ def crop_like(split: ExemplarFaces, full: Tensor) -> Tensor:
     way ``split.image`` cuts its files (its faces' crop box and whatever ``image`` adds), by
     running ``split.image`` on a copy whose reader returns ``full``."""
     faces = copy.copy(split.faces)
-    faces.read_crop = lambda i: full if faces.crop is None else cut_box(full, faces.crop, "render")
+    faces.read_crop = lambda i: (
+        full if faces.crop is None else cut_box(full, faces.crop, Path("render"))
+    )
     view = copy.copy(split)
     view.faces = faces
     return view.image(0)
 
 
-def _render(split: ExemplarFaces, coarse: int, detail: int, nuisance: Nuisance, seed: int):
+def _render(
+    split: ExemplarFaces, coarse: int, detail: int, nuisance: Nuisance, seed: int
+) -> Tensor:
+    """(3, S, S) in [-1, 1]: ``render`` of the codes, cut as ``split`` cuts its files."""
     full = torch.from_numpy(render(coarse, detail, nuisance, seed)).permute(2, 0, 1).contiguous()
     return crop_like(split, full) * 2 - 1
 

@@ -91,7 +91,7 @@ def _load(run: StageRun, device: torch.device) -> LoadedRun:
     return LoadedRun(run, run.load_module().to(device).eval())
 
 
-def find_runs(root: Path, prefix: str, ablation_root: Path | None, device) -> RunSet:
+def find_runs(root: Path, prefix: str, ablation_root: Path | None, device: torch.device) -> RunSet:
     """``<prefix>_pwave`` under ``root`` (required) and every ``OPTIONAL`` run under
     ``ablation_root`` (default ``root``)."""
     required = find_stage_run(Path(root), f"{prefix}_pwave", "--prefix")
