@@ -1,5 +1,6 @@
-"""What every method's analysis step shares (OLR, the disentangled AAE, ISTRC): the device of its
-``--device`` flag and the conversion of its results to JSON."""
+"""What every method's analysis step shares (OLR, the disentangled AAE, ISTRC, UST, exemplar SR):
+the device of its ``--device`` flag, the conversion of its results to JSON, [-1, 1] images to
+[0, 1] (``unit``) and the seeded derangement its shuffled controls use (``derangement``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["analysis_device", "jsonable"]
+__all__ = ["analysis_device", "derangement", "jsonable", "unit"]
 
 
 def analysis_device(name: str) -> torch.device:
@@ -33,3 +34,19 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def unit(images: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((images + 1) / 2).clamp(0, 1)
+
+
+def derangement(count: int, seed: int = 0) -> Tensor:
+    """A seeded permutation of ``range(count)`` without fixed points (``count`` >= 2)."""
+    if count < 2:
+        raise ValueError(f"a derangement needs at least 2 rows, got {count}")
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(count, generator=generator)
+        if not (order == torch.arange(count)).any():
+            return order

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from callbacks.image_quality.ssim import ssim
+from experiments.analysis_output import derangement, unit
 from experiments.ust.split_images import Images
 from lightning_modules.ust.masks import mask_boxes
 from lightning_modules.ust.roi import crop_resize, roi
@@ -85,22 +86,6 @@ CPU_CALIBRATED = Thresholds(
     over_chance=10.0,
     recall5=0.5,
 )
-
-
-def unit(images: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1], clamped."""
-    return ((images + 1) / 2).clamp(0, 1)
-
-
-def derangement(count: int, seed: int = 0) -> Tensor:
-    """A seeded permutation of ``range(count)`` without fixed points (``count`` >= 2)."""
-    if count < 2:
-        raise ValueError(f"a derangement needs at least 2 rows, got {count}")
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(count, generator=generator)
-        if not (order == torch.arange(count)).any():
-            return order
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """UST's figures (spec section 7), drawn with torchvision's ``make_grid`` / ``save_image``.
 
 Images come in [-1, 1] and are drawn in [0, 1]; every grid has one row per example and a fixed
-column order, named in the function's docstring (the analysis report repeats it).
+column order, named in the function's docstring (the analysis report repeats it). ``save_rows``
+is the shared ``experiments.figure_grids`` one.
 """
 
 from __future__ import annotations
@@ -12,20 +13,13 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from experiments.ust.assertions import unit
+from experiments.analysis_output import unit
+from experiments.figure_grids import save_rows
 
 __all__ = ["FRAME_RIGHT", "FRAME_WRONG", "framed", "save_rows", "save_matrix", "save_retrieval"]
 
 FRAME_RIGHT = (0.0, 0.8, 0.0)
 FRAME_WRONG = (0.85, 0.85, 0.85)
-
-
-def save_rows(columns: list[Tensor], path: Path, count: int = 8) -> Path:
-    """A grid with one row per example: ``columns[c][i]`` is row i, column c."""
-    rows = min(count, columns[0].shape[0])
-    tiles = torch.stack([unit(col[:rows]) for col in columns], dim=1).flatten(0, 1)
-    save_image(make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0), path)
-    return path
 
 
 def save_matrix(persons: Tensor, items: Tensor, tried: Tensor, path: Path) -> Path:

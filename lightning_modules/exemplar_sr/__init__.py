@@ -5,7 +5,8 @@ The networks, one concept per file:
 - ``blocks``: conv-LReLU, the down, up and residual blocks (equalized learning rate);
 - ``exemplar_encoder``: E_Ex, shared over exemplars, two taps at H_LR and 2 H_LR;
 - ``small_generator``: G_S, I_LR -> I'_LR at 2 H_LR;
-- ``pwave``: WNN-1 and WNN-2, the L1-normalised pixel weights W and the fused features;
+- ``pwave``: WNN-1 and WNN-2, the L1-normalised pixel weights W and the fused features
+  (``uniform_weights``: W = 1/m at inference, the analysis's control);
 - ``isr``: the ISR trunk (M2 residual and M1 up-sample blocks, fusion at both scales);
 - ``generator``: ``ExemplarSRGenerator``, all of the above and the optimizer groups;
 - ``critic``: the StyleGAN-like WGAN-GP critic with minibatch stddev;
@@ -26,6 +27,7 @@ from lightning_modules.exemplar_sr.pwave import (
     PWAVEOutput,
     WeightNet,
     normalise_weights,
+    uniform_weights,
     weight_entropy,
 )
 from lightning_modules.exemplar_sr.small_generator import SmallGenerator
@@ -46,5 +48,6 @@ __all__ = [
     "WeightNet",
     "conv_lrelu",
     "normalise_weights",
+    "uniform_weights",
     "weight_entropy",
 ]

@@ -9,11 +9,14 @@ along the first dimension"; non-negativity from the sigmoid, spec section 8.6), 
 feature is f^c_k = sum_j W_j * f_Ex,j^(k).
 
 ``fusion="average"`` is the thesis's ablation: W_j = 1/m, no weight networks are built. With m = 0
-exemplars the fused features are zero and W is empty, (B, 0, 1, H', H').
+exemplars the fused features are zero and W is empty, (B, 0, 1, H', H'). ``uniform_weights`` forces
+W_j = 1/m at inference on a model trained with learned weights (the analysis's control).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal, NamedTuple
 
 import torch
@@ -22,7 +25,14 @@ from torch import Tensor, nn
 from lightning_modules.components.equalized import EqualizedConv2d
 from lightning_modules.exemplar_sr.blocks import conv_lrelu
 
-__all__ = ["PWAVE", "PWAVEOutput", "WeightNet", "normalise_weights", "weight_entropy"]
+__all__ = [
+    "PWAVE",
+    "PWAVEOutput",
+    "WeightNet",
+    "normalise_weights",
+    "uniform_weights",
+    "weight_entropy",
+]
 
 Fusion = Literal["pwave", "average"]
 WEIGHT_EPS = 1e-8
@@ -145,3 +155,28 @@ class PWAVE(nn.Module):
         if m == 0 or self.fusion == "average":
             return features.new_full((b, m, 1, h, w), 1.0 / max(m, 1))
         return normalise_weights(self.wnns[scale](features, image))
+
+
+@contextmanager
+def uniform_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """Force W_j = 1/m in every PWAVE of ``model`` (an ``ExemplarSRModule``, its generator or a
+    ``PWAVE``) inside the block, whatever its ``fusion``; the learned WNNs are kept, only unused.
+
+    The analysis's uniform-weights control (spec section 9: H2, H4 and H5 must fail when the
+    learned weights are replaced by uniform ones at inference); ``fusion`` is restored on exit,
+    also after an error.
+
+    Raises:
+        ValueError: ``model`` holds no PWAVE.
+    """
+    fusers = [m for m in model.modules() if isinstance(m, PWAVE)]
+    if not fusers:
+        raise ValueError(f"uniform_weights: {type(model).__name__} holds no PWAVE module")
+    saved = [fuser.fusion for fuser in fusers]
+    try:
+        for fuser in fusers:
+            fuser.fusion = "average"
+        yield model
+    finally:
+        for fuser, fusion in zip(fusers, saved, strict=True):
+            fuser.fusion = fusion
