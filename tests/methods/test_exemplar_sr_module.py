@@ -117,7 +117,7 @@ def test_perceptual_network_is_never_silently_random(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs trunk_weights"):
         ExemplarSRModule(**(TINY | {"random_trunks": False}))
     with pytest.raises(ValueError, match="id_net"):
-        ExemplarSRModule(**(TINY | {"id_net": "celeba_attr"}))
+        ExemplarSRModule(**(TINY | {"id_net": "emotion"}))
 
 
 def test_scale_sets_the_up_blocks(template):
