@@ -35,6 +35,11 @@ from benchmarks.throughput import training_rate
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ("32-true", "bf16-mixed")
+#: LPIPS-VGG with a random trunk: the same cost as ImageNet's, and no weights file to fetch
+RANDOM_LPIPS_TRUNK = [
+    "--model.init_args.perceptual_weights=null",
+    "--model.init_args.random_trunks=true",
+]
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,9 @@ class Method:
 
     name: str
     experiment: str
-    twin: str  # its synthetic twin's data root: faces, olr_faces, aae_faces, viton, birds or mnist
+    #: its synthetic twin's data root: faces, olr_faces, aae_faces, exemplar_faces, viton, birds
+    #: or mnist
+    twin: str
     gpu: list[str] = field(default_factory=list)
     cpu: list[str] = field(default_factory=list)
     images_per_item: int = 1  # images in one batch item (2 for OLR's occluded pairs)
@@ -158,6 +165,35 @@ METHODS = (
         ),
     ),
     Method(
+        "exemplar_sr",  # Table 6.1's x8 model: 128 px from 16 px, m = 3, spec widths, the critic
+        "exemplar_sr/celeba_x8",
+        "exemplar_faces",
+        gpu=[
+            *RANDOM_LPIPS_TRUNK,
+            "--data.init_args.batch_size=8",  # the thesis's N
+            "--data.init_args.num_workers=8",
+        ],
+        cpu=[
+            *RANDOM_LPIPS_TRUNK,
+            "--model.init_args.isr_widths=[8,8,8]",
+            "--model.init_args.encoder_widths=[4,8,8]",
+            "--model.init_args.encoder_stem_channels=4",
+            "--model.init_args.feature_channels=8",
+            "--model.init_args.wnn_channels=8",
+            "--model.init_args.small_channels=8",
+            "--model.init_args.critic_widths=[4,8]",
+            "--data.init_args.batch_size=4",  # the critic's minibatch-stddev group
+            "--data.init_args.num_workers=0",
+        ],
+        no_fp16_update_check=(
+            "Adam with beta1 = 0 moves each weight by lr x sign(gradient) on its first step; "
+            "under fp16 the signs of the smallest gradients flip (most in the critic, whose "
+            "gradient penalty is a double backward), each flip costs 2 lr, and the update "
+            "differs from fp32's beyond the check's bound; a sign step is scale-invariant, so "
+            "this check could not see a missing unscale here anyway"
+        ),
+    ),
+    Method(
         "mil_lstm",
         "mil_lstm/synthetic_single",
         "mnist",
@@ -183,6 +219,8 @@ def write_twin(kind: str, folder: Path, tiny: bool) -> list[str]:
             "--data.init_args.train_count=300",
         ]
     if kind == "aae_faces":  # the tiny twin, written by the DataModule on first use
+        return [f"--data.init_args.root={folder / 'celeba'}", "--data.init_args.synthetic=tiny"]
+    if kind == "exemplar_faces":  # the tiny twin, written by the DataModule on first use
         return [f"--data.init_args.root={folder / 'celeba'}", "--data.init_args.synthetic=tiny"]
     if kind == "viton":  # the tiny twin (64 x 48), written by the DataModule on first use
         return [f"--data.init_args.root={folder / 'viton'}", "--data.init_args.synthetic=tiny"]

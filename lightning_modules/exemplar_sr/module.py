@@ -17,12 +17,15 @@ by ``components.adversarial_update.network_update`` (only the optimizer's own ne
    L_p = LPIPS-VGG(I_SR, I_HR), L_adv = -E[D(I_SR)]. WNN-2 reads I'_LR detached, so G_S is
    reached by step 1 only. With m = 0 E_Ex and the WNNs take no part (and are not changed).
 
-Phi_ID (the spec's identity-feature term of L_p) is out of scope for now: ``id_net="none"`` is the
-only value, and L_p is the LPIPS term alone. LPIPS-VGG is frozen (eval mode, no gradients) and read
-from the weights manifest's ``vgg16`` file (``perceptual_weights``); random trunks only with
-``random_trunks=True`` (tests). A perceptual term of weight 0 is neither computed nor logged
-(the "L1 only" variant: ``lambda_p=0, lambda_adv=0``; with ``lambda_small_p=0`` too, LPIPS never
-runs, which the CPU-budget twin runs use).
+Phi_ID, the identity-feature term of L_p and L_p^s (Eq. 6.3): with ``id_net="celeba_attr"`` the
+mean squared difference of a frozen CelebA attribute classifier's penultimate features
+(``identity_features``; the spec's substitute), added to the LPIPS term and logged with it as
+``perceptual`` / ``perceptual_s``; with ``id_net="none"`` L_p is the LPIPS term alone. LPIPS-VGG
+is frozen (eval mode, no gradients) and read from the weights manifest's ``vgg16`` file
+(``perceptual_weights``); random trunks only with ``random_trunks=True`` (tests). A perceptual
+term of weight 0 is neither computed nor logged (the "L1 only" variant: ``lambda_p=0,
+lambda_adv=0``; with ``lambda_small_p=0`` too, LPIPS never runs, which the CPU-budget twin runs
+use).
 
 Optimizers (Adam, ``betas``, constant lr), ``self.optimizers()`` in this order: main (ISR + E_Ex
 at ``lr``, WNNs at ``wnn_lr``), small (G_S at ``lr``), then the critic's (``critic_lr``) when
@@ -75,6 +78,7 @@ from lightning_modules.components.lpips import LPIPS
 from lightning_modules.components.manual_ddp import RankZeroBuffersAtEvaluation
 from lightning_modules.exemplar_sr.critic import ExemplarSRCritic
 from lightning_modules.exemplar_sr.generator import ExemplarSRGenerator
+from lightning_modules.exemplar_sr.identity_features import load_identity_features
 from lightning_modules.exemplar_sr.pwave import Fusion
 
 __all__ = ["ExemplarSRModule"]
@@ -122,8 +126,10 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
             (``vgg16``) or a path; None only with ``random_trunks``.
         random_trunks: A random LPIPS trunk (tests only): requires ``perceptual_weights=None``, so
             a missing file is never silently replaced.
-        id_net: Phi_ID of L_p: only ``"none"`` for now (the spec's ``celeba_attr`` substitute is
-            out of scope); L_p is then the LPIPS term alone.
+        id_net: Phi_ID of L_p: ``"none"`` (L_p is the LPIPS term alone) or ``"celeba_attr"``
+            (the spec's substitute, read from ``id_weights``).
+        id_weights: With ``id_net="celeba_attr"``: the checkpoint of the
+            ``exemplar_sr/celeba_attr_phi_id`` run (a missing file is an error that says so).
     """
 
     evaluation_outputs = (keys.INPUTS, keys.PREDS, keys.TARGET_IMAGES)
@@ -156,7 +162,8 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         betas: tuple[float, float] = (0.0, 0.99),
         perceptual_weights: str | None = "vgg16",
         random_trunks: bool = False,
-        id_net: Literal["none"] = "none",
+        id_net: Literal["none", "celeba_attr"] = "none",
+        id_weights: str | None = None,
     ) -> None:
         super().__init__()
         if scale not in NUM_UP_BLOCKS:
@@ -173,10 +180,10 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
             "drift": drift,
         }
         check_loss_weights("ExemplarSRModule", weights)
-        if id_net != "none":
+        if id_net not in ("none", "celeba_attr") or (id_net == "none" and id_weights):
             raise ValueError(
-                "ExemplarSRModule: id_net must be 'none' (Phi_ID is not implemented), "
-                f"got {id_net!r}"
+                "ExemplarSRModule: id_net must be 'none' or 'celeba_attr', and id_weights is "
+                f"read only with 'celeba_attr'; got {id_net=}, {id_weights=}"
             )
         check_trunk_choice("ExemplarSRModule", perceptual_weights, random_trunks)
         self.save_hyperparameters()
@@ -193,6 +200,7 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
             )
         lpips = LPIPS("vgg", trunk_weights=perceptual_weights, random_trunk=random_trunks)
         self.lpips = freeze(lpips)
+        self.identity = load_identity_features(id_weights) if id_net == "celeba_attr" else None
         self.means = EpochMeans(
             [f"train/{name}" for name in TRAIN_LOGS]
             + [f"{stage}/{name}" for stage in ("val", "test") for name in EVAL_LOGS]
@@ -275,7 +283,7 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
             weight = self.hparams.lambda_small_p
             total = terms["content_s"]
             if weight > 0:  # else not computed (an LPIPS pass) nor logged
-                terms["perceptual_s"] = self.lpips(small, target).mean()
+                terms["perceptual_s"] = self._perceptual(small, target)
                 total = total + weight * terms["perceptual_s"]
             return total
 
@@ -308,7 +316,7 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         def loss() -> Tensor:
             terms["content"] = total = (sr - hr).abs().mean()
             if hp.lambda_p > 0:  # else not computed nor logged
-                terms["perceptual"] = self.lpips(sr, hr).mean()
+                terms["perceptual"] = self._perceptual(sr, hr)
                 total = total + hp.lambda_p * terms["perceptual"]
             if self.critic is not None:
                 terms["adv"] = wgan_generator_loss(self.critic(sr))
@@ -321,6 +329,13 @@ class ExemplarSRModule(FrozenSubmodules, RankZeroBuffersAtEvaluation, LightningM
         with _without_gradients(idle):
             terms["loss_main"] = network_update(self, optimizer, loss)
         return terms
+
+    def _perceptual(self, images: Tensor, target: Tensor) -> Tensor:
+        """LPIPS-VGG's batch mean, + Phi_ID's feature MSE with ``id_net="celeba_attr"``."""
+        term = self.lpips(images, target).mean()
+        if self.identity is not None:
+            term = term + self.identity.distance(images, target)
+        return term
 
     # --- evaluation ------------------------------------------------------------------------------
 

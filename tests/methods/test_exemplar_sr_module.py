@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from exemplar_sr_tiny import MODULE as TINY
 from lightning import Callback
 from quiet_trainer import cpu_trainer
 from torch import nn
@@ -26,21 +27,9 @@ from callbacks.image_quality.ssim import ssim
 from datamodules.exemplar_sr import CelebAExemplarDataModule
 from lightning_modules.components.pretrained import WeightsNotFoundError
 from lightning_modules.exemplar_sr import ExemplarSRModule
-from lightning_modules.exemplar_sr.module import CRITIC_TERMS, MAIN_TERMS, SMALL_TERMS
+from lightning_modules.exemplar_sr.module import CRITIC_TERMS, MAIN_TERMS, SMALL_TERMS, TRAIN_LOGS
 
 LOW, HIGH = 16, 128
-TINY = {
-    "isr_widths": (8, 8, 8),
-    "encoder_widths": (4, 8, 8),
-    "encoder_stem_channels": 4,
-    "feature_channels": 8,
-    "wnn_channels": 8,
-    "small_channels": 8,
-    "critic_widths": (4, 8),
-    "perceptual_weights": None,
-    "random_trunks": True,
-    "wnn_lr": 2e-4,
-}
 #: prefixes of the parameters each optimizer may change
 SMALL, CRITIC = ("generator.small_generator.",), ("critic.",)
 MAIN = ("generator.isr.", "generator.encoder.", "generator.pwave.")
@@ -128,7 +117,7 @@ def test_perceptual_network_is_never_silently_random(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs trunk_weights"):
         ExemplarSRModule(**(TINY | {"random_trunks": False}))
     with pytest.raises(ValueError, match="id_net"):
-        ExemplarSRModule(**(TINY | {"id_net": "celeba_attr"}))
+        ExemplarSRModule(**(TINY | {"id_net": "emotion"}))
 
 
 def test_scale_sets_the_up_blocks(template):
@@ -297,3 +286,32 @@ def test_short_fit_on_the_exemplar_twin(template, tmp_path):
             assert math.isfinite(logged[f"{stage}/{name}"]), (stage, name)
     assert 0 < logged["test/ssim_bicubic"] <= 1 and logged["test/psnr_bicubic"] > 5
     assert math.isfinite(logged["train/loss_main"])
+
+
+# --- under DDP -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # two gloo processes
+def test_under_ddp_every_rank_holds_the_same_weights_rates_and_epoch_means(tmp_path):
+    """ddp_exemplar_sr_module.py, with the critic: each of the three updates averages its own
+    gradients over the ranks, so the generator and the critic end equal on both ranks; the rates
+    are the configured ones; each epoch value is the mean over both ranks' steps (equal batches),
+    the same on both ranks, while each rank's step values are its own rows'."""
+    from ddp_exemplar_sr_module import SETTINGS
+    from ddp_runs import run_script
+
+    run_script("ExemplarSR on 2 processes", ["tests/ddp_exemplar_sr_module.py", tmp_path, 2])
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    state = ranks[0]["state"]
+    assert state.keys() == ranks[1]["state"].keys()
+    assert {name.split(".")[0] for name in state} == {"generator", "critic"}
+    for name, value in state.items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    rates = [[SETTINGS["lr"], SETTINGS["wnn_lr"]], [SETTINGS["lr"]], [SETTINGS["critic_lr"]]]
+    assert ranks[0]["lr"] == ranks[1]["lr"] == rates  # main (ISR + E_Ex, WNNs), G_S, critic
+    for name in TRAIN_LOGS:
+        steps = [value for rank in ranks for value in rank["steps"][name]]
+        assert len(steps) == 4, name  # 16 rows, batches of 4, two ranks
+        assert ranks[0]["epoch"][name] == ranks[1]["epoch"][name], name
+        assert ranks[0]["epoch"][name] == pytest.approx(sum(steps) / 4, rel=1e-6), name
+    assert ranks[0]["steps"]["content"] != ranks[1]["steps"]["content"]  # each rank its rows
