@@ -4,7 +4,8 @@
         [--ablation-root R] [--out D] [--device cpu] [--limit N] [--no-progress]
 
 reads the newest finished run of ``<prefix>_pwave`` (m = 3, required) under ``--root`` and, under
-``--ablation-root`` (default ``--root``), each optional run of ``runs.OPTIONAL`` that exists
+``--root`` (a pipeline's own stages), else under ``--ablation-root``, each optional run of
+``runs.OPTIONAL`` that exists
 (``_m0`` .. ``_m5``, ``_average``, ``_uniform1to5``, ``_occluded_pwave``, ``_occluded_average``,
 ``_disc``, ``_x16_pwave``, ``_x16_m0``, ``_x16_disc``); an absent one leaves its rows empty and the
 report names the ``make experiment NAME=...`` that makes it. Each model is evaluated on its own
@@ -74,7 +75,8 @@ class AnalysisOptions:
     Attributes:
         root: Run root holding ``<prefix>_pwave``.
         prefix: Run names are ``<prefix>_<suffix>``.
-        ablation_root: Where the optional runs are looked for; None: ``root``.
+        ablation_root: Where the optional runs are looked for after ``root``; None: ``root``
+            only.
         out: Output folder; None: ``<root>/analysis``.
         rows: Examples per figure.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -287,7 +289,14 @@ def _table_6_1(runs: RunSet, ev: Evaluator) -> list[Table61Row]:
             if paper_scale != scale:
                 continue
             loaded, summary = found.get(method, (None, None))
-            if loaded is None:
+            l1_only = found.get("Ours (L1 only, text)")
+            if loaded is None and method == "Ours (w/o Discriminator)" and l1_only:
+                note = (
+                    f"the twin's run {l1_only[0].run.name} has no perceptual term: it is the "
+                    "'L1 only' row (real CelebA: make experiment "
+                    f"NAME=exemplar_sr/celeba_x{scale}_no_disc)"
+                )
+            elif loaded is None:
                 suggestion = {
                     "Ours (w/ Discriminator)": runs.name(f"{base}disc"),
                     "Ours (w/o Discriminator)": runs.name(f"{base}pwave"),

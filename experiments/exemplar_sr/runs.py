@@ -92,17 +92,25 @@ def _load(run: StageRun, device: torch.device) -> LoadedRun:
 
 
 def find_runs(root: Path, prefix: str, ablation_root: Path | None, device: torch.device) -> RunSet:
-    """``<prefix>_pwave`` under ``root`` (required) and every ``OPTIONAL`` run under
-    ``ablation_root`` (default ``root``)."""
+    """``<prefix>_pwave`` under ``root`` (required) and every ``OPTIONAL`` run under ``root``
+    (a pipeline's own stages, such as its m = 0 run), else under ``ablation_root``."""
     required = find_stage_run(Path(root), f"{prefix}_pwave", "--prefix")
     runs = {"pwave": _load(required, device)}
     missing = {}
+    places = dict.fromkeys([Path(root), Path(ablation_root or root)])  # in order, no repeats
     for suffix in OPTIONAL:
         name = f"{prefix}_{suffix}"
-        try:
-            run = find_stage_run(Path(ablation_root or root), name, "--ablation-root")
-        except FileNotFoundError:
+        found = [run for place in places if (run := _find(place, name)) is not None]
+        if found:
+            runs[suffix] = _load(found[0], device)
+        else:
             missing[name] = make_command(name)
-            continue
-        runs[suffix] = _load(run, device)
     return RunSet(prefix, runs, missing)
+
+
+def _find(root: Path, name: str) -> StageRun | None:
+    """The newest finished run ``name`` under ``root``, None when there is none."""
+    try:
+        return find_stage_run(root, name, "--ablation-root")
+    except FileNotFoundError:
+        return None

@@ -401,8 +401,10 @@ def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_pat
 
 
 def test_the_command_on_the_pwave_run_alone_names_the_missing_runs(one_batch_runs, tmp_path):
-    out = tmp_path / "out"
-    argv = ["--root", str(one_batch_runs), "--ablation-root", str(tmp_path / "none")]
+    out, alone = tmp_path / "out", tmp_path / "alone" / "exemplar_sr"
+    alone.mkdir(parents=True)  # a root with the pwave run only: the others are under --root too
+    (alone / "synthetic_pwave").symlink_to(one_batch_runs / "exemplar_sr" / "synthetic_pwave")
+    argv = ["--root", str(alone.parent), "--ablation-root", str(tmp_path / "none")]
     argv += ["--out", str(out), "--device", "cpu", "--limit", "4", "--rows", "2", "--no-progress"]
     assert main(argv) == 0
     saved = json.loads((out / "analysis.json").read_text())
