@@ -4,6 +4,7 @@ the device of its ``--device`` flag, the conversion of its results to JSON, [-1,
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -50,3 +51,10 @@ def derangement(count: int, seed: int = 0) -> Tensor:
         order = torch.randperm(count, generator=generator)
         if not (order == torch.arange(count)).any():
             return order
+
+
+def print_summary(results: dict[str, Any]) -> int:
+    """Print which assertions passed and the tables written (an analysis command's output); 0."""
+    passed = {name: check["passed"] for name, check in results["assertions"].items()}
+    print(json.dumps({"assertions": passed, "tables": results["tables"]}, indent=2))
+    return 0

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Subset
 
 from datamodules.formats.celeba import ATTRIBUTE_NAMES
-from experiments.analysis_output import analysis_device, jsonable
+from experiments.analysis_output import analysis_device, jsonable, print_summary
 from experiments.exemplar_sr import assertions, figures
 from experiments.exemplar_sr.evaluate import Scores, evaluate
 from experiments.exemplar_sr.exemplar_swaps import (
@@ -502,10 +502,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    results = run_analysis(parse_args(argv))
-    passed = {name: check["passed"] for name, check in results["assertions"].items()}
-    print(json.dumps({"assertions": passed, "tables": results["tables"]}, indent=2))
-    return 0
+    return print_summary(run_analysis(parse_args(argv)))
 
 
 if __name__ == "__main__":

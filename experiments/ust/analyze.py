@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import torch
 
-from experiments.analysis_output import analysis_device, jsonable
+from experiments.analysis_output import analysis_device, jsonable, print_summary
 from experiments.metrics_csv import last_value
 from experiments.stage_runs import StageRun, find_stage_run
 from experiments.ust import assertions, figures
@@ -386,10 +386,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    results = run_analysis(parse_args(argv))
-    passed = {name: check["passed"] for name, check in results["assertions"].items()}
-    print(json.dumps({"assertions": passed, "tables": results["tables"]}, indent=2))
-    return 0
+    return print_summary(run_analysis(parse_args(argv)))
 
 
 if __name__ == "__main__":

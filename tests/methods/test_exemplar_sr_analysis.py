@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from exemplar_sr_tiny import MODULE as TINY_MODULE
 from quiet_trainer import cpu_trainer
 from torch.utils.data import Subset
 
@@ -46,18 +47,7 @@ from experiments.exemplar_sr.runs import OPTIONAL
 from lightning_modules.exemplar_sr import ExemplarSRModule, uniform_weights
 from lightning_modules.exemplar_sr.pwave import PWAVE
 
-TINY = {
-    "isr_widths": (8, 8, 8),
-    "encoder_widths": (4, 8, 8),
-    "encoder_stem_channels": 4,
-    "feature_channels": 8,
-    "wnn_channels": 8,
-    "small_channels": 8,
-    "critic_widths": (4, 8),
-    "lambda_adv": 0.0,
-    "perceptual_weights": None,
-    "random_trunks": True,
-}
+TINY = TINY_MODULE | {"lambda_adv": 0.0}  # no critic
 S = 32
 BOXES = torch.tensor([[[4, 8, 8, 4], [20, 0, 4, 16]], [[0, 0, 8, 8], [16, 16, 8, 8]]])
 
