@@ -43,6 +43,24 @@ def run_stage(
     ``<method>/synthetic_<stage>``) with the ``extra`` overrides; its run folder. ``on_twin``
     False: the stage's data is no image DataModule (ISTRC's cached latents), so the twin's root
     is not given to it."""
+    launch = _launch(
+        chain, method, stage, *extra, name=name, pythonpath=pythonpath, on_twin=on_twin
+    )
+    run_processes([launch], timeout=timeout)
+    return _folder(chain, launch[0])
+
+
+def _launch(
+    chain: Mapping[str, Path],
+    method: str,
+    stage: str,
+    *extra: str,
+    name: str | None = None,
+    pythonpath: Sequence[Path] = (),
+    on_twin: bool = True,
+    threads: int = 2,
+) -> tuple[str, list[str], dict[str, str]]:
+    """``(run name, command, environment)`` of one stage's run (see ``run_stage``)."""
     name = name or f"{method}/synthetic_{stage}"
     twin = [f"--data.init_args.root={chain['data']}", "--data.init_args.synthetic=null"]
     args = [
@@ -58,7 +76,20 @@ def run_stage(
     ]
     command = [sys.executable, "-m", "experiments", *args]
     path = os.pathsep.join(dict.fromkeys(map(str, (REPO, *pythonpath))))
-    env = clean_env({"OMP_NUM_THREADS": "2", "PYTHONPATH": path})
-    run_processes([(name, command, env)], timeout=timeout)
+    env = clean_env({"OMP_NUM_THREADS": str(threads), "PYTHONPATH": path})
+    return name, command, env
+
+
+def run_stages_side_by_side(
+    chain: Mapping[str, Path], method: str, stages: Sequence[str], timeout: float = 900.0
+) -> list[Path]:
+    """Run several stages at once, one thread each (two independent CPU-bound trainings on the
+    2 cores finish sooner than one after the other at two threads each); their run folders."""
+    launches = [_launch(chain, method, stage, threads=1) for stage in stages]
+    run_processes(launches, timeout=timeout)
+    return [_folder(chain, name) for name, _, _ in launches]
+
+
+def _folder(chain: Mapping[str, Path], name: str) -> Path:
     (folder,) = (chain["runs"] / name).iterdir()
     return folder

@@ -7,8 +7,9 @@ model under the CPU-calibrated thresholds (``experiments.exemplar_sr.assertions.
 the calibration runs and the spec's GPU thresholds are in docs/results/exemplar_sr.md) and fail
 for the controls the analysis builds from the same trained model: each target's exemplars replaced
 by another identity's (H2, H4) and PWAVE's weights forced to 1/m (H5). H1 (the detail is invisible
-at 8 and 16 px) is a fast test of the twin (tests/test_exemplar_faces.py). Each test group trains
-its own models, so no test here runs over 15 minutes on 2 cores.
+at 8 and 16 px) is a fast test of the twin (tests/test_exemplar_faces.py). The first test trains
+the PWAVE model the others reuse; each later one trains only what it adds (m0; the occluded pair,
+side by side; the uniform1to5 model), so none carries two trainings one after the other.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def clean(tmp_path_factory, twin, pwave_runs) -> dict:
 def occluded(tmp_path_factory, twin, pwave_runs) -> dict:
     """H5's pair, PWAVE and average fusion trained and tested with occluded exemplars, beside
     the clean pair."""
-    runs = _train(tmp_path_factory, twin, "occluded", ("occluded_pwave", "occluded_average"))
+    runs = tmp_path_factory.mktemp("occluded_runs")
+    stages = ("occluded_pwave", "occluded_average")
+    chain = {"data": twin, "runs": runs}
+    stage_chain.run_stages_side_by_side(chain, "exemplar_sr", stages, timeout=STAGE_TIMEOUT_S)
     return _analyse(tmp_path_factory, pwave_runs, runs)
 
 
