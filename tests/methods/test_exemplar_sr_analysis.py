@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -405,3 +406,10 @@ def test_the_command_on_the_pwave_run_alone_names_the_missing_runs(one_batch_run
     bars = list(csv.DictReader((out / "fig_6_8.csv").open()))
     assert [r["how"] for r in bars if r["m"] == "0"] == ["model trained at m=3, evaluated at m"]
     assert not (out / "fusion_comparison.png").exists()
+
+
+def test_every_run_the_analysis_asks_for_has_its_yaml():
+    """A missing optional run is reported with ``make experiment NAME=...``: that YAML exists."""
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    for suffix in ("pwave", *OPTIONAL):
+        assert (experiments / "exemplar_sr" / f"synthetic_{suffix}.yaml").is_file(), suffix
