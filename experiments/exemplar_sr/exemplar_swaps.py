@@ -4,7 +4,7 @@ Both wrap a test split (``ExemplarFaces``) and return its items with other exemp
 
 - ``ForeignExemplars``: each target's exemplars (and their region boxes and occlusion flags) are
   those of an image of another identity, by a fixed seeded derangement of the split's identities
-  (never H4's other identity): the control under which H2, H4 and H5 must fail (spec section 9).
+  (never H4's other identity): the control under which H2 and H4 must fail (the issue's check).
 - ``SwappedDetail`` (the twin only; H4): each exemplar is re-rendered with the target's coarse
   identity, another identity's detail code (a derangement of identities) and that exemplar's own
   nuisance (brightness, shift, mouth) from the sidecar, and cropped the way the split crops its

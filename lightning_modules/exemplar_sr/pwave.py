@@ -162,9 +162,10 @@ def uniform_weights(model: nn.Module) -> Iterator[nn.Module]:
     """Force W_j = 1/m in every PWAVE of ``model`` (an ``ExemplarSRModule``, its generator or a
     ``PWAVE``) inside the block, whatever its ``fusion``; the learned WNNs are kept, only unused.
 
-    The analysis's uniform-weights control (spec section 9: H2, H4 and H5 must fail when the
-    learned weights are replaced by uniform ones at inference); ``fusion`` is restored on exit,
-    also after an error.
+    The analysis's uniform-weights control: with occluded exemplars, H5 must fail when the
+    learned weights are replaced by uniform ones at inference (with clean exemplars, which all
+    carry the same detail, uniform weights change little). ``fusion`` is restored on exit, also
+    after an error.
 
     Raises:
         ValueError: ``model`` holds no PWAVE.
