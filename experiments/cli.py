@@ -48,6 +48,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from callbacks.last_checkpoint import LastCheckpoint
 from callbacks.nan_guard import NaNGuard
 from callbacks.progress import default_progress_bar
 from callbacks.rng_state import RNGStateCheckpoint
@@ -79,13 +80,6 @@ def default_precision(accelerator: Any) -> str:
     """bf16-mixed on a CUDA device that supports it, 32-true elsewhere."""
     on_cuda = str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else "32-true"
-
-
-def last_checkpoint(dirpath: Path) -> RunCheckpoint:
-    """A checkpoint callback that overwrites ``dirpath/last.ckpt`` at the end of every epoch."""
-    return RunCheckpoint(
-        dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
-    )
 
 
 def started_apart(trainer: Trainer) -> str | None:
@@ -268,9 +262,10 @@ class LatentLabCLI(LightningCLI):
                 fine_tune = False  # the weights come from last.ckpt
             cfg.trainer.default_root_dir = str(self.run_dir)
             cfg.checkpoint.dirpath = str(self.run_dir / "checkpoints")
-            # last.ckpt every epoch, for resuming. A monitored ModelCheckpoint writes `last` only
-            # in epochs where it saved a top-k checkpoint, so then a second, unmonitored one does.
-            cfg.checkpoint.save_last = not cfg.checkpoint.get("monitor")
+            # last.ckpt is LastCheckpoint's (instantiate_trainer): a monitored ModelCheckpoint
+            # writes `last` only in epochs where it saved a top-k checkpoint, and neither kind
+            # saves when training stops inside an epoch
+            cfg.checkpoint.save_last = False
             loggers = cfg.trainer.get("logger")
             self._wandb_id = configure_loggers(loggers, self.run_dir, cfg.run.name, self.environ)
         if fine_tune:  # the files are found now; the resolved ones go into config.yaml
@@ -377,8 +372,8 @@ class LatentLabCLI(LightningCLI):
             callbacks.append(default_progress_bar())  # rich on a terminal, lines in a log
         if trainer_cfg.get("enable_checkpointing") is not False:  # else the Trainer refuses one
             callbacks.append(built.checkpoint)
-            if self.run_dir is not None and built.checkpoint.monitor:
-                callbacks.append(last_checkpoint(self.run_dir / "checkpoints"))  # after the first
+            if self.run_dir is not None:
+                callbacks.append(LastCheckpoint(self.run_dir / "checkpoints"))  # after the first
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
     # ---------------------------------------------------------------- fit, then test and predict
