@@ -8,13 +8,13 @@ relevant set holds there, uniformly from that layer (spec decision 8).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from lightning_modules.vebi.responses import ResponseIndex
+from lightning_modules.vebi.responses import ResponseIndex, read_hooks
 
 __all__ = ["ablated", "matched_random_selection"]
 
@@ -27,24 +27,21 @@ def ablated(net: nn.Module, index: ResponseIndex, selected: torch.Tensor) -> Ite
             f"selected must be a bool tensor of shape ({index.size},), got "
             f"{selected.dtype} {tuple(selected.shape)}"
         )
-    modules = dict(net.named_modules())
-    handles = []
-    for k, layer in enumerate(index.layers):
+    hooks = {}
+    for k in range(len(index.layers)):
         entries = selected[int(index.offsets[k]) : int(index.offsets[k + 1])].cpu()
-        if not entries.any():
-            continue
-        keep = (~entries).float()
-
-        def hook(_module, _inputs, output, keep=keep):
-            shape = (1, -1) + (1,) * (output.dim() - 2)
-            return output * keep.to(output.device, output.dtype).view(shape)
-
-        handles.append(modules[layer.read].register_forward_hook(hook))
-    try:
+        if entries.any():
+            hooks[k] = _zeroing((~entries).float())
+    with read_hooks(net, index, hooks):
         yield net
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+def _zeroing(keep: torch.Tensor) -> Callable:
+    def hook(_module, _inputs, output):
+        shape = (1, -1) + (1,) * (output.dim() - 2)
+        return output * keep.to(output.device, output.dtype).view(shape)
+
+    return hook
 
 
 def matched_random_selection(

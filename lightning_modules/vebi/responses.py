@@ -18,7 +18,7 @@ forward hooks that reduce each map as it is produced (no activation is kept).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -32,6 +32,7 @@ __all__ = [
     "ResponseLayer",
     "Pool",
     "find_response_layers",
+    "read_hooks",
     "response_vectors",
 ]
 
@@ -129,21 +130,24 @@ def _strength(output: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _recording(net: nn.Module, index: ResponseIndex) -> Iterator[list[torch.Tensor | None]]:
+def read_hooks(
+    net: nn.Module, index: ResponseIndex, hooks: dict[int, Callable]
+) -> Iterator[nn.Module]:
+    """``net`` with ``hooks[k]`` as a forward hook on layer k's read module, inside the block."""
     modules = dict(net.named_modules())
-    found: list[torch.Tensor | None] = [None] * len(index.layers)
-    handles = []
-    for k, layer in enumerate(index.layers):
-
-        def hook(_module, _inputs, output, k=k) -> None:
-            found[k] = _strength(output.detach())
-
-        handles.append(modules[layer.read].register_forward_hook(hook))
+    handles = [modules[index.layers[k].read].register_forward_hook(h) for k, h in hooks.items()]
     try:
-        yield found
+        yield net
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _recorder(found: list[torch.Tensor | None], k: int) -> Callable:
+    def hook(_module, _inputs, output) -> None:
+        found[k] = _strength(output.detach())
+
+    return hook
 
 
 @torch.no_grad()
@@ -154,7 +158,8 @@ def response_vectors(
 
     ``net`` runs as it is (put it in eval mode first: the spec reads x in eval mode).
     """
-    with _recording(net, index) as found:
+    found: list[torch.Tensor | None] = [None] * len(index.layers)
+    with read_hooks(net, index, {k: _recorder(found, k) for k in range(len(index.layers))}):
         logits = net(images)
     missing = [index.layers[k].read for k, s in enumerate(found) if s is None]
     if missing:
