@@ -26,13 +26,15 @@ Two exact forms of the same iteration, chosen by shape (``gram=None``):
 
 - direct: keeps R = A W - B (n x C); two n m C products per step (A D and A^T R);
 - Gram: precomputes A^T A (m x m) and A^T B once (n m^2) and keeps A^T A W; one m^2 C product
-  per step. It is chosen when n m^2 + T m^2 C < 2 T n m C for a nominal T = 200 steps: the
-  one-off product paid back by cheaper steps. Nothing n x C x m is ever formed.
+  per step. It is chosen when n m^2 + T m^2 C < 2 T n m C for a nominal T = 500 steps (the
+  one-off product paid back by cheaper steps; the CUB-like problem of ``benchmarks/vebi_lasso.py``
+  at a tenth of its size took 620 steps per column on average). At CUB's size (n = 5,994,
+  m = 9,568, C = 200) that is the Gram form. Nothing n x C x m is ever formed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -41,12 +43,12 @@ from tqdm import tqdm
 
 from lightning_modules.vebi.l1_ball import project_l1_ball
 
-__all__ = ["LassoSolution", "duality_gap", "relevant_pairs", "solve_mu_lasso"]
+__all__ = ["LassoSolution", "duality_gap", "prefers_gram", "relevant_pairs", "solve_mu_lasso"]
 
 ARMIJO = 1e-4  # sufficient-decrease constant
 STEP_RANGE = (1e-10, 1e10)  # Barzilai-Borwein clip
 HALVINGS = 60  # backtracking steps before a column is declared stalled
-NOMINAL_STEPS = 200  # the T of the Gram-or-direct rule
+NOMINAL_STEPS = 500  # the T of the Gram-or-direct rule
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def solve_mu_lasso(
     A, B = _as_problem(A, B, mu, max_iter, tol, history)
     n, m = A.shape
     if gram is None:
-        gram = n * m + NOMINAL_STEPS * m * B.shape[1] < 2 * NOMINAL_STEPS * n * B.shape[1]
+        gram = prefers_gram(n, m, B.shape[1])
     form = _GramForm(A, B) if gram else _DirectForm(A, B)
     del A
     state = _Active.start(form, mu, B.shape[1], history)
@@ -109,6 +111,12 @@ def solve_mu_lasso(
             bar.set_postfix(active=state.size)
         done.retire(state, max_iter, tol, mu, final=True)
     return done.solution()
+
+
+def prefers_gram(n: int, m: int, columns: int) -> bool:
+    """Whether the Gram form is cheaper for an (n, m) design and ``columns`` targets: its one-off
+    n m^2 product plus NOMINAL_STEPS steps of m^2 C, against as many direct steps of 2 n m C."""
+    return n * m + NOMINAL_STEPS * m * columns < 2 * NOMINAL_STEPS * n * columns
 
 
 def duality_gap(A: Tensor, B: Tensor, W: Tensor, mu: float) -> Tensor:
@@ -225,16 +233,8 @@ class _Active:
         return self.cols.numel()
 
     def keep(self, mask: Tensor) -> _Active:
-        return _Active(
-            self.cols[mask],
-            self.W[:, mask],
-            self.image[:, mask],
-            self.G[:, mask],
-            self.f[mask],
-            self.recent[:, mask],
-            self.alpha[mask],
-            self.stalled[mask],
-        )
+        """The columns where ``mask`` holds (every field has the columns last)."""
+        return _Active(*(getattr(self, f.name)[..., mask] for f in fields(self)))
 
 
 def _gap(state: _Active, mu: float) -> Tensor:

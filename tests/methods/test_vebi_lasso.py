@@ -296,3 +296,9 @@ def test_cuda_equals_cpu():
     assert on_gpu.W.device.type == "cuda"
     torch.testing.assert_close(on_gpu.W.cpu(), on_cpu.W, atol=1e-8, rtol=0)
     assert on_gpu.converged.all()
+
+
+def test_progress_bar(capsys):
+    A, B, _, mu = planted(15)
+    solve_mu_lasso(A, B, mu, progress=True)
+    assert "mu-lasso" in capsys.readouterr().err
