@@ -23,6 +23,7 @@ from datamodules.an8flower import An8FlowerDataModule
 from datamodules.formats.an8flower import read_an8flower, read_pair
 from datamodules.formats.errors import DatasetNotFoundError, FormatError
 from datamodules.prepare import main as prepare_main
+from datamodules.synthetic.__main__ import main as twins_main
 from datamodules.synthetic.an8flower import (
     CLASS_COLOURS,
     GAIN_RANGE,
@@ -356,3 +357,5 @@ def test_make_data_command(tmp_path):
         ]
     )
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["single_6c"]
+    summary = twins_main(["an8flower", "--out", str(tmp_path / "two"), "--per-class", "5"])
+    assert summary["images"] == 30 and (tmp_path / "two" / "single_6c" / "folds.csv").is_file()
