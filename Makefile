@@ -81,7 +81,7 @@ format: install ## Fix what ruff can and format the code
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|viton|synthetic-{faces,mnist,birds,viton,exemplar-faces} [ROOT= RES= OUT= DOWNLOAD=1 ARGS=]
+data: install ## Prepare DATASET=celeba|ffhq|mnist|cub|viton|synthetic-{faces,mnist,birds,viton,exemplar-faces,an8flower} [ROOT= RES= OUT= DOWNLOAD=1 ARGS=]
 	@test -n "$(DATASET)" || { echo "Set DATASET (see: $(PY) -m datamodules.prepare --help)"; exit 2; }
 	$(PY) -m datamodules.prepare $(DATASET) $(DATA_FLAGS) $(ARGS)
 

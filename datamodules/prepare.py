@@ -20,6 +20,9 @@ Commands (``make data DATASET=<name>`` calls this module):
   (CP-VTON layout, cross pairs, planted duplicates) to ``DIR`` and clean it.
 - ``synthetic-exemplar-faces --out DIR [--preset tiny|small] [--seed 0]``: write the exemplar
   twin of face hallucination (CelebA layout, fine identity detail, region sidecar) to ``DIR``.
+- ``synthetic-an8flower --out DIR [--variant single_6c|double_12c|both] [--per-class 60]
+  [--size 64] [--seed 0]``: write the an8Flower-like twin of VEBI (images, part masks, class
+  table, 5 stratified folds) to ``DIR/<variant>``.
 
 To add a dataset, write ``_add_<name>(parser)`` and ``_run_<name>(args)`` and add one line to
 ``COMMANDS``.
@@ -246,6 +249,30 @@ def _run_synthetic_exemplar_faces(args: argparse.Namespace) -> None:
     )
 
 
+def _add_synthetic_an8flower(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="writes OUT/single_6c and/or OUT/double_12c")
+    parser.add_argument("--variant", default="both", choices=["single_6c", "double_12c", "both"])
+    parser.add_argument(
+        "--per-class", type=int, default=60, help="images per class (CPU tier 60, GPU tier 300)"
+    )
+    parser.add_argument("--size", type=int, default=64, help="image side (64; GPU tier 128)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_synthetic_an8flower(args: argparse.Namespace) -> None:
+    from datamodules.synthetic.an8flower import VARIANTS, make_an8flower
+
+    for variant in VARIANTS if args.variant == "both" else (args.variant,):
+        summary = make_an8flower(
+            args.out, variant, args.per_class, args.size, args.seed, progress=True
+        )
+        print(
+            f"an8Flower-like {variant} (seed {args.seed}): {summary['images']} images of "
+            f"{summary['classes']} classes at {args.size} px in {summary['root']} "
+            f"({summary['seconds']} s)"
+        )
+
+
 _SPLITS = ("train", "val", "test")
 Command = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]
@@ -276,6 +303,11 @@ COMMANDS: dict[str, Command] = {
         "write the exemplar-faces twin (face hallucination)",
         _add_synthetic_exemplar_faces,
         _run_synthetic_exemplar_faces,
+    ),
+    "synthetic-an8flower": (
+        "write the an8Flower-like twin (VEBI)",
+        _add_synthetic_an8flower,
+        _run_synthetic_an8flower,
     ),
 }
 

@@ -1,4 +1,6 @@
-"""Command line for the synthetic twins: ``python -m datamodules.synthetic faces --out DIR``."""
+"""Command line for the synthetic twins: ``python -m datamodules.synthetic faces --out DIR``,
+``python -m datamodules.synthetic an8flower --out DIR`` (``datamodules.prepare`` has the same
+commands as ``synthetic-<twin>``, for ``make data``)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,19 @@ def main(argv: list[str] | None = None) -> dict:
     faces.add_argument("--seed", type=int, default=0)
     faces.add_argument("--ffhq-size", type=int, default=None, help="FFHQ side (preset default)")
     faces.add_argument("--workers", type=int, default=None, help="processes (preset default)")
+    flower = commands.add_parser("an8flower", help="the an8Flower-like twin (VEBI)")
+    flower.add_argument("--out", required=True, help="output folder (<variant>/ inside)")
+    flower.add_argument("--variant", default="single_6c", choices=["single_6c", "double_12c"])
+    flower.add_argument("--per-class", type=int, default=60)
+    flower.add_argument("--size", type=int, default=64)
+    flower.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "an8flower":
+        from datamodules.synthetic.an8flower import make_an8flower
+
+        summary = make_an8flower(args.out, args.variant, args.per_class, args.size, args.seed)
+        print(json.dumps(summary, indent=2))
+        return summary
     from datamodules.synthetic.faces import write_synthetic_faces
 
     summary = write_synthetic_faces(
