@@ -66,8 +66,15 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
-def _resample(signal: Tensor, x_in: Tensor, kernel: tuple[int, int], padding: tuple[int, int]):
-    """Nearest-resample R to the stride-1 output size H1 + 2O - M + 1 (and W likewise)."""
+def _resample(
+    signal: Tensor, x_in: Tensor, kernel: tuple[int, int], padding: tuple[int, int]
+) -> Tensor:
+    """Nearest-resample R to the stride-1 output size H1 + 2O - M + 1 (and W likewise).
+
+    PyTorch's ``"nearest"`` takes source row floor(i H2 / H1d) for row i: strided output j holds
+    the stride-1 rows from about j S to j S + S - 1, the windows that start between it and the
+    next strided window.
+    """
     size = [h + 2 * o - m + 1 for h, o, m in zip(x_in.shape[-2:], padding, kernel, strict=True)]
     return F.interpolate(signal, size=size, mode="nearest")
 
