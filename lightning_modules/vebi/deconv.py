@@ -66,16 +66,34 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
-def _resample(signal: Tensor, x_in: Tensor, kernel: tuple[int, int], padding: tuple[int, int]):
-    """Nearest-resample R to the stride-1 output size H1 + 2O - M + 1 (and W likewise)."""
+def _resample(
+    signal: Tensor, x_in: Tensor, kernel: tuple[int, int], padding: tuple[int, int]
+) -> Tensor:
+    """Nearest-resample R to the stride-1 output size H1 + 2O - M + 1 (and W likewise).
+
+    PyTorch's ``"nearest"`` takes source row floor(i H2 / H1d) for row i: strided output j holds
+    the stride-1 rows from about j S to j S + S - 1, the windows that start between it and the
+    next strided window.
+    """
     size = [h + 2 * o - m + 1 for h, o, m in zip(x_in.shape[-2:], padding, kernel, strict=True)]
     return F.interpolate(signal, size=size, mode="nearest")
 
 
-def _vjp(function: Callable[[Tensor], Tensor], x_in: Tensor, signal: Tensor) -> Tensor:
-    """The gradient of ``function`` at ``x_in`` applied to ``signal`` (vector-Jacobian product)."""
+def _rows(signal: Tensor, batch: int) -> Tensor:
+    """R (B K, ...) viewed as (B, K, ...): the K walks that share one stored image."""
+    return signal.view(batch, -1, *signal.shape[1:])
+
+
+def _input_shape(x_in: Tensor, signal: Tensor) -> tuple[int, ...]:
+    """The shape of R at a module's input: one row per walk, the stored input's other sizes."""
+    return (signal.shape[0], *x_in.shape[1:])
+
+
+def _linear_vjp(function: Callable[[Tensor], Tensor], x_in: Tensor, signal: Tensor) -> Tensor:
+    """The gradient of a *linear* ``function`` (an average pooling) applied to ``signal``; being
+    linear, its gradient does not depend on the input values, so it is taken at zero."""
     with torch.enable_grad():
-        x = x_in.detach().requires_grad_(True)
+        x = x_in.new_zeros(_input_shape(x_in, signal)).requires_grad_(True)
         (grad,) = torch.autograd.grad(function(x), x, grad_outputs=signal)
     return grad
 
@@ -105,12 +123,16 @@ def conv_backward(conv: nn.Conv2d, x_in: Tensor, signal: Tensor, resample: bool)
         _check_no_dilation(conv)
         signal, stride = _resample(signal, x_in, _pair(conv.kernel_size), padding), (1, 1)
     return torch.nn.grad.conv2d_input(
-        x_in.shape, conv.weight, signal, stride, padding, conv.dilation, conv.groups
+        _input_shape(x_in, signal), conv.weight, signal, stride, padding, conv.dilation, conv.groups
     )
 
 
 def max_pool_backward(pool: nn.MaxPool2d, x_in: Tensor, signal: Tensor, resample: bool) -> Tensor:
-    """R routed to the argmax of each window (switches), with resampled stride-1 switches."""
+    """R routed to the argmax of each window (switches), with resampled stride-1 switches.
+
+    The switches come from the stored input (B images) and serve its K walks; windows that share
+    an argmax add up (``scatter_add_``), as the gradient does.
+    """
     kernel, stride, padding = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
     if resample and max(stride) > 1:
         _check_no_dilation(pool)
@@ -118,9 +140,10 @@ def max_pool_backward(pool: nn.MaxPool2d, x_in: Tensor, signal: Tensor, resample
     _, switches = F.max_pool2d(
         x_in, kernel, stride, padding, pool.dilation, pool.ceil_mode, return_indices=True
     )
-    routed = x_in.new_zeros(*x_in.shape[:2], x_in.shape[-2] * x_in.shape[-1])
-    routed.scatter_add_(2, switches.flatten(2), signal.flatten(2))
-    return routed.view_as(x_in)
+    rows = _rows(signal, x_in.shape[0]).flatten(3)  # (B, K, C, H2 W2)
+    routed = x_in.new_zeros(*rows.shape[:3], x_in.shape[-2] * x_in.shape[-1])
+    routed.scatter_add_(3, switches.flatten(2)[:, None].expand_as(rows), rows)
+    return routed.view(_input_shape(x_in, signal))
 
 
 def avg_pool_backward(pool: nn.AvgPool2d, x_in: Tensor, signal: Tensor, resample: bool) -> Tensor:
@@ -140,17 +163,22 @@ def avg_pool_backward(pool: nn.AvgPool2d, x_in: Tensor, signal: Tensor, resample
             pool.divisor_override,
         )
 
-    return _vjp(pool_at_stride, x_in, signal)
+    return _linear_vjp(pool_at_stride, x_in, signal)
 
 
 def module_backward(module: nn.Module, x_in: Tensor, signal: Tensor, resample: bool) -> Tensor:
-    """One step of the walk: R at ``module``'s output -> R at its input ``x_in``."""
+    """One step of the walk: R at ``module``'s output -> R at its input.
+
+    ``x_in`` (B, ...) is the module's stored input; ``signal`` holds K >= 1 rows per image
+    (B K, ...), the walks of K filters of that image, in image-major order.
+    """
     if isinstance(module, nn.ReLU):
-        return signal * ((x_in > 0) & (signal > 0))
+        rows = _rows(signal, x_in.shape[0])
+        return (rows * ((x_in[:, None] > 0) & (rows > 0))).flatten(0, 1)
     if isinstance(module, nn.LocalResponseNorm | nn.Dropout):
         return signal
     if isinstance(module, nn.Flatten):
-        return signal.reshape(x_in.shape)
+        return signal.reshape(_input_shape(x_in, signal))
     if isinstance(module, nn.Linear):
         return signal @ module.weight
     if isinstance(module, nn.BatchNorm2d):
@@ -164,14 +192,15 @@ def module_backward(module: nn.Module, x_in: Tensor, signal: Tensor, resample: b
     if isinstance(module, nn.AvgPool2d):
         return avg_pool_backward(module, x_in, signal, resample)
     if isinstance(module, nn.AdaptiveAvgPool2d):
-        return _vjp(module, x_in, signal)
+        return _linear_vjp(module, x_in, signal)
     raise TypeError(f"the walk has no backward rule for {type(module).__name__}")
 
 
 def walk_back(
     modules: Sequence[nn.Module], records: Sequence[Tensor], signal: Tensor, resample: bool
 ) -> Tensor:
-    """Carry R from the last module's output back to the input of the first (``records[0]``)."""
+    """Carry R (B K, ...) from the last module's output back to the input of the first
+    (``records[0]``, B images); see ``module_backward``."""
     for module, x_in in zip(reversed(modules), reversed(records[: len(modules)]), strict=True):
         signal = module_backward(module, x_in, signal, resample)
     return signal
@@ -187,8 +216,8 @@ def deconv_signal(
         walk: The classifier as a ``ModuleWalk`` (eval mode).
         images: (B, C, H, W) input batch, normalised as the classifier expects.
         layer: Layer p (name or index in ``walk``); Conv2d / Linear are read after their ReLU.
-        filters: q for every image (int), per image (B,), or K per image (B, K): the forward runs
-            once per image and its records are shared by the K walks.
+        filters: q for every image (int), per image (B,), or K per image (B, K): the forward and
+            the max-pool switches are computed once per image and shared by its K walks.
         resample: The paper's fix for strided layers; False gives Deconv+GB.
 
     Returns:
@@ -198,9 +227,8 @@ def deconv_signal(
     modules = walk.modules[: end + 1]
     records = forward_records(modules, images)
     table = filter_table(filters, images.shape[0], images.device)
-    if table.shape[1] > 1:
-        records = [r.repeat_interleave(table.shape[1], 0) for r in records]
-    signal = walk_back(modules, records, filter_signal(records[-1], table.flatten()), resample)
+    start = filter_signal(records[-1].repeat_interleave(table.shape[1], 0), table.flatten())
+    signal = walk_back(modules, records, start, resample)
     several = torch.is_tensor(filters) and filters.dim() == 2
     return signal.unflatten(0, tuple(table.shape)) if several else signal
 
