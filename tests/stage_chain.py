@@ -80,21 +80,6 @@ def _launch(
     return name, command, env
 
 
-def run_stages_side_by_side(
-    chain: Mapping[str, Path],
-    method: str,
-    stages: Sequence[str],
-    *extra: str,
-    timeout: float = 900.0,
-) -> list[Path]:
-    """Run several stages at once, one thread each, with the ``extra`` overrides (two
-    independent CPU-bound trainings on the 2 cores finish sooner than one after the other at two
-    threads each); their run folders."""
-    launches = [_launch(chain, method, stage, *extra, threads=1) for stage in stages]
-    run_processes(launches, timeout=timeout)
-    return [_folder(chain, name) for name, _, _ in launches]
-
-
 def _folder(chain: Mapping[str, Path], name: str) -> Path:
     (folder,) = (chain["runs"] / name).iterdir()
     return folder

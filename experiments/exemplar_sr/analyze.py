@@ -164,12 +164,15 @@ def _h4_pairs(ev: Evaluator, loaded: LoadedRun, true: dict) -> dict:
     }
 
 
-def _h5_numbers(ev: Evaluator, runs: RunSet) -> tuple[dict, dict] | None:
-    """(PWAVE variants, average fusion) of the occluded runs; None without both."""
+def _h5_numbers(ev: Evaluator, runs: RunSet) -> tuple[dict, dict | None] | None:
+    """(PWAVE variants, average fusion or None without its run) of the occluded runs; None
+    without the occluded PWAVE run."""
     pwave, average = runs.get("occluded_pwave"), runs.get("occluded_average")
-    if pwave is None or average is None:
+    if pwave is None:
         return None
     variants = _pwave_variants(ev, "occluded_pwave m=3", pwave)
+    if average is None:
+        return variants, None
     return variants, ev("occluded_average m=3", average, average.split(M_DEFAULT), M_DEFAULT)
 
 
@@ -189,8 +192,12 @@ def _not_checked(runs: RunSet, regions: bool) -> dict[str, str]:
     skipped = {}
     if runs.get("m0") is None:
         skipped["H2"] = skipped["H3"] = f"no m=0 run: {runs.missing[runs.name('m0')]}"
-    needs = {"H5": ("occluded_pwave", "occluded_average"), "H6": ("uniform1to5",)}
-    for name in ("H4", "H5", "H6"):
+    needs = {
+        "H5": ("occluded_pwave", "occluded_average"),
+        "H5_weights": ("occluded_pwave",),
+        "H6": ("uniform1to5",),
+    }
+    for name in ("H4", "H5_weights", "H5", "H6"):
         absent = [runs.missing[runs.name(s)] for s in needs.get(name, ()) if not runs.get(s)]
         if not regions:
             skipped[name] = "the data has no detail regions (only the exemplar twin has)"
@@ -219,7 +226,10 @@ def _checks(runs: RunSet, ev: Evaluator) -> tuple[dict, dict]:
             if h4 is not None:
                 found["H4"] = assertions.check_h4(*h4[variant], t)
             if h5 is not None:
-                found["H5"] = assertions.check_h5(h5[0][variant], h5[1], M_DEFAULT, t)
+                occluded = h5[0][variant]
+                found["H5_weights"] = assertions.check_occluded_weights(occluded, M_DEFAULT, t)
+                if h5[1] is not None:
+                    found["H5"] = assertions.check_h5(occluded, h5[1], M_DEFAULT, t)
             if h6 is not None and variant == "trained":  # no control asked of H6
                 found["H6"] = assertions.check_h6(h6, t)
             checks[kind][variant] = found

@@ -36,6 +36,7 @@ __all__ = [
     "check_h4",
     "check_h5",
     "check_h6",
+    "check_occluded_weights",
 ]
 
 Summary = Mapping[str, float]
@@ -122,20 +123,29 @@ def check_h4(true: Summary, swapped: Summary, t: Thresholds) -> dict:
     }
 
 
-def check_h5(pwave: Summary, average: Summary, m: int, t: Thresholds) -> dict:
-    """H5: PWAVE against average fusion under occlusion; W on the occluded pixels (both scales)."""
+def check_occluded_weights(pwave: Summary, m: int, t: Thresholds) -> dict:
+    """H5's weight part: mean W on the occluded pixels at both scales at most
+    ``occluded_factor / m`` (it needs the occluded PWAVE model only)."""
     weights = [pwave.get(f"occluded_weight_{k}", math.nan) for k in (1, 2)]
     bound = t.occluded_factor / m
+    return {
+        "occluded_weight_1": weights[0],
+        "occluded_weight_2": weights[1],
+        "threshold_occluded_weight": bound,
+        "passed": _ok(*(w <= bound for w in weights)),
+    }
+
+
+def check_h5(pwave: Summary, average: Summary, m: int, t: Thresholds) -> dict:
+    """H5: PWAVE against average fusion under occlusion; W on the occluded pixels (both scales)."""
+    weights = check_occluded_weights(pwave, m, t)
     return {
         "detail_psnr": pwave["detail_psnr"],
         "detail_psnr_average": average["detail_psnr"],
         "threshold_detail_psnr": average["detail_psnr"] + t.pwave_gain,
-        "occluded_weight_1": weights[0],
-        "occluded_weight_2": weights[1],
-        "threshold_occluded_weight": bound,
+        **weights,
         "passed": _ok(
-            pwave["detail_psnr"] >= average["detail_psnr"] + t.pwave_gain,
-            *(w <= bound for w in weights),
+            pwave["detail_psnr"] >= average["detail_psnr"] + t.pwave_gain, weights["passed"]
         ),
     }
 

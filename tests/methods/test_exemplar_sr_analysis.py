@@ -158,6 +158,10 @@ def test_the_oracle_passes_h2_to_h6_and_bicubic_fails():
     h5 = assertions.check_h5(uniform, base, 3, t)
     assert not h5["passed"] and h5["threshold_occluded_weight"] == pytest.approx(0.5 / 3)
     assert not assertions.check_h5(good | {"occluded_weight_2": float("nan")}, base, 3, t)["passed"]
+    assert assertions.check_occluded_weights(good, 3, t)["passed"]
+    assert not assertions.check_occluded_weights(uniform, 3, t)["passed"]
+    close = good | {"detail_psnr": 25.0}  # the weights pass, the gain over average does not
+    assert not assertions.check_h5(close, base | {"detail_psnr": 24.5}, 3, t)["passed"]
     assert assertions.check_h6({1: 20.0, 2: 20.5, 3: 20.4, 4: 21.0, 5: 21.2}, t)["passed"]
     dips = assertions.check_h6({1: 20.0, 2: 21.5, 3: 21.0, 4: 21.2, 5: 21.3}, t)
     assert not dips["passed"] and dips["worst_step"] == pytest.approx(-0.5)
@@ -351,10 +355,10 @@ def test_the_analysis_writes_every_file_and_the_controls(one_batch_runs, tmp_pat
         root=one_batch_runs, out=tmp_path, device="cpu", progress=False, rows=4, limit=6
     )
     results = run_analysis(options)
-    assert set(results["assertions"]) == {"H2", "H3", "H4", "H5", "H6"}
+    assert set(results["assertions"]) == {"H2", "H3", "H4", "H5_weights", "H5", "H6"}
     assert set(results["controls"]) == {"foreign_exemplars", "uniform_weights"}
     for control in results["controls"].values():
-        assert set(control) == {"H2", "H3", "H4", "H5"}
+        assert set(control) == {"H2", "H3", "H4", "H5_weights", "H5"}
     for name in ("hallucinations", "weights", "fusion_comparison", "fig_6_8"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0, name
     table = list(csv.DictReader((tmp_path / "tables" / "table_6_1.csv").open()))
@@ -402,6 +406,7 @@ def test_the_command_on_the_pwave_run_alone_names_the_missing_runs(one_batch_run
     assert set(saved["assertions"]) == {"H4"}  # the only check without another run
     assert saved["not_checked"]["H2"].endswith("make experiment NAME=exemplar_sr/synthetic_m0")
     assert "synthetic_occluded_average" in saved["not_checked"]["H5"]
+    assert "synthetic_occluded_pwave" in saved["not_checked"]["H5_weights"]
     assert set(saved["runs"]) == {"pwave"} and len(saved["missing_runs"]) == len(OPTIONAL)
     bars = list(csv.DictReader((out / "fig_6_8.csv").open()))
     assert [r["how"] for r in bars if r["m"] == "0"] == ["model trained at m=3, evaluated at m"]
