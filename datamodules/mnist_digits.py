@@ -5,21 +5,20 @@ Reads the IDX files with ``datamodules.formats.mnist`` (the same reader as MNIST
 digits, ``test`` t10k. ``train_size`` keeps the first N training digits (a CPU budget; the rest
 are not read into the loaders). Images are (1, 28, 28) floats normalised by the usual MNIST
 mean and std (0.1307, 0.3081). A batch is ``image``, ``label`` (long) and ``index`` (the digit's
-row in its IDX file). Validation and test under DDP: each process reads its own shard, each
-digit once over all processes (``datamodules.sharding.eval_sampler``).
+row in its IDX file). Loaders come from ``SplitDataModule``: under DDP each process evaluates its
+own shard, each digit once over all processes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.formats.mnist import read_mnist_split
 from datamodules.mnist_bags import MNIST_MEAN, MNIST_STD
 from datamodules.paths import resolve_root
-from datamodules.sharding import eval_sampler
+from datamodules.split_loaders import SplitDataModule
 
 __all__ = ["MNISTDataModule", "MNISTDigits"]
 
@@ -41,7 +40,7 @@ class MNISTDigits(Dataset):
         return {"image": image[None], "label": self.labels[row], "index": row}
 
 
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(SplitDataModule):
     """MNIST digits for classification.
 
     Args:
@@ -49,6 +48,8 @@ class MNISTDataModule(LightningDataModule):
             ``resolve_root(None, "mnist")``.
         val_fraction: Trailing fraction of the train split held out for validation.
         train_size: Keep the first N training digits (None: all).
+        predict_splits: The splits ``predict`` serves, one loader each (VEBI's response stage
+            reads ``train`` and ``test``).
         batch_size: Training batch size (100 in VEBI's LeNet recipe).
         eval_batch_size: Validation / test / predict batch size (default: ``batch_size``).
         num_workers: DataLoader workers.
@@ -61,6 +62,7 @@ class MNISTDataModule(LightningDataModule):
         root: str | None = None,
         val_fraction: float = 1 / 12,
         train_size: int | None = None,
+        predict_splits: list[str] | None = None,
         batch_size: int = 100,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -71,7 +73,21 @@ class MNISTDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if train_size is not None and train_size < 1:
             raise ValueError(f"train_size must be positive, got {train_size}")
+        unknown = sorted(set(predict_splits or ()) - {"train", "val", "test"})
+        if unknown:
+            raise ValueError(f"predict_splits must name train, val or test, got {unknown}")
+        self.predict_splits = list(predict_splits or ["test"])
         self.splits: dict[str, MNISTDigits] = {}
+
+    @property
+    def image_mean(self) -> tuple[float]:
+        """The grey channel's mean subtracted from [0, 1] images."""
+        return (MNIST_MEAN,)
+
+    @property
+    def image_std(self) -> tuple[float]:
+        """The grey channel's std dividing [0, 1] images."""
+        return (MNIST_STD,)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -90,25 +106,3 @@ class MNISTDataModule(LightningDataModule):
             "val": MNISTDigits(train_images, train_labels, np.arange(n_fit, n)),
             "test": MNISTDigits(test_images, test_labels, np.arange(len(test_labels))),
         }
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        data = self.splits[split]
-        hp = self.hparams
-        return DataLoader(
-            data,
-            batch_size=hp.batch_size if train else hp.eval_batch_size or hp.batch_size,
-            shuffle=train,
-            sampler=None if train else eval_sampler(data, split),
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)

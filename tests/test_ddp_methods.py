@@ -24,6 +24,7 @@ from lightning_modules.mil_lstm import LSTMPooling, MILModule
 from lightning_modules.mil_lstm.studies import LogMILStudies
 from lightning_modules.minmaxcam import MinMaxCAM
 from lightning_modules.minmaxcam.region_features import LogRegionFeatures
+from lightning_modules.vebi.classifier import VEBIClassifier
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +163,22 @@ def _predict_trainer(devices: int, writer, root):
         enable_model_summary=False,
         callbacks=[writer],
     )
+
+
+def _digits() -> list[dict]:
+    g = _generator()
+    return [
+        {"image": torch.randn(1, 28, 28, generator=g), "label": torch.tensor(i % 4)}
+        for i in range(ITEMS)
+    ]
+
+
+def _vebi_classifier() -> VEBIClassifier:
+    torch.manual_seed(0)
+    return VEBIClassifier(net="mnist_lenet", num_classes=4)
+
+
+def test_vebi_classifier_test_accuracy_and_mean_class_accuracy(tmp_path):
+    data = Shards(_digits(), num_classes=4)
+    alone = assert_same_as_one_process(tmp_path, _vebi_classifier, data, "test", rel=REL)
+    assert {"test/loss", "test/accuracy", "test/mca"} <= set(alone)

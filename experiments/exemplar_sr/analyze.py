@@ -26,7 +26,6 @@ exemplar twin). Writes into ``<root>/analysis`` (``--out``):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -39,7 +38,13 @@ import torch
 from torch.utils.data import Subset
 
 from datamodules.formats.celeba import ATTRIBUTE_NAMES
-from experiments.analysis_output import analysis_device, jsonable, print_summary
+from experiments.analysis_output import (
+    analysis_device,
+    analysis_parser,
+    jsonable,
+    options_from,
+    print_summary,
+)
 from experiments.exemplar_sr import assertions, figures
 from experiments.exemplar_sr.evaluate import Scores, evaluate
 from experiments.exemplar_sr.exemplar_swaps import (
@@ -485,30 +490,11 @@ def _markdown(results: dict[str, Any], checks: dict, table: Path) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--prefix", default="exemplar_sr/synthetic")
+    parser = analysis_parser(__doc__, "exemplar_sr/synthetic", batch_size=16)
     parser.add_argument("--ablation-root", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    return AnalysisOptions(
-        root=args.root,
-        prefix=args.prefix,
-        ablation_root=args.ablation_root,
-        out=args.out,
-        rows=args.rows,
-        device=args.device,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        progress=not args.no_progress,
-    )
+    return options_from(AnalysisOptions, parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,6 @@ process, on ``--device`` (default CUDA when available).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -39,7 +38,13 @@ from typing import Any, Literal
 
 import torch
 
-from experiments.analysis_output import analysis_device, jsonable, print_summary
+from experiments.analysis_output import (
+    analysis_device,
+    analysis_parser,
+    jsonable,
+    options_from,
+    print_summary,
+)
 from experiments.metrics_csv import last_value
 from experiments.stage_runs import StageRun, find_stage_run
 from experiments.ust import assertions, figures
@@ -359,30 +364,12 @@ def _markdown(results: dict[str, Any], tables: list[Path]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--prefix", default="ust/synthetic")
+    parser = analysis_parser(__doc__, "ust/synthetic", batch_size=64)
     parser.add_argument("--ablation-root", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--kappas", type=int, nargs="+", default=[5, 20, 50])
     parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    return AnalysisOptions(
-        root=args.root,
-        prefix=args.prefix,
-        ablation_root=args.ablation_root,
-        out=args.out,
-        kappas=tuple(args.kappas),
-        rows=args.rows,
-        device=args.device,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    return options_from(AnalysisOptions, args, kappas=tuple(args.kappas))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

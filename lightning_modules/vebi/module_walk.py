@@ -39,7 +39,7 @@ SUPPORTED = (
     nn.Linear,
 )
 # Modules that sit between a weight layer and its ReLU without changing which ReLU reads it out.
-_PASS_THROUGH = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.Dropout)
+PASS_THROUGH = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.Dropout)
 # Modules whose train-mode forward differs from the eval-mode one the walk inverts.
 _EVAL_ONLY = (nn.BatchNorm2d, nn.Dropout)
 FLATTEN = "flatten"
@@ -115,7 +115,7 @@ class ModuleWalk:
         for i in range(start + 1, len(self.modules)):
             if isinstance(self.modules[i], nn.ReLU):
                 return i
-            if not isinstance(self.modules[i], _PASS_THROUGH):
+            if not isinstance(self.modules[i], PASS_THROUGH):
                 break
         return start
 

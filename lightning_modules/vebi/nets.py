@@ -4,16 +4,25 @@
 The LeNet reuses the suite's ``components.lenet.LeNetInstanceEncoder`` layers (the MIL methods'
 instance unit is the same conv1-conv2-fc3 stack) and adds the flatten and the class layer fc4;
 the an8Flower CNN is VEBI's own, with a stride-2 conv3 on purpose so that the resampling fix is
-exercised.
+exercised. AlexNet (torchvision's) stands in for the thesis's VGG-F on CUB (spec section 3,
+[SUBST]); its ImageNet weights come only from a local file (the manifest key ``alexnet``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
+import torch
+import torchvision
 from torch import nn
 
 from lightning_modules.components.lenet import LeNetInstanceEncoder
+from lightning_modules.components.pretrained import resolve_weights
+
+__all__ = ["NetName", "alexnet", "an8flower_cnn", "build_net", "mnist_lenet"]
+
+NetName = Literal["mnist_lenet", "an8flower_cnn", "alexnet"]
 
 
 def mnist_lenet(num_classes: int = 10) -> nn.Sequential:
@@ -50,3 +59,32 @@ def an8flower_cnn(num_classes: int, image_size: int = 64) -> nn.Sequential:
         ("fc5", nn.Linear(256, num_classes)),
     ]  # fmt: skip
     return nn.Sequential(OrderedDict(layers))
+
+
+def alexnet(num_classes: int, weights: str | None = None) -> nn.Module:
+    """torchvision's AlexNet; ``weights``: a manifest key (``alexnet``) or a path to ImageNet
+    weights, loaded before the class layer is replaced for ``num_classes`` (a 1000-class file
+    keeps its class layer when ``num_classes`` is 1000)."""
+    net = torchvision.models.alexnet(weights=None)
+    if weights is not None:
+        path = resolve_weights(weights)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if num_classes != net.classifier[-1].out_features:
+        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
+    return net
+
+
+def build_net(
+    name: NetName, num_classes: int, weights: str | None = None, image_size: int = 64
+) -> nn.Module:
+    """The net ``name`` for ``num_classes`` classes (``weights`` only for AlexNet;
+    ``image_size`` only for the an8Flower CNN, whose fc4 depends on it)."""
+    if name == "alexnet":
+        return alexnet(num_classes, weights)
+    if weights is not None:
+        raise ValueError(f"{name} has no pretrained weights; weights={weights!r} must be None")
+    if name == "mnist_lenet":
+        return mnist_lenet(num_classes)
+    if name == "an8flower_cnn":
+        return an8flower_cnn(num_classes, image_size)
+    raise ValueError(f"unknown net {name!r}; choose mnist_lenet, an8flower_cnn or alexnet")

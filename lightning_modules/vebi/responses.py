@@ -6,10 +6,12 @@ output map for a Conv2d (s_q = sqrt(sum_hw A_q^2)), the absolute value for a Lin
 long layers do not outweigh short ones; x is the blocks concatenated, m = sum_l C_l entries.
 
 Which outputs are read (spec decision 1): every Conv2d and every Linear, at the output of the
-ReLU that follows it (the layer itself when none does), except the last Linear (the class
-scores). ``include_pool`` adds the pooling layers' outputs, as MatConvNet counted them as layers
-(their filters are the channels of the conv before them). Layers are found in module
-registration order, which is the forward order of the ``nn.Sequential`` nets VEBI explains.
+ReLU that follows it (across BatchNorm, LRN and Dropout, as the heatmap walk reads a layer; the
+layer itself when none does), except the last Linear (the class scores). ``include_pool`` adds
+the pooling layers' outputs, as MatConvNet counted them as layers (their filters are the
+channels of the conv before them). Layers are found in module registration order, which is the
+forward order of the ``nn.Sequential`` nets VEBI explains; x needs only forward hooks, so it
+does not ask the heatmap walk's stricter contract (``module_walk``).
 
 :class:`ResponseIndex` maps entry j of x to (layer, filter q) and gives the pools: "All" (every
 layer) and "OnlyConv" (the conv layers). :func:`response_vectors` computes x for a batch with
@@ -25,6 +27,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from lightning_modules.vebi.module_walk import PASS_THROUGH
 
 __all__ = [
     "POOLING",
@@ -57,6 +61,17 @@ def _leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in net.named_modules() if not any(m.children())]
 
 
+def _readout(leaves: list[tuple[str, nn.Module]], i: int) -> str:
+    """The first ReLU after weight layer i across BatchNorm / LRN / Dropout, else layer i (the
+    heatmap walk's rule, ``ModuleWalk.readout``)."""
+    for name, module in leaves[i + 1 :]:
+        if isinstance(module, nn.ReLU):
+            return name
+        if not isinstance(module, PASS_THROUGH):
+            break
+    return leaves[i][0]
+
+
 def find_response_layers(net: nn.Module, include_pool: bool = False) -> list[ResponseLayer]:
     """The layers that enter x, in forward order (see the module docstring)."""
     leaves = _leaves(net)
@@ -66,8 +81,7 @@ def find_response_layers(net: nn.Module, include_pool: bool = False) -> list[Res
     channels = None  # the filters a pooling layer carries: the last conv's
     for i, (name, module) in enumerate(leaves):
         if isinstance(module, (nn.Conv2d, nn.Linear)) and i != class_layer:
-            following = leaves[i + 1] if i + 1 < len(leaves) else None
-            read = following[0] if following and isinstance(following[1], nn.ReLU) else name
+            read = _readout(leaves, i)
             conv = isinstance(module, nn.Conv2d)
             width = module.out_channels if conv else module.out_features
             layers.append(ResponseLayer(name, read, "conv" if conv else "fc", width))

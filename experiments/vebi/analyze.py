@@ -1,0 +1,220 @@
+"""VEBI's interpretation and feature-importance test (thesis ch. 3, Fig. 3.4) on finished runs.
+
+    python -m experiments.vebi.analyze --root runs [--prefix vebi/mnist] [--out D]
+        [--mu 10] [--draws 10] [--center] [--include-pool] [--device cpu] [--untrained]
+        [--shuffle-labels] [--no-progress]
+
+reads the newest finished run of ``<prefix>_classifier`` under ``--root`` (the classifier F, its
+best checkpoint, and its DataModule from its config) and, when there is one, ``<prefix>_responses``
+(``responses_train.pt``: x of every training image, written by the predict stage
+``vebi.response_stage``); without it x is computed here. Then:
+
+1. the mu-lasso of Eq. 3.1 per pool (``all``, ``only_conv``) on the training images
+   (``vebi.interpretation``): the relevant (layer, filter) pairs;
+2. the feature-importance test (``vebi.feature_importance``) on the test split: mCA of F with no
+   ablation, with each pool's relevant filters ablated, and with ``--draws`` per-layer-matched
+   random sets of each;
+3. the spec's assertions (``assertions``): F's accuracy precondition, and drop(All) at least 15
+   points above the random sets' mean drop.
+
+Controls (the ablation assertion must fail under them): ``--untrained`` replaces F by a freshly
+initialised net of the same architecture (seeded; x is then computed here), ``--shuffle-labels``
+fits W on labels permuted over the training images. Writes into ``<root>/<prefix>_analysis``
+(``--out``): ``feature_counts.csv``, ``fig_3_4.csv``, ``fig_3_4.png``, ``relevant_filters.pt`` (W
+and the layer table), ``analysis.json`` and ``analysis.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning import seed_everything
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from experiments.analysis_output import (
+    analysis_device,
+    analysis_parser,
+    jsonable,
+    options_from,
+    print_summary,
+)
+from experiments.run_dirs import newest_run_dir
+from experiments.stage_runs import StageRun, find_stage_run
+from experiments.vebi import assertions
+from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
+from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
+from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
+from lightning_modules.vebi.response_stage import RESPONSES_PREFIX
+from lightning_modules.vebi.responses import ResponseIndex, response_vectors
+
+__all__ = ["AnalysisOptions", "main", "run_analysis"]
+
+POOLS = ("all", "only_conv")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    root: Path
+    prefix: str = "vebi/mnist"
+    out: Path | None = None
+    mu: float = 10.0
+    draws: int = 10
+    center: bool = False
+    include_pool: bool = False
+    untrained: bool = False
+    shuffle_labels: bool = False
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 500
+    progress: bool = True
+
+
+def _loader(data: Any, split: str, batch_size: int) -> DataLoader:
+    return DataLoader(data.splits[split], batch_size=batch_size, shuffle=False)
+
+
+@torch.no_grad()
+def _responses(net, index, loader, device, progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and the labels of every image of ``loader``, in order."""
+    xs, labels = [], []
+    for batch in tqdm(loader, desc="responses", disable=not progress, leave=False):
+        x, _ = response_vectors(net, batch["image"].to(device), index)
+        xs.append(x.cpu())
+        labels.append(batch["label"])
+    return torch.cat(xs), torch.cat(labels)
+
+
+def _stored_responses(root: Path, prefix: str, index: ResponseIndex) -> dict | None:
+    """``responses_train.pt`` of the newest ``<prefix>_responses`` run, when there is one."""
+    name = f"{RESPONSES_PREFIX}_train.pt"
+    run_dir = newest_run_dir(root, f"{prefix}_responses", name)
+    if run_dir is None:
+        return None
+    path = run_dir / name
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    widths = [layer["width"] for layer in stored["layers"]]
+    if widths != [layer.width for layer in index.layers]:
+        raise ValueError(
+            f"{path} holds x of layers {stored['layers']}, not of F's {index.layers}: run the "
+            "responses stage with the same include_pool as the analysis"
+        )
+    return stored | {"path": str(path)}
+
+
+def _classifier(run: StageRun, options: AnalysisOptions) -> torch.nn.Module:
+    module = run.load_module()
+    if options.untrained:  # the same architecture, freshly initialised (seeded)
+        seed_everything(options.seed, verbose=False)
+        module = type(module)(**module.hparams)
+    return module.net.eval()
+
+
+def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
+    device = analysis_device(options.device)
+    run = find_stage_run(options.root, f"{options.prefix}_classifier", "--prefix")
+    out = options.out or options.root / f"{options.prefix}_analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    net = _classifier(run, options).to(device)
+    index = ResponseIndex.of(net, options.include_pool)
+    data = run.datamodule(num_workers=0)
+    data.prepare_data()
+    data.setup("fit")
+    stored = None if options.untrained else _stored_responses(options.root, options.prefix, index)
+    if stored is not None:
+        x, labels, source = stored["x"], stored["label"], stored["path"]
+    else:
+        loader = _loader(data, "train", options.batch_size)
+        x, labels = _responses(net, index, loader, device, options.progress)
+        source = "computed by the analysis"
+    num_classes = int(data.num_classes)
+    fits: dict[str, Interpretation] = {
+        pool: fit_interpretation(
+            x, labels, index, num_classes, pool=pool, mu=options.mu, center=options.center,
+            shuffle_labels=options.shuffle_labels, seed=options.seed, device=device,
+            progress=options.progress,
+        )
+        for pool in POOLS
+    }  # fmt: skip
+    selected = {pool: fit.selected for pool, fit in fits.items()}
+    sets = ablation_sets(index, selected, options.draws, options.seed)
+    data.setup("test")
+    test = _loader(data, "test", options.batch_size)
+    mca = ablation_study(net, index, test, sets, num_classes, device, options.progress)
+    dataset = options.prefix.rsplit("/", 1)[-1]
+    tables = [
+        str(write_feature_counts(index, selected, out / "feature_counts.csv", dataset)),
+        str(write_fig_3_4(mca, out / "fig_3_4.csv")),
+    ]
+    plot = plot_fig_3_4(mca, out / "fig_3_4.png", f"Fig. 3.4 on {dataset} (suite)")
+    tables.append(str(plot) if plot else "fig_3_4.png not drawn: matplotlib is not installed")
+    torch.save(
+        {
+            "layers": [asdict(layer) for layer in index.layers],
+            **{f"weights_{pool}": fit.weights for pool, fit in fits.items()},
+            "mu": options.mu,
+        },
+        out / "relevant_filters.pt",
+    )
+    results: dict[str, Any] = {
+        "classifier": run.describe(),
+        "responses": source,
+        "training_images": len(x),
+        "feature_counts": {pool: index.counts(s) for pool, s in selected.items()},
+        "selected": {pool: int(s.sum()) for pool, s in selected.items()},
+        "lasso": {
+            pool: {
+                "converged": int(fit.solution.converged.sum()),
+                "classes": num_classes,
+                "max_iterations": int(fit.solution.iterations.max()),
+            }
+            for pool, fit in fits.items()
+        },
+        "mca": mca,
+        "drops": {pool: assertions.ablation_drops(mca, pool) for pool in POOLS},
+        "assertions": {
+            "precondition": assertions.check_precondition(mca),
+            "ablation": assertions.check_ablation(mca),
+        },
+        "tables": tables,
+        "options": {k: str(v) for k, v in asdict(options).items()},
+    }
+    (out / "analysis.json").write_text(json.dumps(jsonable(results), indent=2))
+    (out / "analysis.md").write_text(_markdown(results, out))
+    return results
+
+
+def _markdown(results: dict[str, Any], out: Path) -> str:
+    lines = ["# VEBI analysis", "", f"- classifier: `{results['classifier']['checkpoint']}`"]
+    lines += [f"- responses: {results['responses']} ({results['training_images']} images)"]
+    lines += [f"- options: `{results['options']}`", "", "Assertions:", ""]
+    for name, check in results["assertions"].items():
+        lines.append(f"- {name}: {'passed' if check['passed'] else 'FAILED'} `{check}`")
+    for name in ("feature_counts.csv", "fig_3_4.csv"):
+        lines += ["", f"## {name}", "", "```", (out / name).read_text().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
+    parser = analysis_parser(__doc__, "vebi/mnist", batch_size=500)
+    parser.add_argument("--mu", type=float, default=10.0)
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--center", action="store_true")
+    parser.add_argument("--include-pool", action="store_true")
+    parser.add_argument("--untrained", action="store_true")
+    parser.add_argument("--shuffle-labels", action="store_true")
+    return options_from(AnalysisOptions, parser.parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return print_summary(run_analysis(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The spec's section 9 assertions on VEBI's analysis numbers (thresholds as the spec states them).
+
+- ``precondition``: F's test accuracy (mCA of the unablated net) is at least 95%.
+- ``ablation``: the mCA drop when the "All" relevant filters are ablated is at least 15 points
+  above the mean drop of the per-layer-matched random sets (10 draws). An untrained F, or W fitted
+  on shuffled labels, must not pass it (the negative controls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import mean, stdev
+
+__all__ = ["SPEC", "Thresholds", "ablation_drops", "check_ablation", "check_precondition"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    accuracy: float = 0.95  # the precondition on F (mCA, in [0, 1])
+    ablation_margin: float = 0.15  # drop(All) - mean drop(Random), in mCA
+
+
+SPEC = Thresholds()
+
+
+def ablation_drops(mca: dict[str, float], pool: str) -> dict[str, float]:
+    """``drop`` (original - pool's mCA), and the mean and std of its random sets' drops."""
+    draws = [mca["original"] - v for k, v in mca.items() if k.startswith(f"random_{pool}_")]
+    return {
+        "drop": mca["original"] - mca[pool],
+        "random_drop_mean": mean(draws),
+        "random_drop_std": stdev(draws) if len(draws) > 1 else 0.0,
+        "draws": len(draws),
+    }
+
+
+def check_precondition(mca: dict[str, float], t: Thresholds = SPEC) -> dict:
+    value = mca["original"]
+    return {"passed": value >= t.accuracy, "mca": value, "threshold": t.accuracy}
+
+
+def check_ablation(mca: dict[str, float], t: Thresholds = SPEC, pool: str = "all") -> dict:
+    drops = ablation_drops(mca, pool)
+    margin = drops["drop"] - drops["random_drop_mean"]
+    return {"passed": margin >= t.ablation_margin, "margin": margin, **drops}

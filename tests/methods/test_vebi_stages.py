@@ -1,0 +1,96 @@
+"""VEBI's stages as ``make experiment NAME=vebi/mnist`` chains them, on the MNIST twin (1,797
+real handwritten digits in the IDX format), cut to a few batches: the classifier, the response
+stage (x of every digit equals ``response_vectors`` of the trained F) and the analysis (its
+files, its controls)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from datamodules.synthetic.mnist import write_synthetic_mnist
+from experiments.__main__ import main
+from experiments.run_dirs import newest_run_dir
+from experiments.stage_runs import find_stage_run
+from experiments.vebi.analyze import AnalysisOptions, run_analysis
+from lightning_modules.vebi.responses import ResponseIndex, response_vectors
+
+pytestmark = pytest.mark.usefixtures("restore_global_state")
+
+FAST = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.num_workers=0",
+]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """The classifier (1 epoch of 8 batches) and the response stage, in one run root."""
+    twin = write_synthetic_mnist(tmp_path_factory.mktemp("mnist_twin"))
+    root = tmp_path_factory.mktemp("vebi_runs")
+    common = [f"--data.init_args.root={twin}", f"--run.root={root}", *FAST]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "disabled")
+        for stage, extra in (
+            ("classifier", ["--trainer.max_epochs=1", "--trainer.limit_train_batches=8"]),
+            ("responses", []),
+        ):
+            config = f"experiments/vebi/mnist_{stage}.yaml"
+            main(["run", "--config", "experiments/_base.yaml", "--config", config, *common, *extra])
+    return root
+
+
+def test_the_response_stage_writes_x_of_the_trained_classifier(chain):
+    classifier = find_stage_run(chain, "vebi/mnist_classifier", "-")
+    net = classifier.load_module().net
+    data = classifier.datamodule(num_workers=0)
+    data.setup("test")
+    run = newest_run_dir(chain, "vebi/mnist_responses", "responses_test.pt")
+    stored = torch.load(run / "responses_test.pt", weights_only=True)
+    test = data.splits["test"]
+    assert stored["image_id"] == [str(int(r)) for r in test.rows]
+    images = torch.stack([test[i]["image"] for i in range(len(test))])
+    index = ResponseIndex.of(net)
+    x, logits = response_vectors(net, images, index)
+    torch.testing.assert_close(stored["x"], x)
+    assert torch.equal(stored["prediction"], logits.argmax(1))
+    assert torch.equal(stored["label"], test.labels[test.rows])
+    assert [layer["width"] for layer in stored["layers"]] == [20, 50, 500]
+
+
+def test_the_analysis_writes_its_tables_and_runs_its_controls(chain, tmp_path):
+    options = AnalysisOptions(root=chain, out=tmp_path / "trained", draws=3, progress=False)
+    results = run_analysis(options)
+    assert results["responses"].endswith("responses_train.pt")
+    assert set(results["assertions"]) == {"precondition", "ablation"}
+    assert set(results["mca"]) == {"original", "all", "only_conv"} | {
+        f"random_{pool}_{d}" for pool in ("all", "only_conv") for d in range(3)
+    }
+    counts = list(csv.DictReader((tmp_path / "trained" / "feature_counts.csv").open()))
+    totals = {r["pool"]: r for r in counts if r["layer"] == "total"}
+    assert int(totals["all"]["selected"]) == results["selected"]["all"] > 0
+    assert totals["all"]["paper"] == "92" and totals["only_conv"]["paper"] == "101"
+    bars = list(csv.DictReader((tmp_path / "trained" / "fig_3_4.csv").open()))
+    assert [r["set"] for r in bars] == [
+        "original",
+        "all",
+        "only_conv",
+        "random_all",
+        "random_only_conv",
+    ]
+    assert (tmp_path / "trained" / "fig_3_4.png").stat().st_size > 0
+    saved = torch.load(tmp_path / "trained" / "relevant_filters.pt", weights_only=True)
+    assert saved["weights_all"].shape == (570, 10)
+    assert json.loads((tmp_path / "trained" / "analysis.json").read_text())["mca"]
+    untrained = AnalysisOptions(
+        root=chain, out=tmp_path / "untrained", draws=2, untrained=True, progress=False
+    )
+    control = run_analysis(untrained)
+    assert control["responses"] == "computed by the analysis"
+    assert control["mca"]["original"] < results["mca"]["original"]
