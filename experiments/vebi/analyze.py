@@ -14,14 +14,17 @@ best checkpoint, and its DataModule from its config) and, when there is one, ``<
 2. the feature-importance test (``vebi.feature_importance``) on the test split: mCA of F with no
    ablation, with each pool's relevant filters ablated, and with ``--draws`` per-layer-matched
    random sets of each;
-3. the spec's assertions (``assertions``): F's accuracy precondition, and drop(All) at least 15
-   points above the random sets' mean drop.
+3. on data with part masks (the an8Flower twin), Tab. 3.1 (``localization_table``): AUC-IoU of
+   every method's heatmaps (``--top-k`` relevant filters for the filter-drawing rows) and of two
+   reference maps, and the artefact comparison of ours against Deconv+GB;
+4. the spec's assertions (``assertions``): F's accuracy precondition, drop(All) at least 15
+   points above the random sets' mean drop, and on the twin the localization and artefact ones.
 
 Controls (the ablation assertion must fail under them): ``--untrained`` replaces F by a freshly
 initialised net of the same architecture (seeded; x is then computed here), ``--shuffle-labels``
 fits W on labels permuted over the training images. Writes into ``<root>/<prefix>_analysis``
-(``--out``): ``feature_counts.csv``, ``fig_3_4.csv``, ``fig_3_4.png``, ``relevant_filters.pt`` (W
-and the layer table), ``analysis.json`` and ``analysis.md``.
+(``--out``): ``feature_counts.csv``, ``fig_3_4.csv``, ``fig_3_4.png``, ``table_3_1.csv`` (the
+twin), ``relevant_filters.pt`` (W and the layer table), ``analysis.json`` and ``analysis.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from experiments.analysis_output import (
 from experiments.run_dirs import newest_run_dir
 from experiments.stage_runs import StageRun, find_stage_run
 from experiments.vebi import assertions
+from experiments.vebi.localization_table import evaluate_localization, write_table_3_1
 from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
 from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
 from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
@@ -66,6 +70,7 @@ class AnalysisOptions:
     out: Path | None = None
     mu: float = 10.0
     draws: int = 10
+    top_k: int = 5
     center: bool = False
     include_pool: bool = False
     untrained: bool = False
@@ -147,7 +152,21 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     data.setup("test")
     test = _loader(data, "test", options.batch_size)
     mca = ablation_study(net, index, test, sets, num_classes, device, options.progress)
+    checks = {
+        "precondition": assertions.check_precondition(mca),
+        "ablation": assertions.check_ablation(mca),
+    }
     dataset = options.prefix.rsplit("/", 1)[-1]
+    localization = None
+    if "mask" in next(iter(test)):  # the an8Flower twin: Tab. 3.1 and the artefact check
+        localization = evaluate_localization(
+            net, index, fits["all"].weights, test, options.top_k, options.seed, device,
+            options.progress,
+        )  # fmt: skip
+        variant = data.hparams.variant
+        write_table_3_1([localization], out / "table_3_1.csv", variant)
+        checks["localization"] = assertions.check_localization(localization)
+        checks["artefacts"] = assertions.check_artefacts(localization)
     tables = [
         str(write_feature_counts(index, selected, out / "feature_counts.csv", dataset)),
         str(write_fig_3_4(mca, out / "fig_3_4.csv")),
@@ -178,10 +197,8 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         },
         "mca": mca,
         "drops": {pool: assertions.ablation_drops(mca, pool) for pool in POOLS},
-        "assertions": {
-            "precondition": assertions.check_precondition(mca),
-            "ablation": assertions.check_ablation(mca),
-        },
+        "localization": localization,
+        "assertions": checks,
         "tables": tables,
         "options": {k: str(v) for k, v in asdict(options).items()},
     }
@@ -196,7 +213,9 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
     lines += [f"- options: `{results['options']}`", "", "Assertions:", ""]
     for name, check in results["assertions"].items():
         lines.append(f"- {name}: {'passed' if check['passed'] else 'FAILED'} `{check}`")
-    for name in ("feature_counts.csv", "fig_3_4.csv"):
+    for name in ("feature_counts.csv", "fig_3_4.csv", "table_3_1.csv"):
+        if not (out / name).is_file():
+            continue
         lines += ["", f"## {name}", "", "```", (out / name).read_text().rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
@@ -205,6 +224,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     parser = analysis_parser(__doc__, "vebi/mnist", batch_size=500)
     parser.add_argument("--mu", type=float, default=10.0)
     parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--center", action="store_true")
     parser.add_argument("--include-pool", action="store_true")
     parser.add_argument("--untrained", action="store_true")

@@ -4,6 +4,10 @@
 - ``ablation``: the mCA drop when the "All" relevant filters are ablated is at least 15 points
   above the mean drop of the per-layer-matched random sets (10 draws). An untrained F, or W fitted
   on shuffled labels, must not pass it (the negative controls).
+- ``localization`` (an8Flower): AUC-IoU of ours above a random heatmap's by 10 and above a
+  centred Gaussian's.
+- ``artefacts`` (an8Flower's strided net): ours has the lower FFT artefact score on at least 90%
+  of the images, for each image's most relevant conv filter.
 """
 
 from __future__ import annotations
@@ -11,13 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import mean, stdev
 
-__all__ = ["SPEC", "Thresholds", "ablation_drops", "check_ablation", "check_precondition"]
+__all__ = [
+    "SPEC",
+    "Thresholds",
+    "ablation_drops",
+    "check_ablation",
+    "check_artefacts",
+    "check_localization",
+    "check_precondition",
+]
 
 
 @dataclass(frozen=True)
 class Thresholds:
     accuracy: float = 0.95  # the precondition on F (mCA, in [0, 1])
     ablation_margin: float = 0.15  # drop(All) - mean drop(Random), in mCA
+    random_margin: float = 10.0  # AUC-IoU(ours) - AUC-IoU(random heatmap), x 100
+    artefact_wins: float = 0.9  # images where ours has the lower artefact score
 
 
 SPEC = Thresholds()
@@ -43,3 +57,19 @@ def check_ablation(mca: dict[str, float], t: Thresholds = SPEC, pool: str = "all
     drops = ablation_drops(mca, pool)
     margin = drops["drop"] - drops["random_drop_mean"]
     return {"passed": margin >= t.ablation_margin, "margin": margin, **drops}
+
+
+def check_localization(auc: dict[str, float], t: Thresholds = SPEC) -> dict:
+    ours, noise, prior = auc["ours"], auc["random"], auc["centred_gaussian"]
+    return {
+        "passed": ours > noise + t.random_margin and ours > prior,
+        "ours": ours,
+        "random": noise,
+        "centred_gaussian": prior,
+        "threshold_random": noise + t.random_margin,
+    }
+
+
+def check_artefacts(auc: dict[str, float], t: Thresholds = SPEC) -> dict:
+    wins = auc["artefact_wins"]
+    return {"passed": wins >= t.artefact_wins, "wins": wins, "threshold": t.artefact_wins}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -94,3 +95,45 @@ def test_the_analysis_writes_its_tables_and_runs_its_controls(chain, tmp_path):
     control = run_analysis(untrained)
     assert control["responses"] == "computed by the analysis"
     assert control["mca"]["original"] < results["mca"]["original"]
+
+
+@pytest.fixture(scope="module")
+def flower_runs(tmp_path_factory):
+    """The an8Flower classifier (fold 0 of the tiny twin, 2 epochs) in a run root."""
+    root = tmp_path_factory.mktemp("flower_runs")
+    data = tmp_path_factory.mktemp("an8flower")
+    config = "experiments/vebi/an8flower_single_6c_classifier.yaml"
+    flags = [f"--data.init_args.root={data}", "--data.init_args.synthetic=tiny", *FAST]
+    flags += [f"--run.root={root}", "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "disabled")
+        main(["run", "--config", "experiments/_base.yaml", "--config", config, *flags])
+    return root
+
+
+def test_the_analysis_on_the_flower_twin_writes_table_3_1(flower_runs, tmp_path):
+    options = AnalysisOptions(
+        root=flower_runs, prefix="vebi/an8flower_single_6c", out=tmp_path, draws=2, top_k=2,
+        progress=False,
+    )  # fmt: skip
+    results = run_analysis(options)
+    assert results["responses"] == "computed by the analysis"  # no responses stage here
+    assert {"localization", "artefacts"} <= set(results["assertions"])
+    rows = list(csv.DictReader((tmp_path / "table_3_1.csv").open()))
+    assert [r["method"] for r in rows] == [
+        "upsampled_activation",
+        "deconv_gb",
+        "gradcam",
+        "guided_gradcam",
+        "gradcam_pp",
+        "guided_gradcam_pp",
+        "ours",
+        "random",
+        "centred_gaussian",
+    ]
+    ours = next(r for r in rows if r["method"] == "ours")
+    assert (ours["paper_mean"], ours["paper_std"], ours["folds"]) == ("22.5", "0.82", "1")
+    assert 0.0 <= float(ours["suite_mean"]) <= 100.0
+    wins = results["localization"]["artefact_wins"]  # NaN: no relevant filter behind a stride
+    assert math.isnan(wins) or 0.0 <= wins <= 1.0
+    assert results["assertions"]["artefacts"]["passed"] == (wins >= 0.9)
