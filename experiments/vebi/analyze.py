@@ -71,6 +71,7 @@ class AnalysisOptions:
     mu: float = 10.0
     draws: int = 10
     top_k: int = 5
+    folds: int | None = None
     center: bool = False
     include_pool: bool = False
     untrained: bool = False
@@ -121,17 +122,52 @@ def _classifier(run: StageRun, options: AnalysisOptions) -> torch.nn.Module:
     return module.net.eval()
 
 
-def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
-    device = analysis_device(options.device)
-    run = find_stage_run(options.root, f"{options.prefix}_classifier", "--prefix")
-    out = options.out or options.root / f"{options.prefix}_analysis"
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class RunResult:
+    """What the analysis found for one classifier run (one fold)."""
+
+    run: StageRun
+    index: ResponseIndex
+    fits: dict[str, Interpretation]
+    mca: dict[str, float]
+    localization: dict[str, float] | None
+    responses: str
+    training_images: int
+    variant: str | None
+
+    def record(self) -> dict[str, Any]:
+        """Its numbers, for analysis.json."""
+        return {
+            "classifier": self.run.describe(),
+            "responses": self.responses,
+            "training_images": self.training_images,
+            "feature_counts": {p: self.index.counts(f.selected) for p, f in self.fits.items()},
+            "selected": {p: int(f.selected.sum()) for p, f in self.fits.items()},
+            "lasso": {
+                p: {
+                    "converged": int(f.solution.converged.sum()),
+                    "classes": int(f.weights.shape[1]),
+                    "max_iterations": int(f.solution.iterations.max()),
+                }
+                for p, f in self.fits.items()
+            },
+            "mca": self.mca,
+            "drops": {p: assertions.ablation_drops(self.mca, p) for p in POOLS},
+            "localization": self.localization,
+        }
+
+
+def _analyse_run(name: str, options: AnalysisOptions, device: torch.device) -> RunResult:
+    """Interpretation, feature importance and (on data with masks) localization of one run."""
+    run = find_stage_run(options.root, name, "--prefix")
     net = _classifier(run, options).to(device)
     index = ResponseIndex.of(net, options.include_pool)
     data = run.datamodule(num_workers=0)
     data.prepare_data()
     data.setup("fit")
-    stored = None if options.untrained else _stored_responses(options.root, options.prefix, index)
+    stored = None
+    if not options.untrained and not options.folds:
+        stored = _stored_responses(options.root, options.prefix, index)
     if stored is not None:
         x, labels, source = stored["x"], stored["label"], stored["path"]
     else:
@@ -152,49 +188,63 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     data.setup("test")
     test = _loader(data, "test", options.batch_size)
     mca = ablation_study(net, index, test, sets, num_classes, device, options.progress)
-    checks = {
-        "precondition": assertions.check_precondition(mca),
-        "ablation": assertions.check_ablation(mca),
-    }
-    dataset = options.prefix.rsplit("/", 1)[-1]
     localization = None
     if "mask" in next(iter(test)):  # the an8Flower twin: Tab. 3.1 and the artefact check
         localization = evaluate_localization(
             net, index, fits["all"].weights, test, options.top_k, options.seed, device,
             options.progress,
         )  # fmt: skip
-        variant = data.hparams.variant
-        write_table_3_1([localization], out / "table_3_1.csv", variant)
-        checks["localization"] = assertions.check_localization(localization)
-        checks["artefacts"] = assertions.check_artefacts(localization)
-    tables = [
-        str(write_feature_counts(index, selected, out / "feature_counts.csv", dataset)),
-        str(write_fig_3_4(mca, out / "fig_3_4.csv")),
-    ]
+    variant = data.hparams.get("variant")
+    return RunResult(run, index, fits, mca, localization, source, len(x), variant)
+
+
+def _mean(values: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(torch.tensor([v[key] for v in values]).mean()) for key in values[0]}
+
+
+def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
+    device = analysis_device(options.device)
+    out = options.out or options.root / f"{options.prefix}_analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    if options.folds:
+        names = [f"{options.prefix}_fold{k}_classifier" for k in range(options.folds)]
+    else:
+        names = [f"{options.prefix}_classifier"]
+    found = [_analyse_run(name, options, device) for name in names]
+    mca = _mean([r.mca for r in found])  # over the folds
+    checks = {
+        "precondition": assertions.check_precondition(mca),
+        "ablation": assertions.check_ablation(mca),
+    }
+    dataset = options.prefix.rsplit("/", 1)[-1]
+    selections = {
+        name: {pool: fit.selected for pool, fit in r.fits.items()}
+        for name, r in zip(names, found, strict=True)
+    }
+    counts = write_feature_counts(found[0].index, selections, out / "feature_counts.csv", dataset)
+    tables = [str(counts), str(write_fig_3_4(mca, out / "fig_3_4.csv"))]
     plot = plot_fig_3_4(mca, out / "fig_3_4.png", f"Fig. 3.4 on {dataset} (suite)")
     tables.append(str(plot) if plot else "fig_3_4.png not drawn: matplotlib is not installed")
+    localization = None
+    if found[0].localization is not None:
+        folds = [r.localization for r in found]
+        tables.append(str(write_table_3_1(folds, out / "table_3_1.csv", found[0].variant)))
+        localization = _mean(folds)
+        checks["localization"] = assertions.check_localization(localization)
+        checks["artefacts"] = assertions.check_artefacts(localization)
     torch.save(
         {
-            "layers": [asdict(layer) for layer in index.layers],
-            **{f"weights_{pool}": fit.weights for pool, fit in fits.items()},
+            "layers": [asdict(layer) for layer in found[0].index.layers],
             "mu": options.mu,
+            "runs": {
+                name: {f"weights_{p}": f.weights for p, f in r.fits.items()}
+                for name, r in zip(names, found, strict=True)
+            },
         },
         out / "relevant_filters.pt",
     )
     results: dict[str, Any] = {
-        "classifier": run.describe(),
-        "responses": source,
-        "training_images": len(x),
-        "feature_counts": {pool: index.counts(s) for pool, s in selected.items()},
-        "selected": {pool: int(s.sum()) for pool, s in selected.items()},
-        "lasso": {
-            pool: {
-                "converged": int(fit.solution.converged.sum()),
-                "classes": num_classes,
-                "max_iterations": int(fit.solution.iterations.max()),
-            }
-            for pool, fit in fits.items()
-        },
+        "runs": {name: r.record() for name, r in zip(names, found, strict=True)},
         "mca": mca,
         "drops": {pool: assertions.ablation_drops(mca, pool) for pool in POOLS},
         "localization": localization,
@@ -208,9 +258,11 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
 
 
 def _markdown(results: dict[str, Any], out: Path) -> str:
-    lines = ["# VEBI analysis", "", f"- classifier: `{results['classifier']['checkpoint']}`"]
-    lines += [f"- responses: {results['responses']} ({results['training_images']} images)"]
-    lines += [f"- options: `{results['options']}`", "", "Assertions:", ""]
+    lines = ["# VEBI analysis", ""]
+    for name, run in results["runs"].items():
+        lines.append(f"- `{name}`: `{run['classifier']['checkpoint']}`")
+        lines.append(f"  - responses: {run['responses']} ({run['training_images']} images)")
+    lines += [f"- options: `{results['options']}`", "", "Assertions (means over runs):", ""]
     for name, check in results["assertions"].items():
         lines.append(f"- {name}: {'passed' if check['passed'] else 'FAILED'} `{check}`")
     for name in ("feature_counts.csv", "fig_3_4.csv", "table_3_1.csv"):
@@ -225,6 +277,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     parser.add_argument("--mu", type=float, default=10.0)
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=None)
     parser.add_argument("--center", action="store_true")
     parser.add_argument("--include-pool", action="store_true")
     parser.add_argument("--untrained", action="store_true")

@@ -4,10 +4,11 @@ chart.
 The thesis gives the number of relevant features selected with mu = 10 for its four datasets as
 "All | OnlyConv" pairs, 92|101, 46|28, 104|111 and 248|180, in the panel order of Fig. 3.4, which
 the text does not name (likely MNIST, Fashion144k, ImageNet-cats, ImageNet: spec section 6).
-``feature_counts.csv`` lists the suite's counts per pool and layer, with the thesis's pair of the
-first panel beside the MNIST totals, marked as an assumed match. Fig. 3.4 has bars and no numbers
-(the text claims the ordering drop(All) > drop(OnlyConv) > drop(Random)); ``fig_3_4.csv`` holds
-the suite's mCA per set (random sets: mean and std over their draws) and ``fig_3_4.png`` the bars.
+``feature_counts.csv`` lists the suite's counts per run (fold), pool and layer, with the thesis's
+pair of the first panel beside the totals, marked as an assumed match for MNIST. Fig. 3.4 has
+bars and no numbers (the text claims the ordering drop(All) > drop(OnlyConv) > drop(Random));
+``fig_3_4.csv`` holds the suite's mCA per set (random sets: mean and std over their draws; the
+mean over folds where there are several) and ``fig_3_4.png`` the bars.
 """
 
 from __future__ import annotations
@@ -35,27 +36,29 @@ SETS = {
 
 
 def write_feature_counts(
-    index: ResponseIndex, selected: dict[str, torch.Tensor], path: Path, dataset: str
+    index: ResponseIndex, selections: dict[str, dict[str, torch.Tensor]], path: Path, dataset: str
 ) -> Path:
-    """Per pool and layer: the relevant filters of the union over classes, and the totals."""
+    """Per run (a fold), pool and layer: the relevant filters of the union over classes, and
+    the totals beside the thesis's count. ``selections``: run name -> pool -> (m,) bool."""
     paper = dict(zip(("all", "only_conv"), PAPER_COUNTS[0], strict=True))
+    note = (
+        "thesis: first panel of Fig. 3.4, assumed MNIST (the text does not name it)"
+        if dataset == "mnist"
+        else f"thesis has no {dataset} count; MNIST's (first panel) shown for scale"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["pool", "layer", "kind", "filters", "selected", "paper", "note"])
-        for pool, chosen in selected.items():
-            counts = index.counts(chosen)
-            for layer in index.layers:
-                if counts[layer.source] or pool == "all" or layer.kind == "conv":
-                    row = [pool, layer.source, layer.kind, layer.width, counts[layer.source]]
-                    writer.writerow(row + ["", ""])
-            note = (
-                "thesis: first panel of Fig. 3.4, assumed MNIST (the text does not name it)"
-                if dataset == "mnist"
-                else f"thesis has no {dataset} count; MNIST's (first panel) shown for scale"
-            )
-            total = [pool, "total", "", int(index.pool(pool).sum()), int(chosen.sum())]
-            writer.writerow(total + [paper.get(pool, ""), note])
+        writer.writerow(["run", "pool", "layer", "kind", "filters", "selected", "paper", "note"])
+        for run, selected in selections.items():
+            for pool, chosen in selected.items():
+                counts = index.counts(chosen)
+                for layer in index.layers:
+                    if pool == "all" or layer.kind == "conv":
+                        row = [run, pool, layer.source, layer.kind, layer.width]
+                        writer.writerow(row + [counts[layer.source], "", ""])
+                total = [run, pool, "total", "", int(index.pool(pool).sum()), int(chosen.sum())]
+                writer.writerow(total + [paper.get(pool, ""), note])
     return path
 
 

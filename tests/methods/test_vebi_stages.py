@@ -9,6 +9,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,14 +69,16 @@ def test_the_response_stage_writes_x_of_the_trained_classifier(chain):
 def test_the_analysis_writes_its_tables_and_runs_its_controls(chain, tmp_path):
     options = AnalysisOptions(root=chain, out=tmp_path / "trained", draws=3, progress=False)
     results = run_analysis(options)
-    assert results["responses"].endswith("responses_train.pt")
+    (run,) = results["runs"].values()
+    assert run["responses"].endswith("responses_train.pt")
     assert set(results["assertions"]) == {"precondition", "ablation"}
     assert set(results["mca"]) == {"original", "all", "only_conv"} | {
         f"random_{pool}_{d}" for pool in ("all", "only_conv") for d in range(3)
     }
     counts = list(csv.DictReader((tmp_path / "trained" / "feature_counts.csv").open()))
     totals = {r["pool"]: r for r in counts if r["layer"] == "total"}
-    assert int(totals["all"]["selected"]) == results["selected"]["all"] > 0
+    assert int(totals["all"]["selected"]) == run["selected"]["all"] > 0
+    assert {r["run"] for r in counts} == {"vebi/mnist_classifier"}
     assert totals["all"]["paper"] == "92" and totals["only_conv"]["paper"] == "101"
     bars = list(csv.DictReader((tmp_path / "trained" / "fig_3_4.csv").open()))
     assert [r["set"] for r in bars] == [
@@ -87,19 +90,20 @@ def test_the_analysis_writes_its_tables_and_runs_its_controls(chain, tmp_path):
     ]
     assert (tmp_path / "trained" / "fig_3_4.png").stat().st_size > 0
     saved = torch.load(tmp_path / "trained" / "relevant_filters.pt", weights_only=True)
-    assert saved["weights_all"].shape == (570, 10)
+    assert saved["runs"]["vebi/mnist_classifier"]["weights_all"].shape == (570, 10)
     assert json.loads((tmp_path / "trained" / "analysis.json").read_text())["mca"]
     untrained = AnalysisOptions(
         root=chain, out=tmp_path / "untrained", draws=2, untrained=True, progress=False
     )
     control = run_analysis(untrained)
-    assert control["responses"] == "computed by the analysis"
+    assert control["runs"]["vebi/mnist_classifier"]["responses"] == "computed by the analysis"
     assert control["mca"]["original"] < results["mca"]["original"]
 
 
 @pytest.fixture(scope="module")
 def flower_runs(tmp_path_factory):
-    """The an8Flower classifier (fold 0 of the tiny twin, 2 epochs) in a run root."""
+    """Two folds of the an8Flower classifier (the tiny twin, 2 epochs each) in a run root, named
+    as the vebi/an8flower_single_6c pipeline names them."""
     root = tmp_path_factory.mktemp("flower_runs")
     data = tmp_path_factory.mktemp("an8flower")
     config = "experiments/vebi/an8flower_single_6c_classifier.yaml"
@@ -107,17 +111,22 @@ def flower_runs(tmp_path_factory):
     flags += [f"--run.root={root}", "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_MODE", "disabled")
-        main(["run", "--config", "experiments/_base.yaml", "--config", config, *flags])
+        for fold in (0, 1):
+            name = f"--run.name=vebi/an8flower_single_6c_fold{fold}_classifier"
+            fold_flags = [*flags, f"--data.init_args.fold={fold}", name]
+            main(["run", "--config", "experiments/_base.yaml", "--config", config, *fold_flags])
     return root
 
 
 def test_the_analysis_on_the_flower_twin_writes_table_3_1(flower_runs, tmp_path):
     options = AnalysisOptions(
         root=flower_runs, prefix="vebi/an8flower_single_6c", out=tmp_path, draws=2, top_k=2,
-        progress=False,
+        folds=2, progress=False,
     )  # fmt: skip
     results = run_analysis(options)
-    assert results["responses"] == "computed by the analysis"  # no responses stage here
+    assert list(results["runs"]) == [f"vebi/an8flower_single_6c_fold{k}_classifier" for k in (0, 1)]
+    for run in results["runs"].values():
+        assert run["responses"] == "computed by the analysis"  # no responses stage here
     assert {"localization", "artefacts"} <= set(results["assertions"])
     rows = list(csv.DictReader((tmp_path / "table_3_1.csv").open()))
     assert [r["method"] for r in rows] == [
@@ -132,8 +141,12 @@ def test_the_analysis_on_the_flower_twin_writes_table_3_1(flower_runs, tmp_path)
         "centred_gaussian",
     ]
     ours = next(r for r in rows if r["method"] == "ours")
-    assert (ours["paper_mean"], ours["paper_std"], ours["folds"]) == ("22.5", "0.82", "1")
-    assert 0.0 <= float(ours["suite_mean"]) <= 100.0
+    assert (ours["paper_mean"], ours["paper_std"], ours["folds"]) == ("22.5", "0.82", "2")
+    per_fold = [run["localization"]["ours"] for run in results["runs"].values()]
+    assert float(ours["suite_mean"]) == pytest.approx(np.mean(per_fold), abs=0.006)
+    assert float(ours["suite_std"]) == pytest.approx(np.std(per_fold, ddof=1), abs=0.006)
+    mca = [run["mca"]["original"] for run in results["runs"].values()]
+    assert results["mca"]["original"] == pytest.approx(np.mean(mca))
     wins = results["localization"]["artefact_wins"]  # NaN: no relevant filter behind a stride
     assert math.isnan(wins) or 0.0 <= wins <= 1.0
     assert results["assertions"]["artefacts"]["passed"] == (wins >= 0.9)
