@@ -22,6 +22,20 @@ from lightning_modules.vebi.responses import ResponseIndex, response_vectors
 
 pytestmark = pytest.mark.usefixtures("restore_global_state")
 
+
+#: The CSV logger only: a W&B run in this process, even a disabled one, makes a later test's
+#: offline W&B run write no files.
+CSV_ONLY = (
+    "--trainer.logger=[{class_path: experiments.loggers.ResumableCSVLogger, "
+    "init_args: {save_dir: runs}}]"
+)
+
+
+def _run(*args: str) -> None:
+    """``python -m experiments run`` in-process, logging to CSV only."""
+    main(["run", "--config", "experiments/_base.yaml", *args, CSV_ONLY])
+
+
 FAST = [
     "--trainer.accelerator=cpu",
     "--trainer.devices=1",
@@ -37,14 +51,11 @@ def chain(tmp_path_factory):
     twin = write_synthetic_mnist(tmp_path_factory.mktemp("mnist_twin"))
     root = tmp_path_factory.mktemp("vebi_runs")
     common = [f"--data.init_args.root={twin}", f"--run.root={root}", *FAST]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WANDB_MODE", "disabled")
-        for stage, extra in (
-            ("classifier", ["--trainer.max_epochs=1", "--trainer.limit_train_batches=8"]),
-            ("responses", []),
-        ):
-            config = f"experiments/vebi/mnist_{stage}.yaml"
-            main(["run", "--config", "experiments/_base.yaml", "--config", config, *common, *extra])
+    for stage, extra in (
+        ("classifier", ["--trainer.max_epochs=1", "--trainer.limit_train_batches=8"]),
+        ("responses", []),
+    ):
+        _run("--config", f"experiments/vebi/mnist_{stage}.yaml", *common, *extra)
     return root
 
 
@@ -109,12 +120,9 @@ def flower_runs(tmp_path_factory):
     config = "experiments/vebi/an8flower_single_6c_classifier.yaml"
     flags = [f"--data.init_args.root={data}", "--data.init_args.synthetic=tiny", *FAST]
     flags += [f"--run.root={root}", "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1"]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WANDB_MODE", "disabled")
-        for fold in (0, 1):
-            name = f"--run.name=vebi/an8flower_single_6c_fold{fold}_classifier"
-            fold_flags = [*flags, f"--data.init_args.fold={fold}", name]
-            main(["run", "--config", "experiments/_base.yaml", "--config", config, *fold_flags])
+    for fold in (0, 1):
+        name = f"--run.name=vebi/an8flower_single_6c_fold{fold}_classifier"
+        _run("--config", config, *flags, f"--data.init_args.fold={fold}", name)
     return root
 
 
