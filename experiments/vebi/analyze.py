@@ -51,7 +51,7 @@ from experiments.analysis_output import (
 from experiments.run_dirs import newest_run_dir
 from experiments.stage_runs import StageRun, find_stage_run
 from experiments.vebi import assertions
-from experiments.vebi.localization_table import evaluate_localization, write_table_3_1
+from experiments.vebi.localization_table import evaluate_localization, pooled, write_table_3_1
 from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
 from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
 from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
@@ -229,7 +229,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
     if found[0].localization is not None:
         folds = [r.localization for r in found]
         tables.append(str(write_table_3_1(folds, out / "table_3_1.csv", found[0].variant)))
-        localization = _mean(folds)
+        localization = pooled(folds)
         checks["localization"] = assertions.check_localization(localization)
         checks["artefacts"] = assertions.check_artefacts(localization)
     torch.save(

@@ -37,7 +37,7 @@ from lightning_modules.vebi.saliency_baselines import (
     guided_gradcam_pp,
 )
 
-__all__ = ["METHODS", "PAPER_3_1", "evaluate_localization", "write_table_3_1"]
+__all__ = ["METHODS", "PAPER_3_1", "evaluate_localization", "pooled", "write_table_3_1"]
 
 #: Tab. 3.1's rows: suite name -> (thesis label, single-6c, double-12c) as mean, std.
 PAPER_3_1: dict[str, tuple[str, tuple[float, float], tuple[float, float]]] = {
@@ -103,7 +103,7 @@ def evaluate_localization(
     """Per method and reference: AUC-IoU x 100 over the images of ``batches`` (``image``,
     ``mask``); and ``artefact_wins``, the fraction of images whose resampled map has the lower
     artefact score, over the images that have a relevant conv filter behind a strided layer
-    (NaN when none has: the artefact assertion then fails)."""
+    (NaN when none has), and ``artefact_images``, how many images that is."""
     net = net.eval().to(device)
     walk = ModuleWalk.of(net)
     per_image: dict[str, list[Tensor]] = {name: [] for name in (*METHODS, *REFERENCES)}
@@ -127,6 +127,7 @@ def evaluate_localization(
     results = {name: float(torch.cat(values).mean()) for name, values in per_image.items()}
     drawn = torch.cat(wins) if wins else torch.zeros(0)
     results["artefact_wins"] = float(drawn.mean()) if len(drawn) else float("nan")
+    results["artefact_images"] = float(len(drawn))
     return results
 
 
@@ -155,3 +156,19 @@ def write_table_3_1(folds: list[dict[str, float]], path: Path, variant: str) -> 
             )
             writer.writerow([name, label, *cells, *reference, note])
     return path
+
+
+def pooled(folds: list[dict[str, float]]) -> dict[str, float]:
+    """The folds' numbers together: each AUC-IoU the mean over folds; ``artefact_wins`` over
+    every compared image of every fold (a fold with none adds none), NaN when no fold has one."""
+    together = {
+        key: float(torch.tensor([fold[key] for fold in folds]).mean())
+        for key in (*METHODS, *REFERENCES)
+    }
+    images = sum(fold["artefact_images"] for fold in folds)
+    wins = sum(
+        fold["artefact_wins"] * fold["artefact_images"] for fold in folds if fold["artefact_images"]
+    )
+    together["artefact_images"] = float(images)
+    together["artefact_wins"] = wins / images if images else float("nan")
+    return together

@@ -158,3 +158,9 @@ def test_the_analysis_on_the_flower_twin_writes_table_3_1(flower_runs, tmp_path)
     wins = results["localization"]["artefact_wins"]  # NaN: no relevant filter behind a stride
     assert math.isnan(wins) or 0.0 <= wins <= 1.0
     assert results["assertions"]["artefacts"]["passed"] == (wins >= 0.9)
+    folds = [run["localization"] for run in results["runs"].values()]
+    compared = sum(fold["artefact_images"] for fold in folds)
+    assert results["localization"]["artefact_images"] == compared
+    if compared:  # pooled over images, not a mean of the folds' fractions
+        won = sum(f["artefact_wins"] * f["artefact_images"] for f in folds if f["artefact_images"])
+        assert wins == pytest.approx(won / compared)
