@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import mean, stdev
 
+from lightning_modules.vebi.feature_importance import set_family
+
 __all__ = [
     "SPEC",
     "Thresholds",
@@ -40,7 +42,7 @@ SPEC = Thresholds()
 
 def ablation_drops(mca: dict[str, float], pool: str) -> dict[str, float]:
     """``drop`` (original - pool's mCA), and the mean and std of its random sets' drops."""
-    draws = [mca["original"] - v for k, v in mca.items() if k.startswith(f"random_{pool}_")]
+    draws = [mca["original"] - mca[k] for k in set_family(mca, f"random_{pool}")]
     return {
         "drop": mca["original"] - mca[pool],
         "random_drop_mean": mean(draws),

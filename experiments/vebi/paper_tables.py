@@ -19,6 +19,7 @@ from statistics import mean, stdev
 
 import torch
 
+from lightning_modules.vebi.feature_importance import set_family
 from lightning_modules.vebi.responses import ResponseIndex
 
 __all__ = ["PAPER_COUNTS", "plot_fig_3_4", "write_feature_counts", "write_fig_3_4"]
@@ -63,7 +64,7 @@ def write_feature_counts(
 
 
 def _summary(mca: dict[str, float], name: str) -> tuple[float, float, int]:
-    values = [v for k, v in mca.items() if k == name or k.rsplit("_", 1)[0] == name]
+    values = [mca[k] for k in set_family(mca, name)]
     spread = stdev(values) if len(values) > 1 else 0.0
     return mean(values), spread, len(values)
 

@@ -22,7 +22,16 @@ from tqdm import tqdm
 from lightning_modules.vebi.ablation import ablated, matched_random_selection
 from lightning_modules.vebi.responses import ResponseIndex
 
-__all__ = ["AblationSets", "ablation_sets", "ablation_study"]
+__all__ = ["AblationSets", "ablation_sets", "ablation_study", "set_family"]
+
+
+def set_family(names: Iterable[str], name: str) -> list[str]:
+    """Of ``names`` (sets, or the keys of ``ablation_study``'s result): the set ``name`` itself,
+    or its draws ``name_0``, ``name_1``, ... for a random one."""
+    names = list(names)
+    if name in names:
+        return [name]
+    return [k for k in names if k.rsplit("_", 1)[0] == name]
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,7 @@ class AblationSets:
 
     def family(self, name: str) -> list[str]:
         """The set ``name`` itself, or its draws ``name_0``, ``name_1``, ... for a random one."""
-        if name in self.selections:
-            return [name]
-        return [k for k in self.selections if k.rsplit("_", 1)[0] == name]
+        return set_family(self.selections, name)
 
 
 def ablation_sets(
