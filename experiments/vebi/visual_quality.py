@@ -5,10 +5,11 @@ Box occlusion: on the first ``images`` test images, the r-weighted single map of
 relevant filters of the predicted class is drawn twice, by ours (resampled DeconvNet + guided
 backprop) and by Deconv+GB (the same filters, no resampling), and each map drives the study of
 ``vebi.box_occlusion`` with patches filled with the per-channel mean of the training images (as
-the net reads them), the same seed for both. ``box_occlusion.csv`` lists each method's score
-(the mean confidence drop, in points) per run and their difference beside the thesis's "mean
-difference in prediction confidence 2%" between ours and Deconv+GB, which the spec reads as
-comparable, not as a win (decision 9).
+the net reads them), the same seed for both. A uniform heatmap (patches at random places) is
+scored the same way, as the reference that knows nothing of the image. ``box_occlusion.csv``
+lists each score (the mean confidence drop, in points) per run and the difference of ours and
+Deconv+GB beside the thesis's "mean difference in prediction confidence 2%" between the two,
+which the spec reads as comparable, not as a win (decision 9).
 
 Fig. 3.5: the average images of ``vebi.average_images`` for the "All" interpretation, saved as
 ``average_images.pt`` (every tile's layer, filter, class, weight and image) and drawn as
@@ -44,6 +45,7 @@ __all__ = [
 #: The thesis: ours vs Deconv+GB, mean difference in prediction confidence (points).
 PAPER_DIFFERENCE = 2.0
 DRAWINGS = ("ours", "deconv_gb")
+COLUMNS = (*DRAWINGS, "random")
 
 
 @torch.no_grad()
@@ -69,18 +71,21 @@ def occlusion_study(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Mean box-occlusion score (points) of ours and of Deconv+GB on the first ``images`` images
-    of ``batches``; ``difference`` is ours minus Deconv+GB; ``images`` how many were used."""
+    """Mean box-occlusion score (points) of ours, of Deconv+GB and of a uniform heatmap
+    (``random``) on the first ``images`` images of ``batches``; ``difference`` is ours minus
+    Deconv+GB; ``images`` how many were used."""
     net = net.eval().to(device)
-    scores: dict[str, list[Tensor]] = {name: [] for name in DRAWINGS}
+    scores: dict[str, list[Tensor]] = {name: [] for name in COLUMNS}
     used = 0
     for n, batch in enumerate(batches):
         if used >= images:
             break
         chunk = batch["image"][: images - used].to(device)
         used += len(chunk)
+        maps = {"random": chunk.new_ones(len(chunk), *chunk.shape[-2:])}
         for name in DRAWINGS:
-            heatmaps = explain(net, index, weights, chunk, top_k=top_k, drawing=name).combined
+            maps[name] = explain(net, index, weights, chunk, top_k=top_k, drawing=name).combined
+        for name, heatmaps in maps.items():
             trace = box_occlusion(net, chunk, heatmaps, fill, seed=seed + n)
             scores[name].append(trace.scores())
     found = {name: 100 * float(torch.cat(values).mean()) for name, values in scores.items()}
@@ -88,8 +93,8 @@ def occlusion_study(
 
 
 def write_box_occlusion(runs: dict[str, dict[str, float]], path: Path) -> Path:
-    """``run, ours, deconv_gb, difference, images, paper_difference, note`` per run (and their
-    mean over runs when there are several); scores in points of confidence."""
+    """``run, ours, deconv_gb, random, difference, images, paper_difference, note`` per run (and
+    their mean over runs when there are several); scores in points of confidence."""
     rows = dict(runs)
     if len(runs) > 1:
         rows["mean"] = {
@@ -99,9 +104,9 @@ def write_box_occlusion(runs: dict[str, dict[str, float]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["run", *DRAWINGS, "difference", "images", "paper_difference", "note"])
+        writer.writerow(["run", *COLUMNS, "difference", "images", "paper_difference", "note"])
         for name, r in rows.items():
-            values = [f"{r[key]:.2f}" for key in (*DRAWINGS, "difference")]
+            values = [f"{r[key]:.2f}" for key in (*COLUMNS, "difference")]
             writer.writerow([name, *values, int(r["images"]), PAPER_DIFFERENCE, note])
     return path
 

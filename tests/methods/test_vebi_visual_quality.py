@@ -31,16 +31,13 @@ def test_dataset_mean_is_the_per_channel_pixel_mean():
 
 def test_the_box_occlusion_table_lists_runs_their_mean_and_the_thesis(tmp_path):
     runs = {
-        "fold0": {"ours": 30.0, "deconv_gb": 27.5, "difference": 2.5, "images": 10.0},
-        "fold1": {"ours": 20.0, "deconv_gb": 21.0, "difference": -1.0, "images": 10.0},
+        "fold0": {"ours": 30.0, "deconv_gb": 27.5, "random": 5, "difference": 2.5, "images": 10.0},
+        "fold1": {"ours": 20.0, "deconv_gb": 21.0, "random": 6, "difference": -1.0, "images": 10.0},
     }
     rows = list(csv.DictReader(write_box_occlusion(runs, tmp_path / "b.csv").open()))
     assert [r["run"] for r in rows] == ["fold0", "fold1", "mean"]
-    assert (rows[2]["ours"], rows[2]["deconv_gb"], rows[2]["difference"]) == (
-        "25.00",
-        "24.25",
-        "0.75",
-    )
+    mean = (rows[2]["ours"], rows[2]["deconv_gb"], rows[2]["random"], rows[2]["difference"])
+    assert mean == ("25.00", "24.25", "5.50", "0.75")
     assert rows[0]["paper_difference"] == "2.0" and rows[0]["images"] == "10"
 
 
@@ -74,7 +71,7 @@ def test_the_analysis_writes_box_occlusion_and_fig_3_5(classifier_root, tmp_path
     scores = run["box_occlusion"]
     assert scores["images"] == 12
     assert scores["difference"] == pytest.approx(scores["ours"] - scores["deconv_gb"])
-    assert -100 <= scores["ours"] <= 100 and -100 <= scores["deconv_gb"] <= 100
+    assert all(-100 <= scores[name] <= 100 for name in ("ours", "deconv_gb", "random"))
     (row,) = csv.DictReader((tmp_path / "box_occlusion.csv").open())
     assert float(row["ours"]) == pytest.approx(scores["ours"], abs=0.006)
     assert "box_occlusion.csv" in (tmp_path / "analysis.md").read_text()
