@@ -2,7 +2,8 @@
 
     python -m experiments.vebi.analyze --root runs [--prefix vebi/mnist] [--out D]
         [--mu 10] [--draws 10] [--center] [--include-pool] [--device cpu] [--untrained]
-        [--shuffle-labels] [--no-progress] [--occlusion-images N] [--average-images N]
+        [--shuffle-labels] [--no-progress] [--occlusion-images N] [--occlusion-patch 0.125]
+        [--occlusion-max-fraction 0.3] [--average-images N]
 
 reads the newest finished run of ``<prefix>_classifier`` under ``--root`` (the classifier F, its
 best checkpoint, and its DataModule from its config) and, when there is one, ``<prefix>_responses``
@@ -93,6 +94,8 @@ class AnalysisOptions:
     batch_size: int = 500
     progress: bool = True
     occlusion_images: int = 0  # test images of the box-occlusion study per run (0: off)
+    occlusion_patch: float = 1 / 8  # patch side / image side (spec decision 9)
+    occlusion_max_fraction: float = 0.3  # stop once this fraction is occluded (decision 9)
     average_images: int = 0  # top-N crops per Fig. 3.5 tile, first run only (0: off; spec 100)
 
 
@@ -220,7 +223,8 @@ def _analyse_run(
     if options.occlusion_images:
         result.occlusion = occlusion_study(
             net, index, weights, test, options.occlusion_images, dataset_mean(train),
-            options.top_k, options.seed, device,
+            options.top_k, options.seed, device, options.occlusion_patch,
+            options.occlusion_max_fraction,
         )  # fmt: skip
     if options.average_images and first:
         result.average_images = average_images(
@@ -323,6 +327,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     parser.add_argument("--untrained", action="store_true")
     parser.add_argument("--shuffle-labels", action="store_true")
     parser.add_argument("--occlusion-images", type=int, default=0)
+    parser.add_argument("--occlusion-patch", type=float, default=1 / 8)
+    parser.add_argument("--occlusion-max-fraction", type=float, default=0.3)
     parser.add_argument("--average-images", type=int, default=0)
     return options_from(AnalysisOptions, parser.parse_args(argv))
 

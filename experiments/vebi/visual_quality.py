@@ -70,6 +70,8 @@ def occlusion_study(
     top_k: int = 5,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    patch_fraction: float = 1 / 8,
+    max_fraction: float = 0.3,
 ) -> dict[str, float]:
     """Mean box-occlusion score (points) of ours, of Deconv+GB and of a uniform heatmap
     (``random``) on the first ``images`` images of ``batches``; ``difference`` is ours minus
@@ -86,7 +88,9 @@ def occlusion_study(
         for name in DRAWINGS:
             maps[name] = explain(net, index, weights, chunk, top_k=top_k, drawing=name).combined
         for name, heatmaps in maps.items():
-            trace = box_occlusion(net, chunk, heatmaps, fill, seed=seed + n)
+            trace = box_occlusion(
+                net, chunk, heatmaps, fill, patch_fraction, max_fraction, seed=seed + n
+            )
             scores[name].append(trace.scores())
     found = {name: 100 * float(torch.cat(values).mean()) for name, values in scores.items()}
     return found | {"difference": found["ours"] - found["deconv_gb"], "images": float(used)}

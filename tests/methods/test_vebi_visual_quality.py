@@ -13,7 +13,11 @@ import torch
 from datamodules.synthetic.mnist import write_synthetic_mnist
 from experiments.__main__ import main
 from experiments.vebi.analyze import AnalysisOptions, run_analysis
-from experiments.vebi.visual_quality import dataset_mean, write_box_occlusion
+from experiments.vebi.visual_quality import dataset_mean, occlusion_study, write_box_occlusion
+from lightning_modules.vebi.box_occlusion import box_occlusion
+from lightning_modules.vebi.explanation import explain
+from lightning_modules.vebi.nets import mnist_lenet
+from lightning_modules.vebi.responses import ResponseIndex
 
 pytestmark = pytest.mark.usefixtures("restore_global_state")
 
@@ -39,6 +43,28 @@ def test_the_box_occlusion_table_lists_runs_their_mean_and_the_thesis(tmp_path):
     mean = (rows[2]["ours"], rows[2]["deconv_gb"], rows[2]["random"], rows[2]["difference"])
     assert mean == ("25.00", "24.25", "5.50", "0.75")
     assert rows[0]["paper_difference"] == "2.0" and rows[0]["images"] == "10"
+
+
+def test_the_study_takes_the_first_images_and_the_options_of_each_map():
+    torch.manual_seed(0)
+    net = mnist_lenet().eval()
+    index = ResponseIndex.of(net)
+    weights = torch.rand(index.size, 10, dtype=torch.float64)
+    images = torch.randn(6, 1, 28, 28)
+    batches = [{"image": images[:4]}, {"image": images[4:]}]
+    fill = torch.tensor([-0.4])
+    found = occlusion_study(net, index, weights, batches, 5, fill, 2, 7, "cpu", 0.25, 0.5)
+    assert found["images"] == 5
+    for name in ("ours", "deconv_gb", "random"):  # the same study, batch by batch, seeds 7, 8
+        scores = []
+        for n, chunk in enumerate((images[:4], images[4:5])):
+            if name == "random":
+                maps = torch.ones(len(chunk), 28, 28)
+            else:
+                maps = explain(net, index, weights, chunk, top_k=2, drawing=name).combined
+            scores.append(box_occlusion(net, chunk, maps, fill, 0.25, 0.5, seed=7 + n).scores())
+        assert found[name] == pytest.approx(100 * float(torch.cat(scores).mean()), abs=1e-4)
+    assert found["difference"] == pytest.approx(found["ours"] - found["deconv_gb"])
 
 
 @pytest.fixture(scope="module")
