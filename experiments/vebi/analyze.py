@@ -2,7 +2,8 @@
 
     python -m experiments.vebi.analyze --root runs [--prefix vebi/mnist] [--out D]
         [--mu 10] [--draws 10] [--center] [--include-pool] [--device cpu] [--untrained]
-        [--shuffle-labels] [--no-progress]
+        [--shuffle-labels] [--no-progress] [--occlusion-images N] [--occlusion-patch 0.125]
+        [--occlusion-max-fraction 0.3] [--average-images N]
 
 reads the newest finished run of ``<prefix>_classifier`` under ``--root`` (the classifier F, its
 best checkpoint, and its DataModule from its config) and, when there is one, ``<prefix>_responses``
@@ -18,13 +19,17 @@ best checkpoint, and its DataModule from its config) and, when there is one, ``<
    every method's heatmaps (``--top-k`` relevant filters for the filter-drawing rows) and of two
    reference maps, and the artefact comparison of ours against Deconv+GB;
 4. the spec's assertions (``assertions``): F's accuracy precondition, drop(All) at least 15
-   points above the random sets' mean drop, and on the twin the localization and artefact ones.
+   points above the random sets' mean drop, and on the twin the localization and artefact ones;
+5. with ``--occlusion-images N``, the box-occlusion study of ours against Deconv+GB on the first
+   N test images of every run, and with ``--average-images N`` (the spec's 100), Fig. 3.5's
+   average images of the first run's top-N crops (``visual_quality``).
 
 Controls (the ablation assertion must fail under them): ``--untrained`` replaces F by a freshly
 initialised net of the same architecture (seeded; x is then computed here), ``--shuffle-labels``
 fits W on labels permuted over the training images. Writes into ``<root>/<prefix>_analysis``
 (``--out``): ``feature_counts.csv``, ``fig_3_4.csv``, ``fig_3_4.png``, ``table_3_1.csv`` (the
-twin), ``relevant_filters.pt`` (W and the layer table), ``analysis.json`` and ``analysis.md``.
+twin), ``relevant_filters.pt`` (W and the layer table), ``analysis.json`` and ``analysis.md``;
+with the visual options also ``box_occlusion.csv``, ``average_images.pt`` and ``fig_3_5.png``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,14 @@ from experiments.stage_runs import StageRun, find_stage_run
 from experiments.vebi import assertions
 from experiments.vebi.localization_table import evaluate_localization, pooled, write_table_3_1
 from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
+from experiments.vebi.visual_quality import (
+    dataset_mean,
+    occlusion_study,
+    plot_fig_3_5,
+    save_average_images,
+    write_box_occlusion,
+)
+from lightning_modules.vebi.average_images import AverageImage, average_images
 from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
 from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
 from lightning_modules.vebi.response_stage import RESPONSES_PREFIX
@@ -80,6 +93,10 @@ class AnalysisOptions:
     device: str = "auto"
     batch_size: int = 500
     progress: bool = True
+    occlusion_images: int = 0  # test images of the box-occlusion study per run (0: off)
+    occlusion_patch: float = 1 / 8  # patch side / image side (spec decision 9)
+    occlusion_max_fraction: float = 0.3  # stop once this fraction is occluded (decision 9)
+    average_images: int = 0  # top-N crops per Fig. 3.5 tile, first run only (0: off; spec 100)
 
 
 def _loader(data: Any, split: str, batch_size: int) -> DataLoader:
@@ -134,6 +151,8 @@ class RunResult:
     responses: str
     training_images: int
     variant: str | None
+    occlusion: dict[str, float] | None = None
+    average_images: list[AverageImage] | None = None
 
     def record(self) -> dict[str, Any]:
         """Its numbers, for analysis.json."""
@@ -154,11 +173,15 @@ class RunResult:
             "mca": self.mca,
             "drops": {p: assertions.ablation_drops(self.mca, p) for p in POOLS},
             "localization": self.localization,
+            "box_occlusion": self.occlusion,
         }
 
 
-def _analyse_run(name: str, options: AnalysisOptions, device: torch.device) -> RunResult:
-    """Interpretation, feature importance and (on data with masks) localization of one run."""
+def _analyse_run(
+    name: str, options: AnalysisOptions, device: torch.device, first: bool = True
+) -> RunResult:
+    """Interpretation, feature importance, (on data with masks) localization and, by the
+    options, the box-occlusion study and (``first``) the average images of one run."""
     run = find_stage_run(options.root, name, "--prefix")
     net = _classifier(run, options).to(device)
     index = ResponseIndex.of(net, options.include_pool)
@@ -195,7 +218,19 @@ def _analyse_run(name: str, options: AnalysisOptions, device: torch.device) -> R
             options.progress,
         )  # fmt: skip
     variant = data.hparams.get("variant")
-    return RunResult(run, index, fits, mca, localization, source, len(x), variant)
+    result = RunResult(run, index, fits, mca, localization, source, len(x), variant)
+    weights, train = fits["all"].weights, data.splits["train"]
+    if options.occlusion_images:
+        result.occlusion = occlusion_study(
+            net, index, weights, test, options.occlusion_images, dataset_mean(train),
+            options.top_k, options.seed, device, options.occlusion_patch,
+            options.occlusion_max_fraction,
+        )  # fmt: skip
+    if options.average_images and first:
+        result.average_images = average_images(
+            net, index, weights, train, options.average_images, options.batch_size, device
+        )
+    return result
 
 
 def _mean(values: list[dict[str, float]]) -> dict[str, float]:
@@ -210,7 +245,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         names = [f"{options.prefix}_fold{k}_classifier" for k in range(options.folds)]
     else:
         names = [f"{options.prefix}_classifier"]
-    found = [_analyse_run(name, options, device) for name in names]
+    found = [_analyse_run(name, options, device, k == 0) for k, name in enumerate(names)]
     mca = _mean([r.mca for r in found])  # over the folds
     checks = {
         "precondition": assertions.check_precondition(mca),
@@ -232,6 +267,14 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         localization = pooled(folds)
         checks["localization"] = assertions.check_localization(localization)
         checks["artefacts"] = assertions.check_artefacts(localization)
+    occlusion = {name: r.occlusion for name, r in zip(names, found, strict=True) if r.occlusion}
+    if occlusion:
+        tables.append(str(write_box_occlusion(occlusion, out / "box_occlusion.csv")))
+    if found[0].average_images is not None:
+        tiles = found[0].average_images
+        tables.append(str(save_average_images(tiles, out / "average_images.pt")))
+        figure = plot_fig_3_5(tiles, out / "fig_3_5.png", f"Fig. 3.5 on {dataset}, {names[0]}")
+        tables.append(str(figure) if figure else "fig_3_5.png not drawn (no matplotlib or tiles)")
     torch.save(
         {
             "layers": [asdict(layer) for layer in found[0].index.layers],
@@ -248,6 +291,7 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         "mca": mca,
         "drops": {pool: assertions.ablation_drops(mca, pool) for pool in POOLS},
         "localization": localization,
+        "box_occlusion": occlusion or None,
         "assertions": checks,
         "tables": tables,
         "options": {k: str(v) for k, v in asdict(options).items()},
@@ -265,7 +309,7 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
     lines += [f"- options: `{results['options']}`", "", "Assertions (means over runs):", ""]
     for name, check in results["assertions"].items():
         lines.append(f"- {name}: {'passed' if check['passed'] else 'FAILED'} `{check}`")
-    for name in ("feature_counts.csv", "fig_3_4.csv", "table_3_1.csv"):
+    for name in ("feature_counts.csv", "fig_3_4.csv", "table_3_1.csv", "box_occlusion.csv"):
         if not (out / name).is_file():
             continue
         lines += ["", f"## {name}", "", "```", (out / name).read_text().rstrip(), "```"]
@@ -282,6 +326,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AnalysisOptions:
     parser.add_argument("--include-pool", action="store_true")
     parser.add_argument("--untrained", action="store_true")
     parser.add_argument("--shuffle-labels", action="store_true")
+    parser.add_argument("--occlusion-images", type=int, default=0)
+    parser.add_argument("--occlusion-patch", type=float, default=1 / 8)
+    parser.add_argument("--occlusion-max-fraction", type=float, default=0.3)
+    parser.add_argument("--average-images", type=int, default=0)
     return options_from(AnalysisOptions, parser.parse_args(argv))
 
 
