@@ -281,6 +281,7 @@ def test_runs_on_a_minmaxcam_vgg16(tmp_path):
     layers = {layer.source for layer in panel.index.layers}
     assert {"backbone.features.0", "backbone.conv6.0"} <= layers and "fc" not in layers
     (explanation,) = panel.explanations
+    assert torch.equal(explanation.classes, panel.scores.argmax(1))  # the predicted class
     assert explanation.heatmaps.shape == (2, 3, 32, 32)
     assert (explanation.pairs >= 0).any() and explanation.combined.amax() == 1
 
@@ -306,3 +307,34 @@ def test_runs_on_the_face_attribute_classifier(tmp_path, synthetic_faces_root):
     assert panel.weights.shape[1] == 40  # one lasso column per attribute (multi-hot targets)
     assert [int(e.classes[0]) for e in panel.explanations] == [0, 39]
     assert panel.explanations[0].heatmaps.shape == (2, 2, 32, 32)
+
+
+class RankLog(LogVEBIExplanations):
+    """Appends "<global step> <drew a panel>" to ``<out>.<rank>`` at every drawing."""
+
+    def __init__(self, out: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.out = out
+
+    def draw(self, trainer, pl_module) -> None:
+        super().draw(trainer, pl_module)
+        with open(f"{self.out}.{trainer.global_rank}", "a") as file:
+            file.write(f"{trainer.global_step} {self.last is not None}\n")
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_draws_alone_and_training_goes_on(tmp_path):
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    out = str(tmp_path / "draws")
+    callback = RankLog(out, train_images=64, top_k=2, num_images=2, max_iter=200, progress=False)
+    trainer = cpu_trainer(
+        tmp_path, max_epochs=2, devices=2, callbacks=[callback],
+        strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)),
+    )  # fmt: skip  # a collective on one rank only fails after 60 s instead of hanging
+    data = PlantedPatches(64, seed=0)
+    trainer.fit(TinyClassifier(), DataLoader(data, batch_size=16), DataLoader(VAL, batch_size=8))
+    ranks = [open(f"{out}.{rank}").read().split("\n")[:-1] for rank in (0, 1)]
+    assert ranks == [["2 True", "4 True"], ["2 False", "4 False"]]  # epoch 1 trained after a draw

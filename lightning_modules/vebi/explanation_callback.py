@@ -31,7 +31,7 @@ Example (``trainer.callbacks`` of an experiment YAML)::
       init_args: {net: backbone, head: fc, every_n_epochs: 10, num_images: 6}
     # The face-attribute classifier (with model_name: latentlab/vgg; a ResNet is refused)
     - class_path: lightning_modules.vebi.explanation_callback.LogVEBIExplanations
-      init_args: {net: model, label_key: attributes, classes: [31, 20]}
+      init_args: {net: model, label_key: attributes, classes: [31, 20]}  # Smiling, Male
 """
 
 from __future__ import annotations
@@ -205,6 +205,7 @@ class LogVEBIExplanations(Callback):
     # ------------------------------------------------------------------ the work
     def draw(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Interpret, explain and log the panel; on global rank zero only (others return)."""
+        self._drawn_at = trainer.global_step  # on every rank: fit end draws once, or not at all
         if not trainer.is_global_zero:
             return
         modes = {module: module.training for module in pl_module.modules()}
@@ -217,7 +218,7 @@ class LogVEBIExplanations(Callback):
         finally:
             for module, training in modes.items():
                 module.train(training)
-        self.last, self._drawn_at = panel, trainer.global_step
+        self.last = panel
         image = self._render(panel, trainer, evaluated_epoch(trainer))
         log_images(trainer, KEY, [image], [f"VEBI, epoch {evaluated_epoch(trainer)}"])
 
