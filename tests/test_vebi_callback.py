@@ -300,11 +300,16 @@ def test_runs_on_the_face_attribute_classifier(tmp_path, synthetic_faces_root):
         model_kwargs={"widths": [8, 16], "convs_per_stage": 1},
     )  # fmt: skip
     callback = CheckedExplanations(
-        net="model", label_key="attributes", train_images=16, top_k=2, num_images=2,
+        net="model", label_key="attributes", train_images=1000, top_k=2, num_images=2,
         classes=[0, 39], max_iter=200, progress=False,
     )  # fmt: skip
     panel = _suite_fit(tmp_path, module, data, callback).last
-    assert panel.weights.shape[1] == 40  # one lasso column per attribute (multi-hot targets)
+    # The lasso targets are the multi-hot rows: an attribute no training face has gets W = 0 (its
+    # target column is zero), every other one some weight.
+    positives = data.train_attributes.sum(0)
+    assert panel.training_images == len(data.train_attributes) and (positives == 0).any()
+    assert panel.weights.shape[1] == 40 and (panel.weights[:, positives == 0] == 0).all()
+    assert (panel.weights[:, positives > 0] != 0).any(0).all()
     assert [int(e.classes[0]) for e in panel.explanations] == [0, 39]
     assert panel.explanations[0].heatmaps.shape == (2, 2, 32, 32)
 

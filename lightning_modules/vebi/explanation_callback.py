@@ -225,7 +225,33 @@ class LogVEBIExplanations(Callback):
     def _interpret_and_explain(self, trainer: Trainer, pl_module: LightningModule) -> VEBIPanel:
         view = classifier_view(pl_module, self.net, self.head)
         index = ResponseIndex.of(view, self.include_pool)
-        device = pl_module.device
+        outputs, device = _num_outputs(view), pl_module.device
+        x, targets = self._training_responses(trainer, view, index, device)
+        _check_labels(targets, outputs, self.label_key)
+        fit = fit_interpretation(
+            x, targets, index, outputs, pool="all", mu=self.mu, device=device,
+            max_iter=self.max_iter,
+        )  # fmt: skip
+        val = _dataset(trainer.val_dataloaders, "validation", self._describe())
+        batches = list(self._loader(val, list(range(min(self.num_images, len(val))))))
+        images = torch.cat([self._images(b) for b in batches]).to(device)
+        scores = view(images)
+        if self.check_forward:
+            self._check_view(scores, pl_module, images)
+        rows = [torch.full((len(images),), c) for c in self.classes or ()] or [None]  # None: top
+        explanations = [
+            _to_cpu(explain(view, index, fit.weights, images, classes, self.top_k))
+            for classes in rows
+        ]
+        labels = torch.cat([self._labels(b) for b in batches])
+        return VEBIPanel(
+            images.cpu(), scores.float().cpu(), labels, explanations, index, fit.weights, len(x)
+        )
+
+    def _training_responses(
+        self, trainer: Trainer, view: nn.Module, index: ResponseIndex, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """x (n, m) and the labels of the training subset: ``train_images`` of them, seeded."""
         train = _dataset(trainer.train_dataloader, "training", self._describe())
         order = torch.arange(len(train))
         if len(train) > self.train_images:
@@ -237,32 +263,7 @@ class LogVEBIExplanations(Callback):
             x, _ = response_vectors(view, self._images(batch).to(device), index)
             xs.append(x.cpu())
             labels.append(self._labels(batch))
-        x, targets = torch.cat(xs), torch.cat(labels)
-        outputs = _num_outputs(view)
-        _check_labels(targets, outputs, self.label_key)
-        fit = fit_interpretation(
-            x, targets, index, outputs, pool="all", mu=self.mu, device=device,
-            max_iter=self.max_iter,
-        )  # fmt: skip
-        val = _dataset(trainer.val_dataloaders, "validation", self._describe())
-        shown = list(range(min(self.num_images, len(val))))
-        batches = list(self._loader(val, shown))
-        images = torch.cat([self._images(b) for b in batches]).to(device)
-        shown_labels = torch.cat([self._labels(b) for b in batches])
-        scores = view(images)
-        if self.check_forward:
-            self._check_view(scores, pl_module, images)
-        classes = [None] if self.classes is None else self.classes
-        explanations = [
-            explain(view, index, fit.weights, images,
-                    None if c is None else torch.full((len(images),), c), self.top_k)
-            for c in classes
-        ]  # fmt: skip
-        explanations = [_to_cpu(e) for e in explanations]
-        return VEBIPanel(
-            images.cpu(), scores.float().cpu(), shown_labels, explanations, index, fit.weights,
-            len(x),
-        )  # fmt: skip
+        return torch.cat(xs), torch.cat(labels)
 
     def _check_view(self, ours: Tensor, pl_module: LightningModule, images: Tensor) -> None:
         """The rebuilt classifier's scores ``ours`` must be the module's forward's."""
