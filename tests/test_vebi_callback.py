@@ -3,8 +3,10 @@
 The learning check uses a planted dataset: every image carries a green distractor patch at a
 random place, and class-1 images also a red patch at a fixed place (the planted part). A trained
 net's explanation of class 1 must put its combined heatmap on the red patch rather than on the
-green one; an untrained net (the same fit at learning rate 0) or one trained on shuffled labels
-has no reason to, and the test checks that at least one of these controls fails the same bar.
+green one (share 0.91 at these seeds). The controls: an untrained net (the same fit at learning
+rate 0) and a net and lasso given shuffled labels; at least one must miss the same bar. Here the
+untrained net does not miss it (0.98: its random first-layer filters are already colour-selective,
+and the lasso on the true labels picks the red ones), the shuffled labels do (0.73).
 """
 
 from __future__ import annotations
