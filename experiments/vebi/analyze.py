@@ -16,9 +16,12 @@ best checkpoint, and its DataModule from its config) and, when there is one, ``<
    random sets of each;
 3. on data with part masks (the an8Flower twin), Tab. 3.1 (``localization_table``): AUC-IoU of
    every method's heatmaps (``--top-k`` relevant filters for the filter-drawing rows) and of two
-   reference maps, and the artefact comparison of ours against Deconv+GB;
+   reference maps, and the artefact comparison of ours against Deconv+GB; with every candidate
+   part's mask (double-12c, ``part_masks``), the part-mass and part-switch numbers
+   (``part_localization``);
 4. the spec's assertions (``assertions``): F's accuracy precondition, drop(All) at least 15
-   points above the random sets' mean drop, and on the twin the localization and artefact ones.
+   points above the random sets' mean drop, and on the twin the localization and artefact ones
+   (and on double-12c the part-mass and part-switch ones).
 
 Controls (the ablation assertion must fail under them): ``--untrained`` replaces F by a freshly
 initialised net of the same architecture (seeded; x is then computed here), ``--shuffle-labels``
@@ -53,6 +56,7 @@ from experiments.stage_runs import StageRun, find_stage_run
 from experiments.vebi import assertions
 from experiments.vebi.localization_table import evaluate_localization, pooled, write_table_3_1
 from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
+from experiments.vebi.part_localization import evaluate_parts, pooled_parts, same_hue_classes
 from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
 from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
 from lightning_modules.vebi.response_stage import RESPONSES_PREFIX
@@ -194,6 +198,11 @@ def _analyse_run(name: str, options: AnalysisOptions, device: torch.device) -> R
             net, index, fits["all"].weights, test, options.top_k, options.seed, device,
             options.progress,
         )  # fmt: skip
+    if "part_masks" in next(iter(test)):  # double-12c: the part-mass and part-switch checks
+        same_hue = same_hue_classes(data.class_table, data.candidate_parts)
+        localization |= evaluate_parts(
+            net, index, fits["all"].weights, test, same_hue, options.top_k, device, options.progress
+        )
     variant = data.hparams.get("variant")
     return RunResult(run, index, fits, mca, localization, source, len(x), variant)
 
@@ -232,6 +241,10 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         localization = pooled(folds)
         checks["localization"] = assertions.check_localization(localization)
         checks["artefacts"] = assertions.check_artefacts(localization)
+        if "part_images" in folds[0]:
+            localization |= pooled_parts(folds)
+            checks["part_mass"] = assertions.check_part_mass(localization)
+            checks["part_switch"] = assertions.check_part_switch(localization)
     torch.save(
         {
             "layers": [asdict(layer) for layer in found[0].index.layers],
