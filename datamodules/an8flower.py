@@ -11,7 +11,11 @@ writes the twin there when it is missing (``datamodules.synthetic.an8flower``).
 
 Batches: ``image`` (B, 3, S, S) float, normalised as ``normalize`` says (``"none"``: [0, 1]);
 ``label`` (B,) long; ``mask`` (B, 1, S, S) float in {0, 1}, the discriminative part's visible
-pixels; ``image_id`` list of paths relative to the variant folder. No training augmentation: the
+pixels; ``image_id`` list of paths relative to the variant folder. With ``part_masks`` set,
+validation and test batches also hold ``part_masks`` (B, P, S, S) float in {0, 1}: the visible
+pixels of each candidate part (``candidate_parts``: the parts classes.csv names, disc then leaves
+in double-12c), re-rendered from the suite twin's manifest (``synthetic.an8flower_parts``), which
+VEBI's double-12c checks compare; training batches do not need them. No training augmentation: the
 twin's flowers already vary in pose, and a flip or crop would move the mask with them for
 nothing. ``image_size`` None keeps the stored side; another side resizes images bilinearly
 (antialiased) and masks by nearest neighbour.
@@ -22,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -33,11 +38,12 @@ from datamodules.formats.an8flower import (
     read_an8flower,
     read_pair,
 )
-from datamodules.formats.errors import DatasetNotFoundError, SettingError
+from datamodules.formats.errors import DatasetNotFoundError, FormatError, SettingError
 from datamodules.images import NORMALIZATIONS, Normalization
 from datamodules.paths import make_data_command, resolve_root
 from datamodules.split_loaders import SplitDataModule
 from datamodules.synthetic.an8flower import VARIANTS, ensure_an8flower
+from datamodules.synthetic.an8flower_parts import PartRenderer
 
 #: ``synthetic`` presets: (images per class, side). ``small`` is the spec's CPU tier, ``default``
 #: its GPU tier; ``tiny`` is for tests.
@@ -55,13 +61,21 @@ def how_to_get(root: Path, variant: str) -> str:
 
 
 class An8FlowerImages(Dataset):
-    """The images of ``rows`` of ``index`` with their labels and masks."""
+    """The images of ``rows`` of ``index`` with their labels and masks; with ``parts`` (a
+    renderer and the part names), each candidate part's mask too (rendered once per image: the
+    evaluation reads the held-out fold many times)."""
 
     def __init__(
-        self, index: An8FlowerIndex, rows: list[int], image_size: int | None, normalize: str
+        self,
+        index: An8FlowerIndex,
+        rows: list[int],
+        image_size: int | None,
+        normalize: str,
+        parts: tuple[PartRenderer, tuple[str, ...]] | None = None,
     ) -> None:
-        self.index, self.rows, self.image_size = index, rows, image_size
+        self.index, self.rows, self.image_size, self.parts = index, rows, image_size, parts
         self.normalize = v2.Normalize(*NORMALIZATIONS[normalize])
+        self._rendered: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,17 +83,35 @@ class An8FlowerImages(Dataset):
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         image, mask = read_pair(self.index, row)
-        mask = mask[None].float()
+        masks = {"mask": mask[None].float()}
+        if self.parts is not None:
+            masks["part_masks"] = self._part_masks(row, mask)
         size = self.image_size
         if size is not None and tuple(image.shape[1:]) != (size, size):
             image = v2.functional.resize(image, [size, size], antialias=True)
-            mask = v2.functional.resize(mask, [size, size], v2.InterpolationMode.NEAREST)
+            for key, value in masks.items():
+                masks[key] = v2.functional.resize(value, [size, size], v2.InterpolationMode.NEAREST)
         return {
             "image": self.normalize(image.float() / 255),
             "label": int(self.index.labels[row]),
-            "mask": mask,
+            **masks,
             "image_id": self.index.files[row],
         }
+
+    def _part_masks(self, row: int, mask: torch.Tensor) -> torch.Tensor:
+        """float (P, H, W) of the candidate parts, re-rendered; the discriminative part's must be
+        the stored mask, else the files are not what the manifest's renderer drew."""
+        renderer, names = self.parts
+        if row not in self._rendered:
+            self._rendered[row] = torch.from_numpy(renderer.masks(self.index.files[row], names))
+        parts = self._rendered[row]
+        own = names.index(self.index.classes[int(self.index.labels[row])].part)
+        if not torch.equal(parts[own], mask):
+            raise FormatError(
+                self.index.mask_path(row),
+                f"differs from the {names[own]} the twin's manifest re-renders: rewrite the twin",
+            )
+        return parts.float()
 
 
 class An8FlowerDataModule(SplitDataModule):
@@ -100,6 +132,8 @@ class An8FlowerDataModule(SplitDataModule):
             twin at ``root/<variant>`` unless an up-to-date one (or other data) is there.
             None never writes.
         seed: Seed of the twin.
+        part_masks: Add ``part_masks`` to validation and test batches (only a twin the suite
+            wrote, with the manifest of this renderer, has them; setup raises otherwise).
     """
 
     def __init__(
@@ -114,6 +148,7 @@ class An8FlowerDataModule(SplitDataModule):
         normalize: Normalization = "none",
         synthetic: Literal["tiny", "small", "default"] | None = None,
         seed: int = 0,
+        part_masks: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -163,6 +198,11 @@ class An8FlowerDataModule(SplitDataModule):
     def num_classes(self) -> int:
         return len(self.index.classes)
 
+    @property
+    def candidate_parts(self) -> tuple[str, ...]:
+        """The parts a class may colour, in classes.csv order: the rows of ``part_masks``."""
+        return tuple(dict.fromkeys(row.part for row in self.index.classes))
+
     def prepare_data(self) -> None:
         """With ``synthetic`` set: write the twin unless an up-to-date one is there."""
         if self.hparams.synthetic is None:
@@ -184,8 +224,11 @@ class An8FlowerDataModule(SplitDataModule):
                 f"--data.init_args.fold"
             )
         size, normalize = self.hparams.image_size, self.hparams.normalize
+        parts = None
+        if self.hparams.part_masks:
+            parts = (PartRenderer.of(index.root), self.candidate_parts)
         self.splits = {
             "train": An8FlowerImages(index, train, size, normalize),
-            "val": An8FlowerImages(index, held, size, normalize),
-            "test": An8FlowerImages(index, held, size, normalize),
+            "val": An8FlowerImages(index, held, size, normalize, parts),
+            "test": An8FlowerImages(index, held, size, normalize, parts),
         }

@@ -359,3 +359,60 @@ def test_make_data_command(tmp_path):
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["single_6c"]
     summary = twins_main(["an8flower", "--out", str(tmp_path / "two"), "--per-class", "5"])
     assert summary["images"] == 30 and (tmp_path / "two" / "single_6c" / "folds.csv").is_file()
+
+
+def test_part_masks_are_the_visible_disc_and_leaves_of_each_held_out_image(twin):
+    dm = An8FlowerDataModule(str(twin), "double_12c", fold=1, batch_size=24, part_masks=True)
+    dm.hparams.num_workers = 0
+    dm.setup("fit")
+    assert dm.candidate_parts == ("disc", "leaves")
+    assert "part_masks" not in next(iter(dm.train_dataloader()))  # only the evaluation needs them
+    batch = next(iter(dm.test_dataloader()))
+    parts = batch["part_masks"]
+    assert parts.shape == (24, 2, 64, 64) and set(parts.unique().tolist()) == {0.0, 1.0}
+    pixels = batch["image"].permute(0, 2, 3, 1).numpy()
+    for i, label in enumerate(batch["label"].tolist()):
+        own, other = (0, 1) if label < 6 else (1, 0)
+        assert torch.equal(parts[i, own], batch["mask"][i, 0])
+        # the other candidate part: one flat nuisance colour, on pixels the mask does not hold
+        colours = np.unique(pixels[i][parts[i, other].bool().numpy()], axis=0)
+        assert len(colours) == 1 and saturation(colours[0]) < SATURATED
+        assert not (parts[i, 0].bool() & parts[i, 1].bool()).any()
+    small = An8FlowerDataModule(
+        str(twin), "double_12c", batch_size=4, num_workers=0, image_size=32, part_masks=True
+    )
+    small.setup("test")
+    batch = next(iter(small.test_dataloader()))
+    assert batch["part_masks"].shape == (4, 2, 32, 32)
+    own = torch.where(batch["label"] < 6, 0, 1)
+    assert torch.equal(batch["part_masks"][torch.arange(4), own], batch["mask"][:, 0])
+
+
+def test_part_masks_need_the_manifest_of_this_renderer(twin, tmp_path):
+    folder = tmp_path / "double_12c"
+    shutil.copytree(twin / "double_12c", folder)
+    dm = An8FlowerDataModule(str(tmp_path), "double_12c", num_workers=0, part_masks=True)
+    manifest = folder / "an8flower.json"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"renderer_sha256": "', '"renderer_sha256": "0'))
+    with pytest.raises(FormatError, match="another version of datamodules/synthetic/an8flower"):
+        dm.setup("test")
+    manifest.unlink()
+    with pytest.raises(FormatError, match="an8flower.json: missing: part masks are re-rendered"):
+        dm.setup("test")
+    An8FlowerDataModule(str(tmp_path), "double_12c", num_workers=0).setup("test")  # not asked
+
+
+def test_part_masks_refuse_a_stored_mask_the_renderer_did_not_draw(twin, tmp_path):
+    folder = tmp_path / "double_12c"
+    shutil.copytree(twin / "double_12c", folder)
+    dm = An8FlowerDataModule(str(tmp_path), "double_12c", fold=0, num_workers=0, part_masks=True)
+    dm.setup("test")
+    test = dm.splits["test"]
+    path = dm.index.mask_path(test.rows[0])
+    mask = np.asarray(Image.open(path)).copy()
+    mask[0, 0] = 255 - mask[0, 0]  # one pixel off
+    Image.fromarray(mask).save(path)
+    with pytest.raises(FormatError, match="differs from the .* the twin's manifest re-renders"):
+        test[0]
+    assert "part_masks" in test[1]

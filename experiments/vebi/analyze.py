@@ -17,9 +17,12 @@ best checkpoint, and its DataModule from its config) and, when there is one, ``<
    random sets of each;
 3. on data with part masks (the an8Flower twin), Tab. 3.1 (``localization_table``): AUC-IoU of
    every method's heatmaps (``--top-k`` relevant filters for the filter-drawing rows) and of two
-   reference maps, and the artefact comparison of ours against Deconv+GB;
+   reference maps, and the artefact comparison of ours against Deconv+GB; with every candidate
+   part's mask (double-12c, ``part_masks``), the part-mass and part-switch numbers
+   (``part_localization``);
 4. the spec's assertions (``assertions``): F's accuracy precondition, drop(All) at least 15
-   points above the random sets' mean drop, and on the twin the localization and artefact ones;
+   points above the random sets' mean drop, and on the twin the localization and artefact ones
+   (and on double-12c the part-mass and part-switch ones);
 5. with ``--occlusion-images N``, the box-occlusion study of ours against Deconv+GB on the first
    N test images of every run, and with ``--average-images N`` (the spec's 100), Fig. 3.5's
    average images of the first run's top-N crops (``visual_quality``).
@@ -58,6 +61,7 @@ from experiments.stage_runs import StageRun, find_stage_run
 from experiments.vebi import assertions
 from experiments.vebi.localization_table import evaluate_localization, pooled, write_table_3_1
 from experiments.vebi.paper_tables import plot_fig_3_4, write_feature_counts, write_fig_3_4
+from experiments.vebi.part_localization import evaluate_parts, pooled_parts, same_hue_classes
 from experiments.vebi.visual_quality import (
     dataset_mean,
     occlusion_study,
@@ -217,6 +221,11 @@ def _analyse_run(
             net, index, fits["all"].weights, test, options.top_k, options.seed, device,
             options.progress,
         )  # fmt: skip
+    if "part_masks" in next(iter(test)):  # double-12c: the part-mass and part-switch checks
+        same_hue = same_hue_classes(data.class_table, data.candidate_parts)
+        localization |= evaluate_parts(
+            net, index, fits["all"].weights, test, same_hue, options.top_k, device, options.progress
+        )
     variant = data.hparams.get("variant")
     result = RunResult(run, index, fits, mca, localization, source, len(x), variant)
     weights, train = fits["all"].weights, data.splits["train"]
@@ -267,6 +276,10 @@ def run_analysis(options: AnalysisOptions) -> dict[str, Any]:
         localization = pooled(folds)
         checks["localization"] = assertions.check_localization(localization)
         checks["artefacts"] = assertions.check_artefacts(localization)
+        if "part_images" in folds[0]:
+            localization |= pooled_parts(folds)
+            checks["part_mass"] = assertions.check_part_mass(localization)
+            checks["part_switch"] = assertions.check_part_switch(localization)
     occlusion = {name: r.occlusion for name, r in zip(names, found, strict=True) if r.occlusion}
     if occlusion:
         tables.append(str(write_box_occlusion(occlusion, out / "box_occlusion.csv")))

@@ -9,6 +9,11 @@
 - ``artefacts`` (an8Flower's strided net): ours has the lower FFT artefact score on at least 90%
   of the images (pooled over folds), for each image's most relevant conv filter behind a strided
   layer.
+- ``part_mass`` (double-12c): the heatmap of the predicted class holds more mass on the true
+  part than on the other candidate part in at least 80% of the test images (pooled over folds).
+- ``part_switch`` (double-12c): explaining (leaves, hue h) instead of (disc, hue h) on the same
+  image raises the leaves' lead over the disc in at least 80% of the test images (pooled). The
+  spec says only "moves the mass accordingly"; the 80% is ours, the part-mass check's share.
 """
 
 from __future__ import annotations
@@ -25,8 +30,13 @@ __all__ = [
     "check_ablation",
     "check_artefacts",
     "check_localization",
+    "check_part_mass",
+    "check_part_switch",
     "check_precondition",
 ]
+
+#: The share of test images each double-12c check asks for (the spec's part-mass figure).
+PART_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -82,3 +92,22 @@ def check_artefacts(auc: dict[str, float], t: Thresholds = SPEC) -> dict:
         "images": images,
         "threshold": t.artefact_wins,
     }
+
+
+def check_part_mass(parts: dict[str, float], threshold: float = PART_SHARE) -> dict:
+    return _share_check(
+        "wins", parts["part_mass_wins"], threshold, images=parts["part_images"],
+        mass_true_part=parts["part_mass_true"], mass_other_part=parts["part_mass_other"],
+    )  # fmt: skip
+
+
+def check_part_switch(parts: dict[str, float], threshold: float = PART_SHARE) -> dict:
+    return _share_check(
+        "moves", parts["part_switch_moves"], threshold, images=parts["part_images"],
+        empty_maps=parts["part_switch_empty"],
+    )  # fmt: skip
+
+
+def _share_check(name: str, share: float, threshold: float, **numbers: float) -> dict:
+    """Passed when ``share`` (of the images) is at least ``threshold``; with the numbers."""
+    return {"passed": share >= threshold, name: share, **numbers, "threshold": threshold}

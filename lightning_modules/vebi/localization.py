@@ -4,8 +4,13 @@
   |{H > t} or M| against the ground-truth mask M, averaged over images; AUC-IoU is the mean over
   t times 100 (spec decision 4: the same protocol for every method). Maps are max-normalised
   [0, 1] (H, W) or (B, H, W); the per-image curve is returned too.
-- :func:`mass_inside`: the fraction of a map's total mass inside a mask (the double-12c check:
-  more mass on the true part than on the other candidate part).
+- :func:`mass_inside`: the fraction of a map's total mass inside a mask.
+- The double-12c checks (spec section 9 b), on the fractions of mass in each candidate part
+  (:func:`part_masses`): :func:`part_mass_wins`, the true part holds more mass than every other
+  candidate part; :func:`part_switch_moves`, explaining the class of part a instead of the
+  same-hue class of part b moves mass towards a: part a's lead over part b (mass on a minus mass
+  on b) is larger in the map of a's class than in the map of b's. An all-zero map holds no mass,
+  so it wins nothing and moves nothing.
 - The reference maps the localization assertions compare against: :func:`random_heatmaps`
   (uniform noise, seeded) and :func:`centred_gaussian` (an isotropic Gaussian at the image
   centre, a prior that ignores the image).
@@ -22,6 +27,9 @@ __all__ = [
     "centred_gaussian",
     "iou_curve",
     "mass_inside",
+    "part_mass_wins",
+    "part_masses",
+    "part_switch_moves",
     "random_heatmaps",
 ]
 
@@ -60,6 +68,35 @@ def mass_inside(maps: Tensor, masks: Tensor) -> Tensor:
     total = maps.flatten(1).sum(1)
     inside = (maps * masks).flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(1e-300), torch.zeros_like(total))
+
+
+def part_masses(maps: Tensor, part_masks: Tensor) -> Tensor:
+    """Fraction of each map's mass in each part, (B, P), from maps (B, H, W) and the parts'
+    masks (B, P, H, W)."""
+    parts = part_masks.shape[1]
+    repeated = maps[:, None].expand(-1, parts, -1, -1).flatten(0, 1)
+    return mass_inside(repeated, part_masks.flatten(0, 1)).view(-1, parts)
+
+
+def part_mass_wins(masses: Tensor, true_part: Tensor) -> Tensor:
+    """bool (B,): the true part (index into P, (B,)) holds strictly more of the map's mass than
+    each other part; ``masses`` (B, P) as :func:`part_masses` gives them."""
+    own = masses.gather(1, true_part[:, None])
+    others = masses.scatter(1, true_part[:, None], float("-inf"))
+    return (own > others).all(1)
+
+
+def part_switch_moves(masses: Tensor) -> Tensor:
+    """bool (B,): for every two parts a != b, explaining a's class instead of b's raises a's lead
+    over b. ``masses`` (B, P, P): [i, e, p] the mass fraction on part p of image i's map that
+    explains the class of part e (all of one hue); each map must hold mass. The condition
+    (M[a, a] - M[a, b]) > (M[b, a] - M[b, b]) is M[a, a] + M[b, b] > M[a, b] + M[b, a]: the two
+    maps hold more mass on their own parts than on each other's."""
+    own = masses.diagonal(dim1=1, dim2=2)  # (B, P)
+    moved = own[:, :, None] + own[:, None, :] > masses + masses.transpose(1, 2)
+    moved |= torch.eye(masses.shape[1], dtype=torch.bool, device=masses.device)
+    has_mass = masses.sum(2) > 0  # (B, P): the map of each part's class
+    return moved.flatten(1).all(1) & has_mass.all(1)
 
 
 def random_heatmaps(count: int, height: int, width: int, seed: int = 0) -> Tensor:
