@@ -4,8 +4,8 @@ pipeline's analysis. Its assertions must hold for the trained F and the ablation
 hold for the analysis's controls: a freshly initialised F of the same architecture
 (``--untrained``) and W fitted on permuted labels (``--shuffle-labels``). The double-12c
 part-mass check has its own slow test (tests/methods/test_vebi_parts.py); the pooled 5-fold
-numbers are in docs/results/vebi.md. About 11 minutes on one thread (the training and three
-analyses).
+numbers are in docs/results/vebi.md. The training and three analyses take about 2 minutes on
+2 idle cores (11 on one thread beside three other trainings).
 
 Not reached, and kept visible as a strict xfail: with W fitted on shuffled labels the ablation
 assertion still holds (a margin of about 39 points against the trained W's 41), with or without
