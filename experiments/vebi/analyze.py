@@ -47,7 +47,6 @@ from typing import Any
 import torch
 from lightning import seed_everything
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from experiments.analysis_output import (
     analysis_device,
@@ -73,7 +72,7 @@ from lightning_modules.vebi.average_images import AverageImage, average_images
 from lightning_modules.vebi.feature_importance import ablation_sets, ablation_study
 from lightning_modules.vebi.interpretation import Interpretation, fit_interpretation
 from lightning_modules.vebi.response_stage import RESPONSES_PREFIX
-from lightning_modules.vebi.responses import ResponseIndex, response_vectors
+from lightning_modules.vebi.responses import ResponseIndex, responses_of
 
 __all__ = ["AnalysisOptions", "main", "run_analysis"]
 
@@ -108,16 +107,6 @@ def _loader(data: Any, split: str, batch_size: int) -> DataLoader:
 
 
 @torch.no_grad()
-def _responses(net, index, loader, device, progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """x and the labels of every image of ``loader``, in order."""
-    xs, labels = [], []
-    for batch in tqdm(loader, desc="responses", disable=not progress, leave=False):
-        x, _ = response_vectors(net, batch["image"].to(device), index)
-        xs.append(x.cpu())
-        labels.append(batch["label"])
-    return torch.cat(xs), torch.cat(labels)
-
-
 def _stored_responses(root: Path, prefix: str, index: ResponseIndex) -> dict | None:
     """``responses_train.pt`` of the newest ``<prefix>_responses`` run, when there is one."""
     name = f"{RESPONSES_PREFIX}_train.pt"
@@ -199,7 +188,7 @@ def _analyse_run(
         x, labels, source = stored["x"], stored["label"], stored["path"]
     else:
         loader = _loader(data, "train", options.batch_size)
-        x, labels = _responses(net, index, loader, device, options.progress)
+        x, labels = responses_of(net, index, loader, device, progress=options.progress)
         source = "computed by the analysis"
     num_classes = int(data.num_classes)
     fits: dict[str, Interpretation] = {

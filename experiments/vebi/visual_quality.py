@@ -26,8 +26,9 @@ from statistics import mean
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from lightning_modules.components.mean_image import image_sum
 from lightning_modules.vebi.average_images import AverageImage
 from lightning_modules.vebi.box_occlusion import box_occlusion
 from lightning_modules.vebi.explanation import explain
@@ -51,13 +52,8 @@ COLUMNS = (*DRAWINGS, "random")
 @torch.no_grad()
 def dataset_mean(dataset: Dataset, batch_size: int = 1000) -> Tensor:
     """Per-channel mean (C,) of the ``image`` of every item of ``dataset``."""
-    total, count = None, 0
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = batch["image"].double()
-        sums = images.sum((0, 2, 3))
-        total = sums if total is None else total + sums
-        count += images.shape[0] * images.shape[2] * images.shape[3]
-    return (total / count).float()
+    total, count = image_sum(dataset, batch_size=batch_size)  # the pixel-wise sum (C, H, W)
+    return (total.mean((1, 2)) / count).float()
 
 
 def occlusion_study(

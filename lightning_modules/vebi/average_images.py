@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_modules.vebi.deconv import forward_records
 from lightning_modules.vebi.module_walk import ModuleWalk
 from lightning_modules.vebi.receptive_field import ReceptiveField, receptive_fields
-from lightning_modules.vebi.responses import ResponseIndex
+from lightning_modules.vebi.responses import ResponseIndex, filter_strengths
 
 __all__ = ["AverageImage", "average_images", "crop_fields", "relevant_tiles", "top_images"]
 
@@ -71,12 +71,6 @@ def crop_fields(images: Tensor, field: ReceptiveField, units: Tensor) -> Tensor:
     return (picked * inside[..., None]).permute(0, 3, 1, 2)  # (B, r, r, C) -> (B, C, r, r)
 
 
-def _strength(activation: Tensor, q: int) -> Tensor:
-    """s^p_q per image: ||A_q||_2 of a map, |a_q| of a unit."""
-    unit = activation[:, q]
-    return unit.flatten(1).norm(dim=1) if unit.dim() > 1 else unit.abs()
-
-
 @torch.no_grad()
 def _strengths(
     walk: ModuleWalk, index: ResponseIndex, entries: list[int], loader: DataLoader, device
@@ -86,10 +80,8 @@ def _strengths(
     strengths, labels = [], []
     for batch in loader:
         records = forward_records(walk.modules[: max(ends) + 1], batch["image"].to(device))
-        columns = [
-            _strength(records[end + 1], index.entry(j)[1])
-            for j, end in zip(entries, ends, strict=True)
-        ]
+        layers = {end: filter_strengths(records[end + 1]) for end in set(ends)}  # s^p per layer
+        columns = [layers[end][:, index.entry(j)[1]] for j, end in zip(entries, ends, strict=True)]
         strengths.append(torch.stack(columns, 1).cpu())
         labels.append(batch["label"])
     return torch.cat(strengths), torch.cat(labels)

@@ -46,14 +46,13 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from callbacks.base import evaluated_epoch, is_evaluation_epoch
 from callbacks.panels import figure_to_image, image_normalization, log_images, new_figure
 from lightning_modules.vebi.classifier_view import classifier_view
 from lightning_modules.vebi.explanation import Explanation, explain
 from lightning_modules.vebi.interpretation import fit_interpretation
-from lightning_modules.vebi.responses import ResponseIndex, response_vectors
+from lightning_modules.vebi.responses import ResponseIndex, responses_of
 
 __all__ = ["KIND_COLOURS", "LogVEBIExplanations", "VEBIPanel"]
 
@@ -257,13 +256,10 @@ class LogVEBIExplanations(Callback):
         if len(train) > self.train_images:
             generator = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(len(train), generator=generator)[: self.train_images].sort()[0]
-        xs, labels = [], []
-        batches = self._loader(train, order.tolist())
-        for batch in tqdm(batches, desc="VEBI responses", disable=not self.progress or None):
-            x, _ = response_vectors(view, self._images(batch).to(device), index)
-            xs.append(x.cpu())
-            labels.append(self._labels(batch))
-        return torch.cat(xs), torch.cat(labels)
+        return responses_of(
+            view, index, self._loader(train, order.tolist()), device, self._images, self._labels,
+            progress=None if self.progress else False, desc="VEBI responses",
+        )  # fmt: skip
 
     def _check_view(self, ours: Tensor, pl_module: LightningModule, images: Tensor) -> None:
         """The rebuilt classifier's scores ``ours`` must be the module's forward's."""

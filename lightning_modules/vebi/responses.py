@@ -20,13 +20,14 @@ forward hooks that reduce each map as it is produced (no activation is kept).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from lightning_modules.vebi.module_walk import PASS_THROUGH
 
@@ -35,9 +36,11 @@ __all__ = [
     "ResponseIndex",
     "ResponseLayer",
     "Pool",
+    "filter_strengths",
     "find_response_layers",
     "read_hooks",
     "response_vectors",
+    "responses_of",
 ]
 
 Kind = Literal["conv", "fc", "pool"]
@@ -134,8 +137,9 @@ class ResponseIndex:
         return {layer.source: int(n) for layer, n in zip(self.layers, per_layer, strict=True)}
 
 
-def _strength(output: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> per-filter L2 norm (B, C); (B, C) -> |a| (B, C)."""
+def filter_strengths(output: torch.Tensor) -> torch.Tensor:
+    """s of every filter of a layer output: (B, C, H, W) -> per-filter L2 norm (B, C);
+    (B, C) -> |a| (B, C)."""
     if output.dim() == 4:
         return output.flatten(2).norm(dim=2)
     if output.dim() == 2:
@@ -159,7 +163,7 @@ def read_hooks(
 
 def _recorder(found: list[torch.Tensor | None], k: int) -> Callable:
     def hook(_module, _inputs, output) -> None:
-        found[k] = _strength(output.detach())
+        found[k] = filter_strengths(output.detach())
 
     return hook
 
@@ -180,3 +184,32 @@ def response_vectors(
         raise RuntimeError(f"the forward pass did not reach {', '.join(missing)}")
     blocks = [s.float() / (s.float().sum(1, keepdim=True) + _EPS) for s in found]
     return torch.cat(blocks, dim=1), logits
+
+
+def _image(batch: dict) -> torch.Tensor:
+    return batch["image"]
+
+
+def _label(batch: dict) -> torch.Tensor:
+    return batch["label"]
+
+
+def responses_of(
+    net: nn.Module,
+    index: ResponseIndex,
+    batches: Iterable[dict],
+    device: str | torch.device = "cpu",
+    images: Callable[[dict], torch.Tensor] = _image,
+    labels: Callable[[dict], torch.Tensor] = _label,
+    progress: bool | None = False,
+    desc: str = "responses",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (n, m, on the CPU) and the labels of every image of ``batches``, in order; ``images``
+    and ``labels`` read them from a batch. ``progress``: a tqdm bar (None: on a terminal only)."""
+    disable = None if progress is None else not progress
+    xs, found = [], []
+    for batch in tqdm(batches, desc=desc, disable=disable, leave=False):
+        x, _ = response_vectors(net, images(batch).to(device), index)
+        xs.append(x.cpu())
+        found.append(labels(batch))
+    return torch.cat(xs), torch.cat(found)
