@@ -4,14 +4,12 @@ pipeline's analysis. Its assertions must hold for the trained F and the ablation
 hold for the analysis's controls: a freshly initialised F of the same architecture
 (``--untrained``) and W fitted on permuted labels (``--shuffle-labels``). The double-12c
 part-mass check has its own slow test (tests/methods/test_vebi_parts.py); the pooled 5-fold
-numbers are in docs/results/vebi.md. The training and three analyses take about 2 minutes on
-2 idle cores (11 on one thread beside three other trainings).
+numbers and this test's run times are in docs/results/vebi.md.
 
 Not reached, and kept visible as a strict xfail: with W fitted on shuffled labels the ablation
-assertion still holds (a margin of about 39 points against the trained W's 41), with or without
-centring. The artefact assertion has no test here: it passes on fold 0 of this twin (95% of 60
-images) but not pooled over the pipeline's five folds (87.0%), and a one-fold test would hide
-that.
+assertion still holds, with or without centring. The artefact assertion has no test here: it
+holds on fold 0 of this twin but not pooled over the pipeline's five folds, and a one-fold test
+would hide that. The numbers of both are in docs/results/vebi.md.
 """
 
 from __future__ import annotations
